@@ -1,0 +1,106 @@
+"""The narrow interface through which the debugger sees a machine (DESIGN.md's one rule).
+
+A live simulated machine and a dump loaded from disk are both a `Target`: bytes at addresses
+(an unmapped or guard page raises `MemoryFault`), symbols, arch facts and the bug-check state,
+which itself is read from `nt!KiBugCheckData` in memory.  `machine` is the live Machine for the
+few commands that act on the simulated machine (`g`, `.reboot`, `.verifier`); it is None on a
+dump, and nothing that displays state may use it.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .arch import Arch
+from .bugcheck import BUGCHECK_NAMES
+from .memory import AddressSpace, MemoryFault
+from .symbols import SymbolTable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .machine import Machine
+
+__all__ = ["Target", "StopState", "MemoryFault"]
+
+
+@dataclass(frozen=True)
+class StopState:
+    code: int
+    params: tuple[int, int, int, int]
+
+    @property
+    def name(self) -> str:
+        return BUGCHECK_NAMES.get(self.code, f"BUGCHECK_{self.code:X}")
+
+
+class Target:
+    def __init__(self, arch: Arch, memory: AddressSpace, symbols: SymbolTable,
+                 processors: int, machine: "Machine | None" = None,
+                 meta: dict[str, Any] | None = None):
+        self.arch = arch
+        self.memory = memory
+        self.symbols = symbols
+        self.processors = processors
+        self.machine = machine
+        self.meta = meta or {}
+        self._ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
+
+    @property
+    def live(self) -> bool:
+        return self.machine is not None
+
+    # -- memory ----------------------------------------------------------------------------
+    def read(self, address: int, size: int) -> bytes:
+        return self.memory.read(address & self.arch.ptr_mask, size)
+
+    def write(self, address: int, data: bytes) -> None:
+        self.memory.write(address & self.arch.ptr_mask, data)
+
+    def is_valid(self, address: int) -> bool:
+        return self.memory.is_mapped(address & self.arch.ptr_mask)
+
+    def read_u8(self, address: int) -> int:
+        return self.read(address, 1)[0]
+
+    def read_u16(self, address: int) -> int:
+        return struct.unpack("<H", self.read(address, 2))[0]
+
+    def read_u32(self, address: int) -> int:
+        return struct.unpack("<I", self.read(address, 4))[0]
+
+    def read_u64(self, address: int) -> int:
+        return struct.unpack("<Q", self.read(address, 8))[0]
+
+    def read_ptr(self, address: int) -> int:
+        return self._ptr.unpack(self.read(address, self.arch.ptr_size))[0]
+
+    # -- symbols ---------------------------------------------------------------------------
+    def resolve(self, name: str) -> int | None:
+        return self.symbols.resolve(name)
+
+    def symbol(self, name: str) -> int:
+        """Address of a symbol the kernel is known to export; KeyError if absent."""
+        found = self.symbols.resolve(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def symbolize(self, address: int) -> str | None:
+        return self.symbols.symbolize(address)
+
+    def global_ptr(self, name: str) -> int:
+        """Value of a pointer-sized nt global, e.g. global_ptr('MmAvailablePages')."""
+        return self.read_ptr(self.symbol(f"nt!{name}"))
+
+    # -- bug check -------------------------------------------------------------------------
+    def stop_state(self) -> StopState | None:
+        """The bug check the machine stopped at, read from nt!KiBugCheckData (None if running)."""
+        addr = self.resolve("nt!KiBugCheckData")
+        if addr is None:
+            return None
+        p = self.arch.ptr_size
+        raw = self.read(addr, 5 * p)
+        vals = struct.unpack("<5" + ("I" if p == 4 else "Q"), raw)
+        if vals[0] == 0:
+            return None
+        return StopState(vals[0], tuple(vals[1:]))  # type: ignore[arg-type]
