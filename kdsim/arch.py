@@ -81,7 +81,7 @@ X86 = Arch(
 X64 = Arch(
     name="x64", ptr_size=8, block=16, block_shift=4, max_small=0xFE0,
     size_bits=8, index_bits=8,
-    nt_base=0xFFFFF80001800000, driver_base=0xFFFFF88004200000,
+    nt_base=0xFFFFF80001409000, driver_base=0xFFFFF88000E00000,
     nonpaged_start=0xFFFFFA8000C00000, paged_start=0xFFFFF8A000000000,
     special_start=0xFFFFF98000000000,
     stack_base=0xFFFFFA8002100000, user_probe=0x0000000000010000,

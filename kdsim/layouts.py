@@ -203,7 +203,7 @@ def layouts_for(arch: Arch) -> Layouts:
 class HeaderCodec:
     """Hand-packed _POOL_HEADER first ULONG for the allocator's hot path."""
 
-    __slots__ = ("idx_shift", "bs_shift", "type_shift", "size_mask", "field_mask")
+    __slots__ = ("idx_shift", "bs_shift", "type_shift", "size_mask", "field_mask", "keep_type")
 
     def __init__(self, arch: Arch):
         self.idx_shift = arch.size_bits
@@ -211,6 +211,7 @@ class HeaderCodec:
         self.type_shift = 16 + arch.size_bits
         self.size_mask = (1 << arch.size_bits) - 1
         self.field_mask = (1 << arch.index_bits) - 1
+        self.keep_type = (1 << self.type_shift) - 1     # every field but PoolType
 
     def pack(self, prev: int, index: int, block_size: int, pool_type: int) -> int:
         return (prev | index << self.idx_shift | block_size << self.bs_shift

@@ -11,7 +11,7 @@ from .arch import PAGE_SIZE, Arch
 from .memory import AddressSpace
 from .symbols import Module
 
-DATA_RVA = 0x200000      # where .data starts inside the nt image
+DATA_RVA = 0x560000      # where .data starts inside the nt image
 DATA_SIZE = 0x40000
 
 
@@ -26,11 +26,15 @@ class KernelGlobals:
         memory.map(self.base, DATA_SIZE)
         self._ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
 
-    def var(self, name: str, size: int | None = None, align: int | None = None) -> int:
-        """Reserve a variable (pointer-sized by default) and publish `nt!name`."""
+    def var(self, name: str, size: int | None = None, align: int | None = None,
+            align_at: int = 0) -> int:
+        """Reserve a variable (pointer-sized by default) and publish `nt!name`; `align_at`
+        names the offset inside it that must be aligned (e.g. a LIST_ENTRY array)."""
         size = self.arch.ptr_size if size is None else size
         align = align or min(max(size, 4), 16)
-        addr = (self.cursor + align - 1) & ~(align - 1)
+        addr = ((self.cursor + align_at + align - 1) & ~(align - 1)) - align_at
+        if addr < self.cursor:
+            addr += align
         if addr + size > self.end:
             raise MemoryError("nt .data section exhausted")
         self.cursor = addr + size

@@ -1,0 +1,140 @@
+"""nt!PoolBigPageTable: where allocations of a page or more are recorded (internals.md 9)."""
+from __future__ import annotations
+
+import struct
+
+from .arch import PAGE_SIZE, Arch
+from .layouts import layouts_for
+from .memory import AddressSpace
+from .mm import MemoryManager
+from .ntdata import KernelGlobals
+
+DEFAULT_ENTRIES = 4096
+FREE_MARK = 1                       # bit 0 of Va set: slot is free
+PAGE_MASK = PAGE_SIZE - 1
+
+
+def big_hash(va: int, mask: int) -> int:
+    p = (va >> 12) & 0xFFFFFFFF
+    return ((p >> 24) ^ (p >> 16) ^ (p >> 8) ^ p) & mask
+
+
+class BigPageTable:
+    def __init__(self, arch: Arch, memory: AddressSpace, g: KernelGlobals, mm: MemoryManager,
+                 entries: int = DEFAULT_ENTRIES):
+        self.arch = arch
+        self.memory = memory
+        self.mm = mm
+        self.g = g
+        L = layouts_for(arch)
+        self.esize = L.big_page.sizeof()
+        self.o_key = L.offset("big_page", "Key")
+        self.o_type = L.offset("big_page", "PoolType")
+        self.o_bytes = L.offset("big_page", "NumberOfBytes")
+        self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
+        self.u32 = struct.Struct("<I")
+        self.sym_table = g.var("PoolBigPageTable")
+        self.sym_size = g.var("PoolBigPageTableSize")
+        self.sym_in_use = g.var("ExpPoolBigEntriesInUse")
+        self.table, self.entries = self._new_table(entries)
+        self.in_use = 0
+
+    def _new_table(self, entries: int) -> tuple[int, int]:
+        pages = -(-entries * self.esize // PAGE_SIZE)
+        table = self.mm.allocate_pool_pages(False, pages)
+        if not table:
+            raise MemoryError("no nonpaged pool for the big page table")
+        for i in range(entries):
+            self._wptr(table + i * self.esize, FREE_MARK)
+        self.g.write_ptr(self.sym_table, table)
+        self.g.write_ptr(self.sym_size, entries)
+        return table, entries
+
+    def _rptr(self, a: int) -> int:
+        return self.ptr.unpack_from(self.memory.pages[a >> 12], a & PAGE_MASK)[0]
+
+    def _wptr(self, a: int, v: int) -> None:
+        self.ptr.pack_into(self.memory.pages[a >> 12], a & PAGE_MASK, v)
+
+    def _w32(self, a: int, v: int) -> None:
+        self.u32.pack_into(self.memory.pages[a >> 12], a & PAGE_MASK, v)
+
+    def _r32(self, a: int) -> int:
+        return self.u32.unpack_from(self.memory.pages[a >> 12], a & PAGE_MASK)[0]
+
+    def insert(self, va: int, key: int, pool_type: int, nbytes: int) -> bool:
+        mask = self.entries - 1
+        s = big_hash(va, mask)
+        for probes in range(self.entries):
+            e = self.table + s * self.esize
+            if self._rptr(e) & FREE_MARK:
+                self._wptr(e, va)
+                self._w32(e + self.o_key, key)
+                self._w32(e + self.o_type, pool_type)
+                self._wptr(e + self.o_bytes, nbytes)
+                self.in_use += 1
+                self.g.write_ptr(self.sym_in_use, self.in_use)
+                if probes >= 16 and self.in_use > self.entries // 4:
+                    self._grow()
+                return True
+            s = (s + 1) & mask
+        if self._grow():
+            return self.insert(va, key, pool_type, nbytes)
+        return False
+
+    def _slot_of(self, va: int) -> int | None:
+        mask = self.entries - 1
+        s = big_hash(va, mask)
+        for _ in range(self.entries):
+            if self._rptr(self.table + s * self.esize) == va:
+                return s
+            s = (s + 1) & mask
+        return None
+
+    def find(self, va: int) -> tuple[int, int] | None:
+        s = self._slot_of(va)
+        if s is None:
+            return None
+        e = self.table + s * self.esize
+        return self._r32(e + self.o_key), self._rptr(e + self.o_bytes)
+
+    def remove(self, va: int) -> tuple[int, int] | None:
+        """Free the entry; its old Va stays visible with bit 0 set, as in Windows."""
+        s = self._slot_of(va)
+        if s is None:
+            return None
+        e = self.table + s * self.esize
+        found = self._r32(e + self.o_key), self._rptr(e + self.o_bytes)
+        self._wptr(e, va | FREE_MARK)
+        self.in_use -= 1
+        self.g.write_ptr(self.sym_in_use, self.in_use)
+        return found
+
+    def _grow(self) -> bool:
+        old, old_entries = self.table, self.entries
+        live = []
+        for i in range(old_entries):
+            e = old + i * self.esize
+            va = self._rptr(e)
+            if not va & FREE_MARK:
+                live.append((va, self._r32(e + self.o_key), self._r32(e + self.o_type),
+                             self._rptr(e + self.o_bytes)))
+        try:
+            self.table, self.entries = self._new_table(old_entries * 2)
+        except MemoryError:
+            return False
+        self.in_use = 0
+        mask = self.entries - 1
+        for va, key, ptype, nbytes in live:
+            s = big_hash(va, mask)
+            while not self._rptr(self.table + s * self.esize) & FREE_MARK:
+                s = (s + 1) & mask
+            e = self.table + s * self.esize
+            self._wptr(e, va)
+            self._w32(e + self.o_key, key)
+            self._w32(e + self.o_type, ptype)
+            self._wptr(e + self.o_bytes, nbytes)
+            self.in_use += 1
+        self.g.write_ptr(self.sym_in_use, self.in_use)
+        self.mm.free_pool_pages(old)
+        return True

@@ -1,0 +1,88 @@
+"""The simulated Windows 7 machine: memory, modules, the pool, the workload, and how it stops.
+
+`Machine.create()` boots a machine and plays its scenario's boot workload; `step(n)` lets the
+workload run on; a BugCheck raised anywhere in the kernel is recorded in nt!KiBugCheckData
+(what the debugger reads) and stops the machine, as KeBugCheckEx would.
+"""
+from __future__ import annotations
+
+import struct
+
+from .arch import Arch, get_arch
+from .bugcheck import BugCheck
+from .memory import AddressSpace, MemoryFault
+from .mm import DEFAULT_MEMORY, MachineMemory, MemoryManager
+from .modules import load_modules
+from .ntdata import KernelGlobals
+from .pool import PoolManager, PoolSettings
+from .target import Target
+from .workload import Workload
+
+DEFAULT_PROCESSORS = 2
+
+
+class Machine:
+    def __init__(self, arch: Arch, seed: int = 0, processors: int = DEFAULT_PROCESSORS,
+                 memory: MachineMemory | None = None, settings: PoolSettings | None = None,
+                 scenario: str = "default"):
+        self.arch = arch
+        self.seed = seed
+        self.scenario = scenario
+        self.processors = processors
+        self.memory = AddressSpace()
+        self.symbols, self.nt = load_modules(arch)
+        self.g = KernelGlobals(arch, self.memory, self.nt)
+        P = arch.ptr_size
+        self.sym_bugcheck = self.g.var("KiBugCheckData", 5 * P)
+        self.g.write_u32(self.g.var("KeNumberProcessors", 4), processors)
+        self.config = memory or DEFAULT_MEMORY[arch.name]
+        self.settings = settings or PoolSettings(
+            paged_pools=4 if processors > 1 else 2,
+            deferred_frees=self.config.physical_pages >= 127 * 1024)
+        self.mm = MemoryManager(arch, self.memory, self.g, self.config)
+        self.pool = PoolManager(arch, self.memory, self.g, self.mm, processors, self.settings)
+        self.workload = Workload(self, seed)
+        self.crash: BugCheck | None = None
+        self.process = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, arch: str | None = None, seed: int = 0, scenario: str | None = None,
+               **options) -> "Machine":
+        """Boot a machine and run its scenario (the default Windows 7 machine if none)."""
+        from .scenarios import get_scenario
+        spec = get_scenario(scenario or "default")
+        return spec.boot(arch, seed, **options)
+
+    def step(self, n: int) -> BugCheck | None:
+        """Let the workload run n ticks; returns the bug check if the machine stopped."""
+        if self.crash is not None:
+            return self.crash
+        try:
+            self.workload.step(n)
+        except BugCheck as bc:
+            self.stop(bc)
+        return self.crash
+
+    def stop(self, bc: BugCheck) -> None:
+        """KeBugCheckEx: record the code and parameters where the debugger reads them."""
+        self.crash = bc
+        fmt = "<5" + ("I" if self.arch.ptr_size == 4 else "Q")
+        mask = self.arch.ptr_mask
+        self.memory.write(self.sym_bugcheck,
+                          struct.pack(fmt, bc.code, *(p & mask for p in bc.params)))
+
+    def target(self) -> Target:
+        return Target(self.arch, self.memory, self.symbols, self.processors, machine=self,
+                      meta={"seed": self.seed, "scenario": self.scenario})
+
+    # -- what drivers do ---------------------------------------------------------------------
+    def current_process(self) -> int:
+        return self.process
+
+    def driver_write(self, address: int, data: bytes, ip: int = 0) -> None:
+        """A driver's store: a fault on a bad page is a page fault the kernel bug-checks on."""
+        try:
+            self.memory.write(address, data)
+        except MemoryFault as fault:
+            raise BugCheck(0x50, fault.address, 1, ip, 0) from None

@@ -1,0 +1,55 @@
+"""Scenarios: named, seeded machines. Each lab registers itself here with `@scenario`."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..arch import get_arch
+from ..machine import Machine
+
+Build = Callable[[Machine], None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    arch: str                                  # the architecture it is built for by default
+    build: Build                               # adds activities and runs the boot workload
+    options: dict = field(default_factory=dict)   # Machine constructor overrides
+
+    def boot(self, arch: str | None = None, seed: int = 0, **options) -> Machine:
+        kwargs = {**self.options, **options}
+        machine = Machine(get_arch(arch or self.arch), seed, scenario=self.name, **kwargs)
+        self.build(machine)
+        return machine
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, description: str, arch: str = "x86", **options) -> Callable[[Build], Build]:
+    def register(build: Build) -> Build:
+        SCENARIOS[name] = Scenario(name, description, arch, build, options)
+        return build
+    return register
+
+
+def _load() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+def get_scenario(name: str) -> Scenario:
+    _load()
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario '{name}' (see --list-scenarios)") from None
+
+
+def list_scenarios() -> list[tuple[str, str]]:
+    _load()
+    return [(s.name, s.description) for s in SCENARIOS.values()]

@@ -1,0 +1,117 @@
+"""nt!PoolTrackTable: the per-tag counters `!poolused` reads (internals.md section 10)."""
+from __future__ import annotations
+
+import struct
+
+from .arch import PAGE_SIZE, Arch
+from .layouts import layouts_for
+from .memory import AddressSpace
+from .mm import MemoryManager
+from .ntdata import KernelGlobals
+
+TRACKER_ENTRIES = 2048               # hashed entries; one more at the end is the overflow slot
+PROTECTED_POOL = 0x80000000
+PAGE_MASK = PAGE_SIZE - 1
+
+# ExpSeedHotTags: seeded at boot so that they get their home slot.
+HOT_TAGS = (
+    "Io  ", "Hal ", "MdlP", "PooL", "ObSt", "Irp ", "NDdb", "IrpL", "IoOp", "Mdl ", "File",
+    "CMVa", "SeSd", "NtFC", "Pool", "TCPr", "CMNb", "SeTd", "NtFs", "TCPT", "TCPC", "Key ",
+    "ObSq", "IoNm", "IoEa", "TCPc", "NtFa", "Ntf0", "Sect", "IrpS", "Toke", "Se  ", "ObCl",
+    "CcSc", "NtFl", "SeAc", "FSfm", "CcWk", "FSim", "AfdC", "AfdE", "FSro", "Ntfn", "UIRP",
+    "NpFr", "NpFR", "SePa", "SeUs", "AcpF", "AcpM", "SeSc", "ObNm", "NpFs", "SeLu", "ScPD",
+    "Even", "Rqrv", "Vadl", "Pp  ", "VadS", "Vad ", "VadL", "VadF", "BIG ",
+)
+
+
+def tag_key(tag: str | int) -> int:
+    """A tag as the ULONG stored in memory: 'Irp' -> bytes 'I','r','p',' ' little-endian."""
+    if isinstance(tag, int):
+        return tag & 0xFFFFFFFF
+    raw = tag.encode("latin-1")[:4].ljust(4, b" ")
+    return int.from_bytes(raw, "little")
+
+
+def tag_text(key: int) -> str:
+    """The four characters a tag displays as (protected bit stripped)."""
+    return (key & ~PROTECTED_POOL & 0xFFFFFFFF).to_bytes(4, "little").decode("latin-1")
+
+
+def tracker_hash(key: int, mask: int) -> int:
+    h = key * 40543
+    h ^= h >> 32
+    return h & mask
+
+
+class TagTracker:
+    def __init__(self, arch: Arch, memory: AddressSpace, g: KernelGlobals, mm: MemoryManager):
+        self.memory = memory
+        self.pages = memory.pages
+        L = layouts_for(arch)
+        self.entry_size = L.tracker.sizeof()
+        self.size = TRACKER_ENTRIES + 1
+        self.mask = TRACKER_ENTRIES - 1
+        o = L.offset
+        sz = "<I" if arch.ptr_size == 4 else "<Q"
+        self.u32 = struct.Struct("<I")
+        self.szt = struct.Struct(sz)
+        self.szmask = arch.ptr_mask
+        # (allocs, frees, bytes) offsets, nonpaged then paged
+        self.fields = (
+            (o("tracker", "NonPagedAllocs"), o("tracker", "NonPagedFrees"),
+             o("tracker", "NonPagedBytes")),
+            (o("tracker", "PagedAllocs"), o("tracker", "PagedFrees"),
+             o("tracker", "PagedBytes")),
+        )
+        pages = -(-self.size * self.entry_size // PAGE_SIZE)
+        self.table = mm.allocate_pool_pages(False, pages)
+        g.write_ptr(g.var("PoolTrackTable"), self.table)
+        g.write_ptr(g.var("PoolTrackTableSize"), self.size)
+        g.write_ptr(g.var("PoolTrackTableMask"), self.mask)
+        self._slots: dict[int, int] = {}
+        for tag in HOT_TAGS:
+            self.slot(tag_key(tag))
+
+    def _r32(self, a: int) -> int:
+        return self.u32.unpack_from(self.pages[a >> 12], a & PAGE_MASK)[0]
+
+    def slot(self, key: int) -> int:
+        """The entry index for key, claiming an empty slot on first use (linear probing)."""
+        key &= ~PROTECTED_POOL & 0xFFFFFFFF
+        cached = self._slots.get(key)
+        if cached is not None and self._r32(self.table + cached * self.entry_size) == key:
+            return cached
+        s = tracker_hash(key, self.mask)
+        for _ in range(TRACKER_ENTRIES):
+            addr = self.table + s * self.entry_size
+            found = self._r32(addr)
+            if found == key:
+                break
+            if found == 0:
+                self.u32.pack_into(self.pages[addr >> 12], addr & PAGE_MASK, key)
+                break
+            s = (s + 1) & self.mask
+        else:                                   # table full: the overflow slot absorbs it
+            s = TRACKER_ENTRIES
+            addr = self.table + s * self.entry_size
+            self.u32.pack_into(self.pages[addr >> 12], addr & PAGE_MASK, tag_key("Ovfl"))
+        self._slots[key] = s
+        return s
+
+    def update(self, key: int, nbytes: int, paged: int, sign: int) -> None:
+        """An allocation (sign 1) or a free (sign -1) of nbytes charged bytes."""
+        base = self.table + self.slot(key) * self.entry_size
+        allocs, frees, nb = self.fields[1 if paged else 0]
+        pages, u32, szt = self.pages, self.u32, self.szt
+        a = base + (allocs if sign > 0 else frees)
+        page = pages[a >> 12]
+        off = a & PAGE_MASK
+        u32.pack_into(page, off, (u32.unpack_from(page, off)[0] + 1) & 0xFFFFFFFF)
+        a = base + nb
+        page = pages[a >> 12]
+        off = a & PAGE_MASK
+        szt.pack_into(page, off, (szt.unpack_from(page, off)[0] + sign * nbytes) & self.szmask)
+
+    def charge_boot(self, tag: str, nbytes: int, paged: bool) -> None:
+        """Account the allocator's own boot-time pages (tag 'Pool'), as Windows does."""
+        self.update(tag_key(tag), nbytes, int(paged), 1)

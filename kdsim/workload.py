@@ -1,0 +1,137 @@
+"""The workload engine: drivers as deterministic, seeded generators of pool traffic.
+
+Each `Activity` performs one operation when picked (by weight) at a tick of the clock: the
+common case, `Pattern`, allocates a block of a tag with a size drawn from its distribution and
+schedules its free after a drawn lifetime (never, for a leak).  Fragmentation, leaks and
+corruption come out of what these operations do to the allocator, never out of a script.
+Scenarios add their own activities (kdsim/scenarios/).
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from .pool import PROTECTED_POOL
+from .tracker import tag_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .machine import Machine
+
+FOREVER = None
+
+
+class Activity(Protocol):
+    weight: float
+
+    def run(self, engine: "Workload") -> None: ...
+
+
+@dataclass
+class Pattern:
+    """A driver's allocation habit for one tag.
+
+    sizes: request sizes in bytes, drawn uniformly (a (lo, hi) range when `size_range`);
+    lifetime: mean ticks until freed (exponential), or None for blocks that stay (boot-time
+    objects; a leak when the driver forgets them).
+    """
+
+    driver: str
+    tag: str
+    pool_type: int
+    sizes: tuple[int, ...]
+    lifetime: float | None
+    weight: float
+    frames: tuple[str, ...] = ()
+    size_range: bool = False
+    protected: bool = False
+    key: int = field(init=False, default=0)
+    stack: tuple[int, ...] = field(init=False, default=())
+
+    def bind(self, machine: "Machine") -> None:
+        from .modules import frames
+        self.key = tag_key(self.tag) | (PROTECTED_POOL if self.protected else 0)
+        self.stack = frames(machine.symbols, self.frames)
+
+    def size(self, rng: random.Random) -> int:
+        if self.size_range:
+            lo, hi = self.sizes
+            return rng.randint(lo, hi)
+        sizes = self.sizes
+        return sizes[0] if len(sizes) == 1 else sizes[rng.randrange(len(sizes))]
+
+    def run(self, engine: "Workload") -> None:
+        addr = engine.allocate(self.pool_type, self.size(engine.rng), self.key, self.stack)
+        if addr and self.lifetime is not None:
+            engine.free_later(addr, engine.rng.expovariate(1.0 / self.lifetime), self.key)
+
+
+class Workload:
+    """The clock, the seeded RNG, and the queue of scheduled frees."""
+
+    def __init__(self, machine: "Machine", seed: int):
+        self.machine = machine
+        self.pool = machine.pool
+        self.rng = random.Random(seed)
+        self.t = 0
+        self.activities: list[Activity] = []
+        self._cumulative: list[float] = []
+        self.due: list[tuple[float, int, int, int]] = []     # (time, seq, address, tag)
+        self._seq = 0
+        self.tick_period = 20000                              # ops per balance-set tick
+
+    def add(self, *activities: Activity) -> None:
+        for act in activities:
+            if isinstance(act, Pattern):
+                act.bind(self.machine)
+            self.activities.append(act)
+        total = 0.0
+        self._cumulative = []
+        for act in self.activities:
+            total += act.weight
+            self._cumulative.append(total)
+
+    def remove(self, activity: Activity) -> None:
+        self.activities.remove(activity)
+        self.add()
+
+    # -- operations available to activities ------------------------------------------------
+    @property
+    def cpu(self) -> int:
+        return self.t % self.machine.processors
+
+    def allocate(self, pool_type: int, nbytes: int, key: int, stack: tuple[int, ...] = ()) -> int:
+        return self.pool.allocate(pool_type, nbytes, key, self.cpu, stack,
+                                  self.machine.current_process())
+
+    def free(self, address: int, key: int = 0, stack: tuple[int, ...] = ()) -> None:
+        self.pool.free(address, key, self.cpu, stack)
+
+    def free_later(self, address: int, after: float, key: int = 0) -> None:
+        self._seq += 1
+        heapq.heappush(self.due, (self.t + after, self._seq, address, key))
+
+    def write(self, address: int, data: bytes) -> None:
+        """A driver writing into memory (an overrun reaches whatever lies beyond)."""
+        self.machine.driver_write(address, data)
+
+    # -- the clock ---------------------------------------------------------------------------
+    def step(self, n: int) -> None:
+        """Advance n ticks: frees that fall due, then one picked activity per tick."""
+        rng, cum, acts, due = self.rng, self._cumulative, self.activities, self.due
+        total = cum[-1] if cum else 0.0
+        pool_free = self.pool.free
+        machine = self.machine
+        for _ in range(n):
+            self.t += 1
+            t = self.t
+            while due and due[0][0] <= t:
+                _, _, addr, key = heapq.heappop(due)
+                pool_free(addr, key, t % machine.processors, ())
+            if total:
+                i = bisect.bisect_right(cum, rng.random() * total)
+                acts[i if i < len(acts) else -1].run(self)
+            if t % self.tick_period == 0:
+                self.pool.adjust_lookaside_depth()
