@@ -1,0 +1,276 @@
+"""The allocator's invariants, checked by walking simulated memory after random operation
+sequences (hypothesis), on both architectures."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kdsim.arch import PAGE_SIZE, get_arch
+from kdsim.bugcheck import BugCheck
+from kdsim.machine import Machine
+from kdsim.pool import NONPAGED, PAGED, PoolSettings
+from kdsim.tracker import tag_key, tag_text
+
+ARCHES = ("x86", "x64")
+TAGS = ("Aaaa", "Bbbb", "Cccc", "Dddd")
+
+
+def walk_page(m: Machine, va: int) -> list[tuple[int, int, int, int, int]]:
+    """(address, PreviousSize, BlockSize, PoolType, tag) of each chunk, walking the page from
+    offset 0 through BlockSize; asserts the PreviousSize chain on the way."""
+    c, G = m.pool.codec, m.arch.block
+    page = m.memory.pages[va >> 12]
+    chunks, off, prev = [], 0, 0
+    while off < PAGE_SIZE:
+        ulong1, tag = struct.unpack_from("<II", page, off)
+        p, _, bs, ptype = c.unpack(ulong1)
+        assert p == prev, f"PreviousSize mismatch at {va + off:#x}"
+        assert bs > 0, f"zero BlockSize at {va + off:#x}"
+        chunks.append((va + off, p, bs, ptype, tag))
+        prev = bs
+        off += bs * G
+    assert off == PAGE_SIZE, f"walk of {va:#x} ran past the page"
+    return chunks
+
+
+def small_pool_pages(m: Machine) -> list[int]:
+    """Pages the small-block allocator owns: single-page runs not in the big-page table and not
+    the allocator's own metadata."""
+    meta = {m.pool.tracker.table, m.pool.big.table, m.pool.lookaside_base}
+    out = []
+    for pp in (m.mm.nonpaged, m.mm.paged):
+        for pos, n in pp.runs.items():
+            va = pp.start + pos * PAGE_SIZE
+            if n == 1 and va not in meta and m.pool.big.find(va) is None \
+                    and not any(d.addr >> 12 == va >> 12 for d in m.pool.paged_desc):
+                out.append(va)
+    return out
+
+
+def check_invariants(m: Machine, live: dict[int, tuple[int, int, int]]) -> None:
+    # every small pool page walks cleanly; no two free neighbours
+    for va in small_pool_pages(m):
+        chunks = walk_page(m, va)
+        for a, b in zip(chunks, chunks[1:]):
+            assert not (a[3] == 0 and b[3] == 0), f"two free neighbours at {a[0]:#x}"
+    # every live small block has an allocated header with its tag and size
+    G = m.arch.block
+    for addr, (key, charged, paged) in live.items():
+        if addr % PAGE_SIZE:
+            _, _, bs, ptype, tag = m.pool.header(addr - G)
+            assert ptype & 2 and tag == key and bs * G == charged
+            assert ptype & 1 == paged
+    # the big-page table lists exactly the live big allocations
+    big_live = {a: v for a, v in live.items() if a % PAGE_SIZE == 0}
+    listed = {}
+    tbl, n, esz = m.pool.big.table, m.pool.big.entries, m.pool.big.esize
+    for i in range(n):
+        va = m.pool.big._rptr(tbl + i * esz)
+        if not va & 1:
+            listed[va] = m.pool.big.find(va)
+    assert set(listed) == set(big_live)
+    for va, (key, nbytes) in listed.items():
+        assert key == big_live[va][0]
+    # tracker totals equal the live allocations (per tag and pool)
+    tr = m.pool.tracker
+    for tag in TAGS:
+        key = tag_key(tag)
+        for paged in (0, 1):
+            mine = [v for v in live.values() if v[0] == key and v[2] == paged]
+            base = tr.table + tr.slot(key) * tr.entry_size
+            allocs, frees, nb = tr.fields[paged]
+            got_allocs = m.pool._r32(base + allocs) - m.pool._r32(base + frees)
+            got_bytes = m.pool._rptr(base + nb)
+            assert got_allocs == len(mine), (tag, paged)
+            assert got_bytes == sum(v[1] for v in mine), (tag, paged)
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("alloc"), st.sampled_from((NONPAGED, PAGED)),
+                  st.one_of(st.integers(1, 0x200), st.integers(1, 0x1000),
+                            st.integers(0x1000, 0x6000)),
+                  st.sampled_from(TAGS)),
+        st.tuples(st.just("free"), st.integers(0, 10_000)),
+        st.tuples(st.just("flush"),),
+    ),
+    min_size=1, max_size=250,
+)
+
+
+def run_ops(m: Machine, sequence, live: dict) -> None:
+    for op in sequence:
+        if op[0] == "alloc":
+            _, ptype, size, tag = op
+            key = tag_key(tag)
+            addr = m.pool.allocate(ptype, size, key, cpu=len(live) % m.processors)
+            assert addr, "allocation failed"
+            if addr % PAGE_SIZE:
+                charged = m.arch.block_size(size) * m.arch.block
+            else:
+                charged = -(-size // PAGE_SIZE) * PAGE_SIZE
+            assert addr not in live
+            live[addr] = (key, charged, ptype)
+        elif op[0] == "free" and live:
+            addr = sorted(live)[op[1] % len(live)]
+            m.pool.free(addr, cpu=op[1] % m.processors)
+            del live[addr]
+        elif op[0] == "flush":
+            m.pool.flush_pending()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=ops)
+def test_random_sequences_keep_invariants(arch, sequence):
+    m = Machine(get_arch(arch), seed=1)
+    live: dict[int, tuple[int, int, int]] = {}
+    run_ops(m, sequence, live)
+    check_invariants(m, live)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=ops)
+def test_freeing_everything_returns_counters(arch, sequence):
+    """Without lookasides and deferred frees every freed page goes back: the pool ends where it
+    started, in the MM counters, the descriptors and the tracker."""
+    m = Machine(get_arch(arch), seed=1,
+                settings=PoolSettings(lookasides=False, deferred_frees=False))
+    m.pool.disable_lookasides()
+    names = ("MmAllocatedNonPagedPool", "MmPagedPoolCommit", "MmAvailablePages",
+             "MmTotalCommittedPages", "MmResidentAvailablePages")
+    before = {n: m.mm.get(n) for n in names}
+    live: dict[int, tuple[int, int, int]] = {}
+    run_ops(m, sequence, live)
+    for addr in sorted(live):
+        m.pool.free(addr)
+    live.clear()
+    check_invariants(m, live)
+    assert {n: m.mm.get(n) for n in names} == before
+    assert small_pool_pages(m) == []
+    for d in [m.pool.descriptors[0], *m.pool.paged_desc]:
+        assert m.pool._r32(d.addr + m.pool.o_total_pages) == 0
+        assert m.pool._r32(d.addr + m.pool.o_total_big) == 0
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_split_rule_front_then_back(arch):
+    """A fresh page gives its front to the first allocation; later ones come from the end of
+    the remainder, downwards: [A][free ...][C][B]."""
+    m = Machine(get_arch(arch), seed=1, settings=PoolSettings(lookasides=False))
+    G = m.arch.block
+    a = m.pool.allocate(NONPAGED, 0x100, tag_key("Aaaa"))
+    b = m.pool.allocate(NONPAGED, 0x100, tag_key("Bbbb"))
+    c = m.pool.allocate(NONPAGED, 0x100, tag_key("Cccc"))
+    page = a - G
+    assert page % PAGE_SIZE == 0
+    chunk = m.arch.block_size(0x100) * G
+    assert b - G == page + PAGE_SIZE - chunk
+    assert c - G == page + PAGE_SIZE - 2 * chunk
+    tags = [tag_text(t) for *_, t in walk_page(m, page)]
+    assert tags[0] == "Aaaa" and tags[-2:] == ["Cccc", "Bbbb"]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_fragmentation_emerges_from_f18_pattern(arch):
+    """The first seed case in miniature: a 0xF18-byte block takes a fresh page, a small block
+    lands in the remainder, the big one is freed: the page stays with one small block."""
+    m = Machine(get_arch(arch), seed=1, settings=PoolSettings(deferred_frees=False))
+    big = m.pool.allocate(NONPAGED, 0xF18 - m.arch.block, tag_key("MmCm"))
+    small = m.pool.allocate(NONPAGED, 0x10, tag_key("ReEv"))
+    assert big >> 12 == small >> 12
+    m.pool.free(big)
+    chunks = walk_page(m, big & ~0xFFF)
+    states = [(ptype != 0, tag_text(tag)) for _, _, _, ptype, tag in chunks]
+    assert states[0] == (False, "MmCm")
+    assert (True, "ReEv") in states
+    assert m.mm.get("MmAllocatedNonPagedPool") >= 1
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_double_free_is_bad_pool_caller_7(arch):
+    m = Machine(get_arch(arch), seed=1,
+                settings=PoolSettings(lookasides=False, deferred_frees=False))
+    m.pool.disable_lookasides()
+    p = m.pool.allocate(NONPAGED, 0x300, tag_key("Aaaa"))
+    keep = m.pool.allocate(NONPAGED, 0x300, tag_key("Bbbb"))
+    m.pool.free(p)
+    with pytest.raises(BugCheck) as err:
+        m.pool.free(p)
+    assert err.value.code == 0xC2 and err.value.params[0] == 7
+    assert err.value.params[3] == p & m.arch.ptr_mask
+    assert keep
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_overwritten_next_header_is_bad_pool_header_20(arch):
+    """An overrun that rewrites the next chunk's header is caught when the overrun block is
+    freed: BlockSize no longer equals the neighbour's PreviousSize."""
+    m = Machine(get_arch(arch), seed=1, settings=PoolSettings(lookasides=False))
+    G = m.arch.block
+    a = m.pool.allocate(NONPAGED, 0x100, tag_key("Aaaa"))
+    b = m.pool.allocate(NONPAGED, 0x100, tag_key("Bbbb"))      # sits at the page end
+    c = m.pool.allocate(NONPAGED, 0x100, tag_key("Cccc"))      # just before b
+    m.memory.write(c + m.arch.block_size(0x100) * G - G, b"\x41" * 8)   # smash b's header
+    with pytest.raises(BugCheck) as err:
+        m.pool.free(c)
+    assert err.value.code == 0x19 and err.value.params[0] == 0x20
+    assert err.value.params[1] == (c - G) & m.arch.ptr_mask
+    assert a
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_corrupted_free_list_link_is_bad_pool_header_3(arch):
+    m = Machine(get_arch(arch), seed=1,
+                settings=PoolSettings(lookasides=False, deferred_frees=False))
+    m.pool.disable_lookasides()
+    G = m.arch.block
+    blocks = [m.pool.allocate(NONPAGED, 0x80, tag_key("Aaaa")) for _ in range(6)]
+    m.pool.free(blocks[2])                  # a free chunk between two live ones
+    m.memory.write(blocks[2], b"\x00" * m.arch.ptr_size)  # its Flink
+    with pytest.raises(BugCheck) as err:
+        for _ in range(200):
+            m.pool.allocate(NONPAGED, 0x80, tag_key("Bbbb"))
+    assert err.value.code in (0x19, 0xC5)
+    if err.value.code == 0x19:
+        assert err.value.params[0] == 3
+    assert G
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_pool_exhaustion_counts_failures(arch):
+    from dataclasses import replace
+    from kdsim.mm import DEFAULT_MEMORY
+    cfg = replace(DEFAULT_MEMORY[arch], nonpaged_max_pages=80)
+    m = Machine(get_arch(arch), seed=1, memory=cfg)
+    got = [m.pool.allocate(NONPAGED, 0x800, tag_key("Aaaa")) for _ in range(400)]
+    assert 0 in got
+    assert m.mm.get("ExPoolFailures") == got.count(0)
+    assert m.mm.get("MmAllocatedNonPagedPool") <= 80
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_big_allocations_pack_two_per_2mb_like_the_seed(arch):
+    """0xfa000-byte paged allocations never straddle a 2 MB boundary (seeds/001 addresses)."""
+    m = Machine(get_arch(arch), seed=1)
+    got = [m.pool.allocate(PAGED, 0xFA000, tag_key("Leak")) for _ in range(6)]
+    offsets = sorted((a - got[0]) % 0x200000 for a in got)
+    assert set(offsets) == {0, 0xFA000}
+    assert all(m.pool.big.find(a)[1] == 0xFA000 for a in got)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_default_machine_is_deterministic_and_healthy(arch):
+    a = Machine.create(arch, seed=7)
+    b = Machine.create(arch, seed=7)
+    assert a.memory.pages.keys() == b.memory.pages.keys()
+    assert all(a.memory.pages[k] == b.memory.pages[k] for k in a.memory.pages)
+    assert a.crash is None
+    for va in small_pool_pages(a):
+        walk_page(a, va)
+    c = Machine.create(arch, seed=8)
+    assert any(a.memory.pages.get(k) != v for k, v in c.memory.pages.items())
