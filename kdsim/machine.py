@@ -41,9 +41,9 @@ class Machine:
             deferred_frees=self.config.physical_pages >= 127 * 1024)
         self.mm = MemoryManager(arch, self.memory, self.g, self.config)
         self.pool = PoolManager(arch, self.memory, self.g, self.mm, processors, self.settings)
+        self.process = 0
         self.workload = Workload(self, seed)
         self.crash: BugCheck | None = None
-        self.process = 0
 
     # -- life cycle ------------------------------------------------------------------------
     @classmethod

@@ -309,42 +309,50 @@ class PoolManager:
     def _insert(self, desc: Descriptor, e: int, bs: int, at_head: bool) -> None:
         """Insert a free chunk into ListHeads[bs-1]: freed chunks at the head, split
         remainders at the tail; the neighbour the head points at is checked first."""
-        P, ptr = self.P, self.ptr
+        P, ptr, pages = self.P, self.ptr, self.pages
         head = desc.lists + (bs - 1) * 2 * P
-        hpage, hflink, hblink = self._links(head)
+        hpage = pages[head >> 12]
         hoff = head & PAGE_MASK
+        hflink, hblink = self.pair.unpack_from(hpage, hoff)
         entry = e + self.G
-        epage = self.pages[entry >> 12]
         if at_head:
-            npage, back = self._read_back(hflink + P)
+            npage = pages.get(hflink >> 12)
+            back = ptr.unpack_from(npage, (hflink + P) & PAGE_MASK)[0] if npage else None
             if back != head:
                 raise BugCheck(BAD_POOL_HEADER, 3, head, back or 0, hblink)
-            self.pair.pack_into(epage, entry & PAGE_MASK, hflink, head)
+            self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, hflink, head)
             ptr.pack_into(npage, (hflink + P) & PAGE_MASK, entry)
             ptr.pack_into(hpage, hoff, entry)
         else:
-            npage, fwd = self._read_back(hblink)
+            npage = pages.get(hblink >> 12)
+            fwd = ptr.unpack_from(npage, hblink & PAGE_MASK)[0] if npage else None
             if fwd != head:
                 raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
-            self.pair.pack_into(epage, entry & PAGE_MASK, head, hblink)
+            self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, head, hblink)
             ptr.pack_into(npage, hblink & PAGE_MASK, entry)
             ptr.pack_into(hpage, hoff + P, entry)
         desc.bitmap |= 1 << (bs - 1)
 
     def _pop(self, desc: Descriptor, k: int) -> int:
         """RemoveHeadList on ListHeads[k]; returns the chunk address or 0 if the list is empty."""
-        P, ptr = self.P, self.ptr
+        P, ptr, pages = self.P, self.ptr, self.pages
         head = desc.lists + k * 2 * P
-        hpage, entry, _ = self._links(head)
+        hpage = pages[head >> 12]
+        hoff = head & PAGE_MASK
+        entry = ptr.unpack_from(hpage, hoff)[0]
         if entry == head:
             desc.bitmap &= ~(1 << k)
             return 0
-        _, eflink, eblink = self._links(entry)
-        fpage, back = self._read_back(eflink + P)
+        epage = pages.get(entry >> 12)
+        if epage is None:
+            raise self._fault(entry)
+        eflink, eblink = self.pair.unpack_from(epage, entry & PAGE_MASK)
+        fpage = pages.get(eflink >> 12)
+        back = ptr.unpack_from(fpage, (eflink + P) & PAGE_MASK)[0] if fpage else None
         if eblink != head or back != entry:
             _, fwd = self._read_back(eblink)
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
-        ptr.pack_into(hpage, head & PAGE_MASK, eflink)
+        ptr.pack_into(hpage, hoff, eflink)
         ptr.pack_into(fpage, (eflink + P) & PAGE_MASK, head)
         if eflink == head:
             desc.bitmap &= ~(1 << k)
@@ -595,37 +603,39 @@ class PoolManager:
         return ptag, bs << self.shift, bool(ptype & PAGED)
 
     def free_normal(self, address: int, tag: int = 0, cpu: int = 0) -> None:
-        P = address & self.arch.ptr_mask
-        pool = self.mm.pool_of(P)
-        if pool is None:
+        P = address & self.pmask
+        np_pool, p_pool = self.mm.nonpaged, self.mm.paged
+        in_paged = p_pool.start <= P < p_pool.end
+        if not in_paged and not np_pool.start <= P < np_pool.end:
             raise BugCheck(BAD_POOL_CALLER, 0x42, P, 0, 0)
         if not P & PAGE_MASK:
-            return self._free_big(P, pool == "paged", tag)
+            return self._free_big(P, in_paged, tag)
         e = P - self.G
-        if (e >> 12) not in self.pages:
-            raise BugCheck(BAD_POOL_CALLER, 0x41 if pool == "nonpaged" else 0x50, P, 0, 0)
-        page = self.pages[e >> 12]
+        page = self.pages.get(e >> 12)
+        if page is None:
+            raise BugCheck(BAD_POOL_CALLER, 0x50 if in_paged else 0x41, P, 0, 0)
         off = e & PAGE_MASK
+        c = self.codec
+        sm = c.size_mask
         ulong1, ptag = self.hdr.unpack_from(page, off)
-        prev, index, bs, ptype = self.codec.unpack(ulong1)
+        prev = ulong1 & sm
+        bs = (ulong1 >> 16) & sm
+        ptype = (ulong1 >> c.type_shift) & c.field_mask
         if not ptype & IN_USE:
             raise BugCheck(BAD_POOL_CALLER, 7, 0x1297, ulong1, P)
-        nxt = e + (bs << self.shift)
-        if nxt & PAGE_MASK and (nxt >> 12) == (e >> 12):
-            nprev = self.u32.unpack_from(page, nxt & PAGE_MASK)[0] & self.codec.size_mask
-            if nprev != bs:
-                raise BugCheck(BAD_POOL_HEADER, 0x20, e, nxt, ulong1)
-        elif nxt & PAGE_MASK or bs == 0:
-            raise BugCheck(BAD_POOL_HEADER, 0x20, e, nxt, ulong1)
+        noff = off + (bs << self.shift)
+        if bs == 0 or noff > PAGE_SIZE or (
+                noff < PAGE_SIZE and self.u32.unpack_from(page, noff)[0] & sm != bs):
+            raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << self.shift), ulong1)
         if prev:
-            prv = e - (prev << self.shift)
-            if (prv >> 12) != (e >> 12):
-                raise BugCheck(BAD_POOL_HEADER, 6, prv, 0x4D2, e)
-            pbs = (self.u32.unpack_from(page, prv & PAGE_MASK)[0] >> 16) & self.codec.size_mask
-            if pbs != prev:
-                raise BugCheck(BAD_POOL_HEADER, 5, prv, 0x4D2, e)
+            poff = off - (prev << self.shift)
+            if poff < 0:
+                raise BugCheck(BAD_POOL_HEADER, 6, e - (prev << self.shift), 0x4D2, e)
+            if (self.u32.unpack_from(page, poff)[0] >> 16) & sm != prev:
+                raise BugCheck(BAD_POOL_HEADER, 5, e - (prev << self.shift), 0x4D2, e)
         elif off:
             raise BugCheck(BAD_POOL_HEADER, 7, 0, 0x4D2, e)
+        index = (ulong1 >> c.idx_shift) & c.field_mask
         if tag and ptag & PROTECTED_POOL and (tag | PROTECTED_POOL) != ptag:
             raise BugCheck(BAD_POOL_CALLER, 0xA, P, ptag, tag)
         paged = ptype & PAGED

@@ -84,20 +84,19 @@ def traffic(x64: bool, scale: float = 1.0) -> list[Pattern]:
             for driver, tag, pool, s86, s64, rng, weight, life, first in TRAFFIC]
 
 
-def populate(machine, scale: float = 1.0, settle: int = 4000) -> None:
-    """Play the boot: staying objects interleaved with traffic, then let traffic settle."""
+def populate(machine, scale: float = 0.6, settle: int = 3000) -> None:
+    """Play the boot: staying objects interleaved with traffic (three ticks in four build the
+    boot population), then let the traffic settle."""
     x64 = machine.arch.ptr_size == 8
     wl = machine.workload
     stay = staying(x64, scale)
     total = sum(n for _, n in stay)
+    moving = traffic(x64)
+    traffic_weight = sum(p.weight for p in moving)
     for pat, n in stay:
-        pat.weight = float(n)
-    wl.add(*traffic(x64), *(p for p, _ in stay))
-    # each boot object is allocated while traffic runs alongside: ~60% of ticks build the boot
-    traffic_weight = sum(p.weight for p in traffic(x64))
-    for pat, _ in stay:
-        pat.weight = pat.weight * traffic_weight * 1.5 / total
-    machine.step(int(total * 1.7))
+        pat.weight = n * traffic_weight * 3 / total
+    wl.add(*moving, *(p for p, _ in stay))
+    machine.step(int(total / 0.75))
     for pat, _ in stay:
         wl.remove(pat)
     machine.step(settle)

@@ -68,7 +68,7 @@ class TagTracker:
         g.write_ptr(g.var("PoolTrackTable"), self.table)
         g.write_ptr(g.var("PoolTrackTableSize"), self.size)
         g.write_ptr(g.var("PoolTrackTableMask"), self.mask)
-        self._slots: dict[int, int] = {}
+        self._spots: dict[int, tuple] = {}
         for tag in HOT_TAGS:
             self.slot(tag_key(tag))
 
@@ -78,9 +78,6 @@ class TagTracker:
     def slot(self, key: int) -> int:
         """The entry index for key, claiming an empty slot on first use (linear probing)."""
         key &= ~PROTECTED_POOL & 0xFFFFFFFF
-        cached = self._slots.get(key)
-        if cached is not None and self._r32(self.table + cached * self.entry_size) == key:
-            return cached
         s = tracker_hash(key, self.mask)
         for _ in range(TRACKER_ENTRIES):
             addr = self.table + s * self.entry_size
@@ -95,22 +92,35 @@ class TagTracker:
             s = TRACKER_ENTRIES
             addr = self.table + s * self.entry_size
             self.u32.pack_into(self.pages[addr >> 12], addr & PAGE_MASK, tag_key("Ovfl"))
-        self._slots[key] = s
         return s
 
     def update(self, key: int, nbytes: int, paged: int, sign: int) -> None:
         """An allocation (sign 1) or a free (sign -1) of nbytes charged bytes."""
+        key &= 0x7FFFFFFF
+        spots = self._spots.get(key)
+        u32 = self.u32
+        if spots is None or u32.unpack_from(spots[0], spots[1])[0] != key:
+            spots = self._locate(key)
+        at = 8 if paged else 2
+        count = at if sign > 0 else at + 2
+        count_page, count_off = spots[count], spots[count + 1]
+        bytes_page, bytes_off = spots[at + 4], spots[at + 5]
+        u32.pack_into(count_page, count_off,
+                      (u32.unpack_from(count_page, count_off)[0] + 1) & 0xFFFFFFFF)
+        szt = self.szt
+        szt.pack_into(bytes_page, bytes_off,
+                      (szt.unpack_from(bytes_page, bytes_off)[0] + sign * nbytes) & self.szmask)
+
+    def _locate(self, key: int) -> tuple:
+        """(key page, key offset, then per pool: allocs, frees, bytes as page/offset pairs)."""
         base = self.table + self.slot(key) * self.entry_size
-        allocs, frees, nb = self.fields[1 if paged else 0]
-        pages, u32, szt = self.pages, self.u32, self.szt
-        a = base + (allocs if sign > 0 else frees)
-        page = pages[a >> 12]
-        off = a & PAGE_MASK
-        u32.pack_into(page, off, (u32.unpack_from(page, off)[0] + 1) & 0xFFFFFFFF)
-        a = base + nb
-        page = pages[a >> 12]
-        off = a & PAGE_MASK
-        szt.pack_into(page, off, (szt.unpack_from(page, off)[0] + sign * nbytes) & self.szmask)
+        spots: list = [self.pages[base >> 12], base & PAGE_MASK]
+        for fields in self.fields:
+            for off in fields:
+                a = base + off
+                spots += [self.pages[a >> 12], a & PAGE_MASK]
+        found = self._spots[key] = tuple(spots)
+        return found
 
     def charge_boot(self, tag: str, nbytes: int, paged: bool) -> None:
         """Account the allocator's own boot-time pages (tag 'Pool'), as Windows does."""

@@ -55,17 +55,19 @@ class Pattern:
         self.key = tag_key(self.tag) | (PROTECTED_POOL if self.protected else 0)
         self.stack = frames(machine.symbols, self.frames)
 
-    def size(self, rng: random.Random) -> int:
-        if self.size_range:
-            lo, hi = self.sizes
-            return rng.randint(lo, hi)
-        sizes = self.sizes
-        return sizes[0] if len(sizes) == 1 else sizes[rng.randrange(len(sizes))]
-
     def run(self, engine: "Workload") -> None:
-        addr = engine.allocate(self.pool_type, self.size(engine.rng), self.key, self.stack)
+        rng = engine.rng
+        if self.size_range:
+            size = rng.randint(*self.sizes)
+        else:
+            sizes = self.sizes
+            size = sizes[0] if len(sizes) == 1 else sizes[rng.randrange(len(sizes))]
+        addr = engine.pool.allocate(self.pool_type, size, self.key,
+                                    engine.t % engine.processors, self.stack, engine.process)
         if addr and self.lifetime is not None:
-            engine.free_later(addr, engine.rng.expovariate(1.0 / self.lifetime), self.key)
+            engine.seq += 1
+            heapq.heappush(engine.due, (engine.t + rng.expovariate(1.0 / self.lifetime),
+                                        engine.seq, addr, self.key))
 
 
 class Workload:
@@ -79,7 +81,9 @@ class Workload:
         self.activities: list[Activity] = []
         self._cumulative: list[float] = []
         self.due: list[tuple[float, int, int, int]] = []     # (time, seq, address, tag)
-        self._seq = 0
+        self.seq = 0
+        self.processors = machine.processors
+        self.process = machine.current_process()
         self.tick_period = 20000                              # ops per balance-set tick
 
     def add(self, *activities: Activity) -> None:
@@ -110,8 +114,8 @@ class Workload:
         self.pool.free(address, key, self.cpu, stack)
 
     def free_later(self, address: int, after: float, key: int = 0) -> None:
-        self._seq += 1
-        heapq.heappush(self.due, (self.t + after, self._seq, address, key))
+        self.seq += 1
+        heapq.heappush(self.due, (self.t + after, self.seq, address, key))
 
     def write(self, address: int, data: bytes) -> None:
         """A driver writing into memory (an overrun reaches whatever lies beyond)."""
