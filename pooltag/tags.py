@@ -1,0 +1,72 @@
+"""What a pool tag is: four bytes in memory order, also read as a little-endian ULONG.
+
+`'Irp '` is the bytes 49 72 70 20 and the ULONG 0x20707249; driver source writes it reversed
+as the multi-char constant `' prI'`. Bit 31 of the ULONG is PROTECTED_POOL: the kernel strips
+it before comparing tags, so every lookup here strips it too. In this package a tag is a
+4-character str whose characters are its byte values (latin-1 view), blank padded.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+TAG_LEN = 4
+PROTECTED_POOL = 0x80000000
+
+TagLike = str | bytes | int
+
+
+def tag_from_ulong(value: int) -> str:
+    return (value & 0xFFFFFFFF & ~PROTECTED_POOL).to_bytes(TAG_LEN, "little").decode("latin-1")
+
+
+def tag_to_ulong(tag: str) -> int:
+    """The little-endian ULONG of a tag as displayed (`'Irp'` -> 0x20707249)."""
+    return int.from_bytes(tag.ljust(TAG_LEN).encode("latin-1"), "little")
+
+
+def normalize_tag(tag: TagLike) -> str:
+    """A tag given as display text, 4 memory bytes or a ULONG, as a 4-char str.
+
+    Short text is blank padded (`'Irp'` -> `'Irp '`); the protected bit is stripped.
+    Raises ValueError for text longer than 4 characters or outside latin-1.
+    """
+    if isinstance(tag, int):
+        return tag_from_ulong(tag)
+    if isinstance(tag, (bytes, bytearray)):
+        if len(tag) != TAG_LEN:
+            raise ValueError(f"a pool tag is {TAG_LEN} bytes, got {len(tag)}")
+        return tag_from_ulong(int.from_bytes(tag, "little"))
+    if len(tag) > TAG_LEN:
+        raise ValueError(f"a pool tag is at most {TAG_LEN} characters: {tag!r}")
+    return tag_from_ulong(tag_to_ulong(tag))
+
+
+def printable(text: str) -> str:
+    """Bytes outside printable ASCII shown as `.`, as the debugger's tag columns do."""
+    return "".join(c if " " <= c <= "~" else "." for c in text)
+
+
+def display_tag(tag: TagLike) -> str:
+    """The tag as the tag columns print it (`Vad `, `rx..`)."""
+    return printable(normalize_tag(tag))
+
+
+def normalize_pattern(pattern: str) -> str:
+    """Padding rules for a tag pattern: blanks after a `*` are padding (`'Bu* '` = `'Bu*'`);
+    a pattern without `*` is blank padded to 4 characters like a tag."""
+    return pattern.rstrip(" ") if "*" in pattern else pattern.ljust(TAG_LEN)
+
+
+@lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """`?` matches one character, `*` any run; everything else, `[` included, is literal."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                   for c in normalize_pattern(pattern))
+    return re.compile(body, re.DOTALL)
+
+
+def tag_matches(pattern: str, tag: TagLike) -> bool:
+    """Whether a tag matches a pooltag.txt wildcard entry or a `!poolused`/`!poolfind`
+    TagString (`Mm*`, `CM??`, `Irp`). Case-sensitive, as the debugger is."""
+    return compile_pattern(pattern).fullmatch(normalize_tag(tag)) is not None
