@@ -15,7 +15,9 @@ from .mm import DEFAULT_MEMORY, MachineMemory, MemoryManager
 from .modules import load_modules
 from .ntdata import KernelGlobals
 from .pool import PoolManager, PoolSettings
+from .stop import StopRecorder, raised_in
 from .target import Target
+from .verifier import KERNEL_MODULES, Verifier, VerifierSettings
 from .workload import Workload
 
 DEFAULT_PROCESSORS = 2
@@ -24,7 +26,7 @@ DEFAULT_PROCESSORS = 2
 class Machine:
     def __init__(self, arch: Arch, seed: int = 0, processors: int = DEFAULT_PROCESSORS,
                  memory: MachineMemory | None = None, settings: PoolSettings | None = None,
-                 scenario: str = "default"):
+                 scenario: str = "default", verifier: "VerifierSettings | str | None" = None):
         self.arch = arch
         self.seed = seed
         self.scenario = scenario
@@ -44,15 +46,19 @@ class Machine:
         self.process = 0
         self.workload = Workload(self, seed)
         self.crash: BugCheck | None = None
+        # published last, so that turning them on moves no address published before them
+        self.stops = StopRecorder(self)
+        self.verifier = Verifier(self, verifier)
+        self.stops.record_break(0, self.verifier.current_thread(0))
 
     # -- life cycle ------------------------------------------------------------------------
     @classmethod
     def create(cls, arch: str | None = None, seed: int = 0, scenario: str | None = None,
-               **options) -> "Machine":
+               scale: float = 1.0, **options) -> "Machine":
         """Boot a machine and run its scenario (the default Windows 7 machine if none)."""
         from .scenarios import get_scenario
         spec = get_scenario(scenario or "default")
-        return spec.boot(arch, seed, **options)
+        return spec.boot(arch, seed, scale, **options)
 
     def step(self, n: int) -> BugCheck | None:
         """Let the workload run n ticks; returns the bug check if the machine stopped."""
@@ -71,6 +77,8 @@ class Machine:
         mask = self.arch.ptr_mask
         self.memory.write(self.sym_bugcheck,
                           struct.pack(fmt, bc.code, *(p & mask for p in bc.params)))
+        cpu = self.workload.cpu
+        self.stops.record(bc, cpu, self.verifier.current_thread(cpu))
 
     def target(self) -> Target:
         return Target(self.arch, self.memory, self.symbols, self.processors, machine=self,
@@ -80,9 +88,19 @@ class Machine:
     def current_process(self) -> int:
         return self.process
 
-    def driver_write(self, address: int, data: bytes, ip: int = 0) -> None:
-        """A driver's store: a fault on a bad page is a page fault the kernel bug-checks on."""
+    def driver_write(self, address: int, data: bytes, ip: int = 0,
+                     stack: tuple[int, ...] = ()) -> None:
+        """A driver's store from instruction `ip` (its callers' return addresses in `stack`):
+        a fault on a bad page is a page fault the kernel bug-checks on, 0x50 or, inside
+        special pool, the code KeBugCheck2 rewrites it to (internals.md 12.4)."""
         try:
             self.memory.write(address, data)
         except MemoryFault as fault:
-            raise BugCheck(0x50, fault.address, 1, ip, 0) from None
+            code = 0x50
+            special = self.verifier.special
+            if special is not None and special.contains(fault.address):
+                module = self.symbols.module_at(ip)
+                code = special.fault_code(fault.address, module is not None
+                                          and module.name not in KERNEL_MODULES)
+            bc = BugCheck(code, fault.address, 1, ip, 0)
+            raise raised_in(bc, ("MmAccessFault", "KiPageFault"), (ip, *stack)) from None

@@ -84,9 +84,9 @@ def traffic(x64: bool, scale: float = 1.0) -> list[Pattern]:
             for driver, tag, pool, s86, s64, rng, weight, life, first in TRAFFIC]
 
 
-def populate(machine, scale: float = 0.6, settle: int = 3000) -> None:
-    """Play the boot: staying objects interleaved with traffic (three ticks in four build the
-    boot population), then let the traffic settle."""
+def populate(machine, scale: float = 0.6, settle: int = 3000, traffic_share: float = 0.25) -> None:
+    """Play the boot: staying objects interleaved with traffic (`traffic_share` of the ticks
+    are traffic), then let the traffic settle."""
     x64 = machine.arch.ptr_size == 8
     wl = machine.workload
     stay = staying(x64, scale)
@@ -94,9 +94,9 @@ def populate(machine, scale: float = 0.6, settle: int = 3000) -> None:
     moving = traffic(x64)
     traffic_weight = sum(p.weight for p in moving)
     for pat, n in stay:
-        pat.weight = n * traffic_weight * 3 / total
+        pat.weight = n * traffic_weight * (1 - traffic_share) / traffic_share / total
     wl.add(*moving, *(p for p, _ in stay))
-    machine.step(int(total / 0.75))
+    machine.step(int(total / (1 - traffic_share)))
     for pat, _ in stay:
         wl.remove(pat)
     machine.step(settle)

@@ -1,4 +1,8 @@
-"""Scenarios: named, seeded machines. Each lab registers itself here with `@scenario`."""
+"""Scenarios: named, seeded machines. Each lab registers itself here with `@scenario`.
+
+A scenario's build function plays drivers on the machine (kdsim/workload.py); whatever the
+lab is about must come out of the allocator, never be written into memory by the scenario.
+"""
 from __future__ import annotations
 
 import importlib
@@ -9,7 +13,19 @@ from typing import Callable
 from ..arch import get_arch
 from ..machine import Machine
 
-Build = Callable[[Machine], None]
+Build = Callable[[Machine, float], None]      # (machine, scale: 1.0 = the lab's full size)
+
+
+@dataclass(frozen=True)
+class Lab:
+    """The teaching layer of a scenario: what `.lab`, `.hint` and `.check` say."""
+
+    title: str
+    briefing: str
+    hints: tuple[str, ...]
+    answers: tuple[str, ...]          # accepted by `.check`, compared case-insensitively
+    question: str                     # what `.check ANSWER` is asked about
+    solution: str = ""                # solution command file name, beside the scenario module
 
 
 @dataclass(frozen=True)
@@ -19,20 +35,23 @@ class Scenario:
     arch: str                                  # the architecture it is built for by default
     build: Build                               # adds activities and runs the boot workload
     options: dict = field(default_factory=dict)   # Machine constructor overrides
+    lab: Lab | None = None
 
-    def boot(self, arch: str | None = None, seed: int = 0, **options) -> Machine:
+    def boot(self, arch: str | None = None, seed: int = 0, scale: float = 1.0,
+             **options) -> Machine:
         kwargs = {**self.options, **options}
         machine = Machine(get_arch(arch or self.arch), seed, scenario=self.name, **kwargs)
-        self.build(machine)
+        self.build(machine, scale)
         return machine
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str, description: str, arch: str = "x86", **options) -> Callable[[Build], Build]:
+def scenario(name: str, description: str, arch: str = "x86", lab: Lab | None = None,
+             **options) -> Callable[[Build], Build]:
     def register(build: Build) -> Build:
-        SCENARIOS[name] = Scenario(name, description, arch, build, options)
+        SCENARIOS[name] = Scenario(name, description, arch, build, options, lab)
         return build
     return register
 

@@ -4,5 +4,5 @@ from . import scenario
 
 
 @scenario("default", "Windows 7 SP1 a while after boot: a healthy pool to explore", arch="x86")
-def build(machine) -> None:
-    populate(machine)
+def build(machine, scale: float) -> None:
+    populate(machine, 0.6 * scale)

@@ -1,0 +1,77 @@
+"""`!poolused` and `!vm` at the first seed case's scale: an x86 machine with about 240,000
+nonpaged and 200,000 paged live allocations over a few hundred tags.
+
+Targets: `!poolused` under 50 ms, `!vm` under 10 ms, each timed as the whole command (parse,
+read the target, render) through the dispatcher.
+
+Run: python bench/bench_poolused_vm.py [seed]
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine_info import describe  # noqa: E402
+from commands.session import Session  # noqa: E402
+from commands.testing import run  # noqa: E402
+from kdsim.arch import get_arch  # noqa: E402
+from kdsim.machine import Machine  # noqa: E402
+from kdsim.pool import NONPAGED, PAGED  # noqa: E402
+from kdsim.tracker import tag_key  # noqa: E402
+
+LIVE = {NONPAGED: 240_000, PAGED: 200_000}
+TAGS = 400
+# Mean sizes near the seed's (65,912,104 bytes / 239,570 nonpaged, 66,610,504 / 200,276 paged).
+SIZES = {NONPAGED: (0x18, 0x28, 0x40, 0x58, 0x90, 0x100, 0x180, 0x240, 0x3F0),
+         PAGED: (0x18, 0x40, 0x58, 0x90, 0x100, 0x180, 0x240, 0x300, 0x500)}
+COMMANDS = (("!poolused", 50), ("!poolused /t5 2", 50), ("!poolused 1", 50), ("!vm", 10),
+            ("!vm 1", 10))
+
+
+def populate(seed: int) -> Machine:
+    m = Machine(get_arch("x86"), seed)
+    rng = random.Random(seed)
+    keys = [tag_key(f"B{i:03d}") for i in range(TAGS)]
+    for pool, count in LIVE.items():
+        for _ in range(count):
+            big = rng.random() < 0.001
+            size = rng.randrange(0x1000, 0x6000) if big else rng.choice(SIZES[pool])
+            if not m.pool.allocate(pool, size, rng.choice(keys)):
+                raise SystemExit(f"pool {pool} exhausted before {count:,} allocations")
+    return m
+
+
+def timed(session: Session, command: str, repeat: int = 30) -> tuple[float, float]:
+    """(median, worst) milliseconds over `repeat` runs after one warm-up run."""
+    run(session, command)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run(session, command)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), max(times)
+
+
+def main() -> None:
+    seed = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    print(f"machine: {describe()}")
+    start = time.perf_counter()
+    m = populate(seed)
+    print(f"x86 seed scale (seed {seed}): {LIVE[NONPAGED]:,} nonpaged + {LIVE[PAGED]:,} paged "
+          f"live allocations over {TAGS} tags, built in {time.perf_counter() - start:.1f} s")
+    session = Session(m.target())
+    print(run(session, "!poolused /t5 2"), end="")
+    for command, target_ms in COMMANDS:
+        median, worst = timed(session, command)
+        verdict = "ok" if median < target_ms else "SLOW"
+        print(f"{command:<16} median {median:7.2f} ms, worst {worst:7.2f} ms "
+              f"(target < {target_ms} ms: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The first seed case: pool fragmentation (seeds/000).
+
+A driver (cmdrv.sys) uses MmAllocateContiguousMemory heavily for a while: each 0xF18-byte
+`MmCm` block takes a fresh nonpaged page and leaves a 0xE8-byte remainder, where small
+long-lived blocks (ReEv, MFE0) settle.  When the driver lets most of its blocks go, those
+survivors keep their pages: `!vm` still counts the pages, `!poolused` only the bytes.  In the
+variant the driver asks for whole pages, which leave no remainder, and the gap closes.
+Nothing here writes memory: the gap is what the allocator makes of this traffic.
+"""
+from __future__ import annotations
+
+from ..pool import NONPAGED
+from ..population import populate
+from ..workload import Pattern
+from . import Lab, scenario
+
+BRIEFING = """\
+Pool fragmentation (seed case 1, Windows 7 SP1 x86, 4 processors)
+
+The support case: a server has been up for weeks and nonpaged pool keeps growing, but no
+driver seems to own that much of it.  You have a kernel debugger on the machine.
+
+Compare what the memory manager says nonpaged pool holds (!vm) with what the pool tags
+account for (!poolused 2).  If the two disagree, find out where the difference lives: look
+at the pages themselves (!pool) and at which tag keeps asking for almost a whole page.
+
+When you know which tag's allocation habit fragments the pool, answer with .check TAG."""
+
+HINTS = (
+    "Start with !vm: note NonPagedPool Usage.  Then !poolused /t5 2 and its TOTAL line: the "
+    "NonPaged Used column is in bytes, !vm's figure is in pages (4 KB each).",
+    "A gap between the two means pages that are held but mostly free.  !poolfind ReEv 0 "
+    "lists small blocks; pick one and run !pool on its address.",
+    "Pages with one small allocated block between (or after) large free chunks cannot be "
+    "returned: one live block pins the whole page.  Which request size needs a page of its own "
+    "and leaves a small remainder?  Look at the sizes in !poolfind MmCm 0.",
+    "MmCm blocks are 0xF18 bytes: each takes a fresh page and leaves 0xE8 bytes behind, where "
+    "small long-lived blocks settle.  When MmCm is freed, the page stays.  The answer is MmCm; "
+    "compare with `kdsim --scenario fragmentation-pages`, where the driver asks for whole pages.",
+)
+
+LAB = Lab(
+    title="Pool fragmentation",
+    briefing=BRIEFING,
+    hints=HINTS,
+    answers=("MmCm", "cmdrv", "cmdrv.sys"),
+    question="the tag whose allocation size fragments nonpaged pool",
+    solution="fragmentation.cmd",
+)
+
+# The seed's scale: ~240,000 live nonpaged and ~200,000 live paged blocks at scale 1.
+BACKGROUND_SCALE = 10.0
+PEAK_TICKS = 100_000
+AFTER_TICKS = 100_000
+LIFETIME = 30_000              # ticks an MmCm block lives, at scale 1
+
+
+def _build(machine, scale: float, whole_pages: bool) -> None:
+    populate(machine, BACKGROUND_SCALE * scale, settle=2000, traffic_share=0.1)
+    for activity in machine.workload.activities:       # a quiet server: little other traffic
+        activity.weight *= 0.2
+    size = 0x1000 if whole_pages else 0xF18 - machine.arch.block
+    lifetime = LIFETIME * scale
+    contiguous = Pattern("cmdrv", "MmCm", NONPAGED, (size,), lifetime, 16.0,
+                         ("cmdrv+0x1a2b", "nt!IofCallDriver+0x63", "nt!IopXxxControlFile+0x607",
+                          "nt!NtDeviceIoControlFile+0x56", "nt!KiSystemServiceCopyEnd+0x13"))
+    machine.workload.add(
+        contiguous,
+        # small blocks that stay: they settle wherever a small chunk is free
+        Pattern("nt", "ReEv", NONPAGED, (0x10, 0x30), None, 3.0, ()),
+        Pattern("Ntfs", "MFE0", NONPAGED, (0x10, 0x60, 0xA0), None, 2.0, ()),
+        Pattern("Ntfs", "NtFs", NONPAGED, (0x200, 0xA00), lifetime / 20, 4.0, (),
+                size_range=True),
+    )
+    machine.step(int(PEAK_TICKS * scale))
+    contiguous.weight = 1.0                # the load peak is over: the driver allocates less
+    machine.workload.add()                 # (re-weigh the activities)
+    machine.step(int(AFTER_TICKS * scale))
+
+
+@scenario("fragmentation", "Seed case 1: nonpaged pool fragmented by 0xF18-byte MmCm blocks",
+          arch="x86", lab=LAB, processors=4)
+def build(machine, scale: float) -> None:
+    _build(machine, scale, whole_pages=False)
+
+
+@scenario("fragmentation-pages",
+          "Seed case 1, fixed: the same driver asks for whole pages and the gap closes",
+          arch="x86", lab=LAB, processors=4)
+def build_pages(machine, scale: float) -> None:
+    _build(machine, scale, whole_pages=True)
