@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.core.dump import USAGE, parse_dump_args, percent_lines, unique_name
+from commands.core.dump import USAGE, parse_dump_args, unique_name
 from commands.errors import DebuggerError
 from commands.session import Session
 from commands.testing import run
@@ -18,8 +18,6 @@ from kdsim.machine import Machine
 from kdsim.pool import NONPAGED
 from kdsim.tracker import tag_key
 
-FULL_LIVE = "".join(f"Percent written {p}\n" for p in range(0, 100, 5))
-FULL_FROM_DUMP = "".join(f"Percent written {p}\n" for p in range(100))
 
 
 @pytest.fixture
@@ -37,7 +35,7 @@ def session(machine) -> Session:
 def test_full_dump_from_the_live_machine(session, machine, tmp_path):
     path = tmp_path / "full.dmp"
     assert run(session, f".dump /f {path}") == \
-        f"Creating {path} - Full kernel dump\n{FULL_LIVE}Dump successfully written\n"
+        f"Creating {path} - Full kernel dump\nDump successfully written\n"
     assert load(path).memory.pages == machine.memory.pages
 
 
@@ -49,11 +47,11 @@ def test_default_is_a_mini_dump(session, tmp_path):
     assert run(session, f".dump /o /m {path}").endswith("Dump successfully written\n")
 
 
-def test_full_dump_from_a_dump_counts_every_percent(session, tmp_path):
+def test_full_dump_from_a_dump(session, tmp_path):
     first, second = tmp_path / "first.dmp", tmp_path / "second.dmp"
     run(session, f".dump /f {first}")
     assert run(Session(load(first)), f".dump /f {second}") == \
-        f"Creating {second} - Full kernel dump\n{FULL_FROM_DUMP}Dump successfully written\n"
+        f"Creating {second} - Full kernel dump\nDump successfully written\n"
     assert second.read_bytes() == first.read_bytes()
 
 
@@ -89,15 +87,15 @@ def test_unique_name(session, tmp_path):
     written = run(session, f".dump /u /f {tmp_path / 'u.dmp'}")
     name = written.splitlines()[0].split(" ")[1]
     assert Path(name).exists()
-    assert Path(name).name.startswith("u_") and name.endswith("_F0F0F0F0.dmp")
+    assert Path(name).name.startswith("u_") and name.endswith(".dmp")
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("crash.dmp", "crash_2011-02-03_04-05-06-007_F0F0F0F0.dmp"),
-    ("crash", "crash_2011-02-03_04-05-06-007_F0F0F0F0"),
-    ("crash.longext", "crash.longext_2011-02-03_04-05-06-007_F0F0F0F0"),
-    ("/tmp/dir.d/crash", "/tmp/dir.d/crash_2011-02-03_04-05-06-007_F0F0F0F0"),
-    ("/tmp/dir.d/crash.dmp", "/tmp/dir.d/crash_2011-02-03_04-05-06-007_F0F0F0F0.dmp"),
+    ("crash.dmp", "crash_2011-02-03_04-05-06-007.dmp"),
+    ("crash", "crash_2011-02-03_04-05-06-007"),
+    ("crash.longext", "crash.longext_2011-02-03_04-05-06-007"),
+    ("/tmp/dir.d/crash", "/tmp/dir.d/crash_2011-02-03_04-05-06-007"),
+    ("/tmp/dir.d/crash.dmp", "/tmp/dir.d/crash_2011-02-03_04-05-06-007.dmp"),
 ])
 def test_unique_name_stamp(name, expected):
     assert unique_name(name, datetime(2011, 2, 3, 4, 5, 6, 7999)) == expected
@@ -138,25 +136,3 @@ def test_parse(args, path, kind, overwrite, unique, comment):
 def test_parse_errors_are_debugger_errors():
     with pytest.raises(DebuggerError):
         parse_dump_args("/q x")
-
-
-def kd_percent_loop(pages: int, step: int) -> tuple[int, ...]:
-    """dbgeng's DumpWritePhysicalMemoryToFile loop, page by page."""
-    out, percent = [], 0
-    for written in range(pages):
-        if written * 100 // pages == percent:
-            out.append(percent)
-            percent += step
-    return tuple(out)
-
-
-@given(st.integers(0, 3000), st.sampled_from([1, 5]))
-def test_percent_lines_match_kds_loop(pages, step):
-    assert percent_lines(pages, step) == kd_percent_loop(pages, step)
-
-
-def test_percent_lines_examples():
-    assert percent_lines(3, 5) == (0,)
-    assert percent_lines(20, 5) == tuple(range(0, 100, 5))
-    assert percent_lines(150, 1) == tuple(range(100))
-    assert percent_lines(0, 5) == ()

@@ -1,12 +1,9 @@
 """`.dump`: save the machine as it stands, for `kdsim -z` to open later.
 
-Options and messages follow the Windows 7-era debugger engine's `.dump` (dbgeng DotDump and
-WriteDumpFile): in a kernel session `/m`, a small memory dump, is the default and `/f` writes the
-complete dump the pool commands need; an existing file is kept unless `/o` is given; `/u` puts a
-date-time stamp and the kernel's virtual process id in the name.  `/ma` and the other user-mode
-minidump letters are not kernel options, so they print the usage, as they do in kd.  Writing a
-full dump prints `Percent written N` every 5% from a live machine (a direct physical-memory
-transport) and every 1% from a dump, where kd reads page by page.
+Options follow the documented `.dump` command: in a kernel session `/m`, a small memory dump,
+is the default and `/f` writes the complete dump the pool commands need; an existing file is
+kept unless `/o` is given; `/u` appends a date-time stamp to the name.  `/ma` and the other
+user-mode minidump letters are not kernel options, so they print the usage.
 """
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kdsim.dump import DumpCreateError, DumpError, dump_runs, save
+from kdsim.dump import DumpCreateError, DumpError, save
 
 from ..errors import DebuggerError
 from ..registry import command
@@ -24,7 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
 KIND_TITLES = {"full": "Full kernel dump", "mini": "mini kernel dump"}
-VIRTUAL_PROCESS_ID = 0xF0F0F0F0        # the id dbgeng gives the kernel's virtual process
 
 USAGE = """\
 Usage: .dump [options] filename
@@ -56,15 +52,11 @@ class DumpRequest:
 class DumpWritten:
     path: str
     kind: str
-    percents: tuple[int, ...]  # the `Percent written` lines, in order
     size: int                  # bytes in the file
 
 
 def render_written(result: DumpWritten, session: "Session") -> str:
-    lines = [f"Creating {result.path} - {KIND_TITLES[result.kind]}"]
-    lines += [f"Percent written {p}" for p in result.percents]
-    lines.append("Dump successfully written")
-    return "\n".join(lines)
+    return f"Creating {result.path} - {KIND_TITLES[result.kind]}\nDump successfully written"
 
 
 @command(".dump", syntax=".dump [/f | /m] [/o] [/u] [/c Comment] FileName",
@@ -86,15 +78,11 @@ def dot_dump(session: "Session", args: str) -> DumpWritten:
         raise DebuggerError(err.message) from None
     except DumpError as err:
         raise DebuggerError(f"Creating {path} - \n{err.message}") from None
-    percents: tuple[int, ...] = ()
-    if request.kind == "full":
-        pages = sum(count for _, count in dump_runs(target, "full"))
-        percents = percent_lines(pages, 5 if target.live else 1)
-    return DumpWritten(path, request.kind, percents, size)
+    return DumpWritten(path, request.kind, size)
 
 
 def parse_dump_args(args: str) -> DumpRequest:
-    """Options as dbgeng scans them: each `/x` or `-x` is one letter; the first word that is not
+    """Options: each `/x` or `-x` is one letter; the first word that is not
     an option starts the file name, which runs to the end (or to its closing quote).  A word
     that looks like a path (another slash or a dot after its first character) is a file name
     even if it starts with `/`, so `/tmp/crash.dmp` works where kd users write `c:\\crash.dmp`."""
@@ -136,24 +124,10 @@ def parse_dump_args(args: str) -> DumpRequest:
     return DumpRequest(path, kind, overwrite, unique, comment)
 
 
-def percent_lines(pages: int, step: int) -> tuple[int, ...]:
-    """What kd's page loop prints: before writing page i it prints `Percent written P` when
-    i * 100 // pages equals P, then moves P on by `step`; a percentage no page lands on stops
-    the lines there."""
-    out: list[int] = []
-    for percent in range(0, 100, step):
-        first = -(-percent * pages // 100)          # the first page at or past `percent`
-        if pages == 0 or first >= pages or first * 100 // pages != percent:
-            break
-        out.append(percent)
-    return tuple(out)
-
-
 def unique_name(path: str, when: datetime | None = None) -> str:
-    """`/u`: `_YYYY-MM-DD_HH-MM-SS-mmm_<process id>` before a short extension."""
+    """`/u`: `_YYYY-MM-DD_HH-MM-SS-mmm` before a short extension."""
     when = when or datetime.now()
-    stamp = (when.strftime("_%Y-%m-%d_%H-%M-%S-") + f"{when.microsecond // 1000:03d}"
-             f"_{VIRTUAL_PROCESS_ID:04X}")
+    stamp = when.strftime("_%Y-%m-%d_%H-%M-%S-") + f"{when.microsecond // 1000:03d}"
     head, tail = os.path.split(path)
     stem, dot, ext = tail.rpartition(".")
     if not dot or len(ext) + 1 >= 7:
