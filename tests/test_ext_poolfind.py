@@ -1,0 +1,192 @@
+"""`!poolfind`: exact text on hand-built machines, both syntaxes, wildcards, `-x`, ^C, and a
+property: the allocated blocks it reports are exactly the live blocks of the tag."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from commands.poolread import PoolReader
+from commands.session import Session
+from commands.testing import run
+from kdsim.arch import get_arch
+from kdsim.machine import Machine
+from kdsim.pool import PoolSettings
+from kdsim.tracker import tag_key
+
+PROTECTED = 0x80000000
+SETTINGS = PoolSettings(lookasides=False, deferred_frees=False)
+
+
+def build(arch: str) -> tuple[Session, dict[str, int]]:
+    """Leak blocks in both pools and two large ones; a freed Leak; decoy tag bytes inside an
+    Mdl block, one of them where a header's tag would be."""
+    m = Machine(get_arch(arch), 0, processors=1, settings=SETTINGS)
+    pool, leak = m.pool, tag_key("Leak")
+    b = {"np1": pool.allocate(0, 0x40, leak), "mdl": pool.allocate(0, 0x100, tag_key("Mdl ")),
+         "freed": pool.allocate(0, 0x80, leak), "np2": pool.allocate(0, 0x20, leak),
+         "paged": pool.allocate(1, 0x300, leak), "big_paged": pool.allocate(1, 0x3000, leak),
+         "big_np": pool.allocate(0, 0x5000, leak | PROTECTED)}
+    pool.free(b["freed"])
+    target = m.target()
+    target.write(b["mdl"] + 1, b"Leak")
+    target.write(b["mdl"] + 0x14, b"Leak")
+    return Session(target), b
+
+
+@pytest.fixture(scope="module")
+def x86() -> tuple[Session, dict[str, int]]:
+    return build("x86")
+
+
+@pytest.fixture(scope="module")
+def x64() -> tuple[Session, dict[str, int]]:
+    return build("x64")
+
+
+X86_NONPAGED = """
+Scanning large pool allocation table for Tag: Leak (f8015000 : f8025000)
+
+*e1001000 :large page allocation, Tag  is Leak, size  is 0x3000 bytes
+*f8030000 :large page allocation, Tag  is Leak, size  is 0x5000 bytes
+
+Searching NonPaged pool (f8000000 : fff87000) for Tag: Leak
+
+*f802f000 size:   48 previous size:    0  (Allocated) Leak
+*f802fe48 size:   28 previous size:  e00  (Allocated) Leak
+*f802fe70 size:   88 previous size:   28  (Free)      Leak
+
+"""
+
+X64_PAGED = """
+Scanning large pool allocation table for Tag: Leak (fffffa8000c1b000 : fffffa8000c33000)
+
+*fffffa8000c40000 :large page allocation, Tag  is Leak, size  is 0x5000 bytes
+*fffff8a000001000 :large page allocation, Tag  is Leak, size  is 0x3000 bytes
+
+Searching Paged pool (fffff8a000000000 : fffff8c000000000) for Tag: Leak
+
+*fffff8a000000000 size:  310 previous size:    0  (Allocated) Leak
+
+"""
+
+
+def test_x86_nonpaged(x86):
+    session, _ = x86
+    assert run(session, "!poolfind Leak") == X86_NONPAGED
+    assert run(session, "!poolfind Leak 0") == X86_NONPAGED
+
+
+def test_x64_paged(x64):
+    session, _ = x64
+    assert run(session, "!poolfind Leak 1") == X64_PAGED
+    assert run(session, "!poolfind -tag Leak -paged") == X64_PAGED
+
+
+@pytest.mark.parametrize("tag", ["Le?k", "Lea?", "?eak", "L*", "Le*", "0x6b61654c", "L??k"])
+def test_wildcards_and_tag_values_find_the_same_blocks(x86, tag):
+    session, _ = x86
+    out = run(session, f"!poolfind {tag}")
+    assert out == X86_NONPAGED.replace("Tag: Leak", f"Tag: {tag if tag[0] != '0' else 'Leak'}")
+
+
+def test_a_pattern_without_literals_walks_every_page(x86):
+    session, _ = x86
+    rows = [line for line in run(session, "!poolfind * -small").splitlines() if line]
+    assert rows[0] == "Searching NonPaged pool (f8000000 : fff87000) for Tag: *"
+    assert "*f802fef8 size:  108 previous size:   88  (Allocated) Mdl " in rows
+    assert sum(" Leak" in row for row in rows) == 3
+
+
+def test_small_and_large_options(x86):
+    session, _ = x86
+    assert run(session, "!poolfind Leak -large") == X86_NONPAGED.split("\nSearching")[0] + "\n"
+    small = run(session, "!poolfind -small Leak")
+    assert small == "\n" + X86_NONPAGED[X86_NONPAGED.index("Searching"):]
+
+
+def test_tag_with_a_space_and_a_protected_free_block():
+    m = Machine(get_arch("x86"), 0, processors=1, settings=SETTINGS)
+    keep = m.pool.allocate(0, 0x10, tag_key("AB C"))
+    gone = m.pool.allocate(0, 0x38, tag_key("Even") | PROTECTED)
+    m.pool.allocate(0, 0x38, tag_key("Even") | PROTECTED)
+    m.pool.free(gone)
+    session = Session(m.target())
+    out = run(session, '!poolfind -tag "AB C"')
+    assert f"*{keep - 8:08x} size:   18 previous size:    0  (Allocated) AB C\n" in out
+    rows = [line for line in run(session, "!poolfind Even").splitlines() if line.startswith("*")]
+    assert rows == [f"*{gone - 8 - 0x40:08x} size:   40 previous size:  f68  (Allocated) "
+                    "Even (Protected)",
+                    f"*{gone - 8:08x} size:   40 previous size:   40  (Free)      Eve."]
+
+
+def test_x_runs_a_command_for_each_block(x86):
+    session, b = x86
+    out = run(session, '!poolfind -x "dd @$extret L1" Leak -small').splitlines()
+    i = out.index("*f802f000 size:   48 previous size:    0  (Allocated) Leak")
+    assert out[i + 1] == "f802f008  00000000"
+    assert out[i + 3] == f"{b['np2']:08x}  00000000"
+
+
+@pytest.mark.parametrize("args", ["", "Abcde", "Leak 3", "Leak -bogus", "-tag", 'Leak -x',
+                                  'Leak "unterminated'])
+def test_bad_arguments_print_the_usage(x86, args):
+    session, _ = x86
+    out = run(session, f"!poolfind {args}")
+    assert out.startswith("!poolfind TagString|TagValue [PoolType]\n")
+
+
+def test_session_pool_has_nothing_to_search(x86):
+    session, _ = x86
+    assert run(session, "!poolfind Leak 4") == X86_NONPAGED.split("\nSearching")[0] + "\n"
+
+
+def test_ctrl_c_stops_the_scan(x86, monkeypatch):
+    session, _ = x86
+    real = PoolReader.pages
+
+    def interrupted(self, start, end):
+        for page, data in real(self, start, end):
+            if page > 0xF802F000:
+                raise KeyboardInterrupt
+            yield page, data
+
+    monkeypatch.setattr(PoolReader, "pages", interrupted)
+    out = run(session, "!poolfind Leak -small")
+    assert out.endswith("*f802fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
+                        "...terminating - searched pool to f802f000\n")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=st.sampled_from(["x86", "x64"]),
+       ops=st.lists(st.tuples(st.booleans(), st.sampled_from(["Leak", "Irp ", "Proc"]),
+                              st.integers(1, 0xF00), st.booleans()), min_size=1, max_size=60))
+def test_reports_exactly_the_live_blocks(arch, ops):
+    m = Machine(get_arch(arch), 0, processors=1, settings=SETTINGS)
+    live: dict[int, str] = {}
+    for paged, tag, size, free_one in ops:
+        address = m.pool.allocate(int(paged), size, tag_key(tag))
+        live[address] = tag
+        if free_one and len(live) > 1:
+            victim = sorted(live)[size % len(live)]
+            m.pool.free(victim)
+            del live[victim]
+    session = Session(m.target())
+    header = m.arch.block
+    for pool in (0, 1):
+        out = run(session, f"!poolfind Leak {pool} -small")
+        found = {int(line[1:line.index(" ")], 16) + header for line in out.splitlines()
+                 if "(Allocated)" in line}
+        small = {a for a, t in live.items() if t == "Leak" and a & 0xFFF
+                 and (m.mm.paged.contains(a) == bool(pool))}
+        assert found == small
+
+
+def test_special_pool_search():
+    m = Machine(get_arch("x64"), 0, processors=1, verifier="/flags 1 /driver myfault.sys")
+    m.verifier.special.allocate(False, 0x4F0, tag_key("Scbf"))
+    m.verifier.special.allocate(True, 0x3C, tag_key("Leak"))
+    out = run(Session(m.target()), "!poolfind Leak 2")
+    assert out.split("\n")[3:] == [
+        "Searching Special pool (fffff98000000000 : fffff98008000000) for Tag: Leak", "",
+        "*fffff98000002000 size:   3c data: fffff98000002fc0 (Paged) Leak", "", ""]
