@@ -123,6 +123,10 @@ class BigPageTable:
             self.table, self.entries = self._new_table(old_entries * 2)
         except MemoryError:
             return False
+        own = [e for e in live if e[0] == old]          # the table records itself
+        live = [e for e in live if e[0] != old]
+        if own:
+            live.append((self.table, own[0][1], own[0][2], self.entries * self.esize))
         self.in_use = 0
         mask = self.entries - 1
         for va, key, ptype, nbytes in live:

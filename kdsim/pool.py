@@ -21,6 +21,7 @@ from .layouts import HeaderCodec, layouts_for
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
+from .stop import raised_in
 from .tracker import TagTracker, tag_key
 
 # POOL_TYPE bits (internals.md section 3)
@@ -160,6 +161,11 @@ class PoolManager:
         self._boot_lookasides()
         flags = 0x200 if self.settings.deferred_frees else 0
         g.write_u32(self.sym_flags, flags)
+        # The allocator's own tables are page-granular nonpaged allocations tagged 'Pool',
+        # recorded in the big-page table like any other, so !pool and !poolfind know them.
+        for pos, pages in sorted(self.mm.nonpaged.runs.items()):
+            self.big.insert(self.mm.nonpaged.start + pos * PAGE_SIZE, tag_key("Pool"),
+                            NONPAGED, pages * PAGE_SIZE)
         self.tracker.charge_boot("Pool", self.mm.nonpaged.in_use * PAGE_SIZE, paged=False)
 
     def _boot_lookasides(self) -> None:
@@ -364,9 +370,12 @@ class PoolManager:
     def allocate(self, pool_type: int, nbytes: int, tag: int, cpu: int = 0,
                  stack: tuple[int, ...] = (), process: int = 0) -> int:
         """ExAllocatePoolWithTag: the block's address, or 0 when the pool is exhausted."""
-        if self.hook is not None:
-            return self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
-        return self.allocate_normal(pool_type, nbytes, tag, cpu, process)
+        try:
+            if self.hook is not None:
+                return self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
+            return self.allocate_normal(pool_type, nbytes, tag, cpu, process)
+        except BugCheck as bc:
+            raise raised_in(bc, "ExAllocatePoolWithTag", stack)
 
     def allocate_normal(self, pool_type: int, nbytes: int, tag: int, cpu: int = 0,
                         process: int = 0) -> int:
@@ -588,9 +597,12 @@ class PoolManager:
     # ======================================================================================
     def free(self, address: int, tag: int = 0, cpu: int = 0, stack: tuple[int, ...] = ()) -> None:
         """ExFreePoolWithTag; raises BugCheck where the real kernel would stop."""
-        if self.hook is not None:
-            return self.hook.free(address, tag, cpu, stack)
-        return self.free_normal(address, tag, cpu)
+        try:
+            if self.hook is not None:
+                return self.hook.free(address, tag, cpu, stack)
+            return self.free_normal(address, tag, cpu)
+        except BugCheck as bc:
+            raise raised_in(bc, "ExFreePoolWithTag", stack)
 
     def block_info(self, address: int) -> tuple[int, int, bool]:
         """(tag, charged bytes, paged) of a live block, read from memory (for the verifier)."""

@@ -37,15 +37,13 @@ def walk_page(m: Machine, va: int) -> list[tuple[int, int, int, int, int]]:
 
 
 def small_pool_pages(m: Machine) -> list[int]:
-    """Pages the small-block allocator owns: single-page runs not in the big-page table and not
-    the allocator's own metadata."""
-    meta = {m.pool.tracker.table, m.pool.big.table, m.pool.lookaside_base}
+    """Pages the small-block allocator owns: single-page runs not in the big-page table (which
+    also records the allocator's own tables, tagged Pool)."""
     out = []
     for pp in (m.mm.nonpaged, m.mm.paged):
         for pos, n in pp.runs.items():
             va = pp.start + pos * PAGE_SIZE
-            if n == 1 and va not in meta and m.pool.big.find(va) is None \
-                    and not any(d.addr >> 12 == va >> 12 for d in m.pool.paged_desc):
+            if n == 1 and m.pool.big.find(va) is None:
                 out.append(va)
     return out
 
@@ -69,7 +67,7 @@ def check_invariants(m: Machine, live: dict[int, tuple[int, int, int]]) -> None:
     tbl, n, esz = m.pool.big.table, m.pool.big.entries, m.pool.big.esize
     for i in range(n):
         va = m.pool.big._rptr(tbl + i * esz)
-        if not va & 1:
+        if not va & 1 and m.pool.big.find(va)[0] != tag_key("Pool"):   # not the kernel's own
             listed[va] = m.pool.big.find(va)
     assert set(listed) == set(big_live)
     for va, (key, nbytes) in listed.items():
