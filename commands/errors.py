@@ -20,7 +20,8 @@ class DebuggerError(Exception):
 
 class ParseError(DebuggerError):
     """Caret-line error: `kind` is 'Syntax', 'Extra character', ...; `column` is the offset of
-    the offending character inside the command text."""
+    the offending character in the command's argument text (the dispatcher adds the prompt
+    and the command's own position on the line)."""
 
     def __init__(self, kind: str, column: int):
         super().__init__(f"{kind} error")

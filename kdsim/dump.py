@@ -135,6 +135,9 @@ class DumpCreateError(DumpError):
 
 
 # -- saving -------------------------------------------------------------------------------------
+INVALID_NAME = "The filename, directory name, or volume label syntax is incorrect."
+
+
 def save(target: Target, path: str | os.PathLike[str], *, kind: str = "full",
          comment: str = "", overwrite: bool = True) -> int:
     """Write the target as it stands; returns the bytes written.
@@ -147,6 +150,9 @@ def save(target: Target, path: str | os.PathLike[str], *, kind: str = "full",
         raise ValueError(f"unknown dump kind {kind!r}")
     try:
         handle = open(path, "wb" if overwrite else "xb")
+    except ValueError:                       # a NUL in the name: Windows calls it invalid
+        raise DumpCreateError(f"Unable to create file '{os.fspath(path)!s}' - "
+                              f"Win32 error 0n123\n    \"{INVALID_NAME}\"") from None
     except OSError as exc:
         code, text = _win32(exc, path, creating=True)
         raise DumpCreateError(f"Unable to create file '{os.fspath(path)}' - {code}\n"
@@ -262,6 +268,9 @@ def load(path: str | os.PathLike[str]) -> Target:
                 body = BODY.parse_stream(stream)
             except (ConstructError, ValueError, OverflowError) as exc:
                 raise _damaged(name, f"malformed contents: {_last_line(exc)}") from None
+    except ValueError:
+        raise DumpError(f"Could not open dump file [{name}], Win32 error 0n123 "
+                        f"\"{INVALID_NAME}\"") from None
     except OSError as exc:
         code, text = _win32(exc, path, creating=False)
         raise DumpError(f"Could not open dump file [{name}], {code} \"{text}\"") from None

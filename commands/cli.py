@@ -1,0 +1,206 @@
+"""`kdsim`: open a simulated machine (or a dump) and debug it, as `kd` would.
+
+    kdsim [--arch x86|x64] [--scenario NAME] [--seed N] [-c "cmds"] [-cf FILE] [-z DUMP]
+
+`-cf` then `-c` run first, echoed like typed commands (as in kd); then commands are read until
+`q` or the end of input, from a prompt on a terminal or line by line from a pipe.  The exit
+status is 0 after `q` or end of input; unusable arguments or an unreadable file give 2 and one
+line saying why.  No traceback ever reaches the user (KDSIM_DEBUG=1 shows them on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .dispatch import debug_enabled, load_commands
+from .repl import run_interactive, run_plain
+from .scripts import read_script, run_lines
+from .session import Session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kdsim.target import Target
+
+PROG = "kdsim"
+
+
+class UsageError(Exception):
+    """Unusable arguments or an unreadable file: exit status 2."""
+
+    def __init__(self, message: str, hint: str = f"see {PROG} -h"):
+        super().__init__(message)
+        self.hint = hint
+
+
+class StartupError(Exception):
+    """The machine could not be opened: exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, allow_abbrev=False,
+                     description="A WinDbg-style kernel debugger over a simulated Windows 7 "
+                                 "kernel whose pool allocator behaves like the real one.")
+    parser.add_argument("--arch", choices=("x86", "x64"), help="target architecture")
+    parser.add_argument("--scenario", metavar="NAME", help="boot into a scenario "
+                        "(see --list-scenarios)")
+    parser.add_argument("--seed", type=int, metavar="N", help="random seed of the workload")
+    parser.add_argument("-c", dest="commands", metavar='"cmds"',
+                        help="commands to run first (';'-separated)")
+    parser.add_argument("-cf", dest="command_file", metavar="FILE",
+                        help="script file to run first")
+    parser.add_argument("-z", dest="dump", metavar="DUMP", help="open a dump file")
+    parser.add_argument("--list-scenarios", action="store_true",
+                        help="list the scenarios and exit")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def version() -> str:
+    try:
+        return metadata.version(PROG)
+    except metadata.PackageNotFoundError:  # running from a source checkout
+        import tomllib
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return tomllib.loads(pyproject.read_text())["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def scenarios() -> list[tuple[str, str]] | None:
+    """The scenarios the machine offers, or None while kdsim.scenarios has none."""
+    try:
+        from kdsim.scenarios import list_scenarios
+    except ImportError:
+        return None
+    return list(list_scenarios())
+
+
+def open_machine(args: argparse.Namespace) -> "Target":
+    if args.scenario is not None:
+        known = scenarios()
+        if known is not None and args.scenario not in {name for name, _ in known}:
+            raise UsageError(f"unknown scenario '{args.scenario}'", "see --list-scenarios")
+    try:
+        from kdsim.machine import Machine
+    except ImportError as exc:
+        raise StartupError(f"the simulated machine is not available ({exc})") from None
+    options = {"arch": args.arch, "seed": args.seed, "scenario": args.scenario}
+    try:
+        machine = Machine.create(**{k: v for k, v in options.items() if v is not None})
+    except (ValueError, KeyError) as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else type(exc).__name__) from None
+    return machine.target()
+
+
+def open_dump(path: str) -> "Target":
+    """The target of a dump file (`-z`); a damaged or foreign file is one line, status 1."""
+    from kdsim.dump import DumpError, load
+    try:
+        return load(path)
+    except DumpError as exc:
+        raise StartupError(exc.message) from None
+
+
+def dump_banner(path: str, target: "Target") -> str:
+    """What kd prints when it opens a dump."""
+    from kdsim.dump import DUMP_TYPE_BANNERS
+    lines = [f"Loading Dump File [{path}]",
+             DUMP_TYPE_BANNERS[target.meta.get("dump_type", "full")]]
+    if target.meta.get("comment"):
+        lines.append(f"Comment: '{target.meta['comment']}'")
+    return "\n".join(lines) + "\n\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        print(f"{PROG}: {exc} ({exc.hint})", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except Exception as exc:
+        if debug_enabled():
+            traceback.print_exc()
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(f"{PROG} {version()}")
+        return 0
+    if args.list_scenarios:
+        found = scenarios() or []
+        width = max((len(name) for name, _ in found), default=0)
+        for name, description in found:
+            print(f"{name:<{width}}  {description}")
+        return 0
+    startup: list[str] = []
+    if args.command_file is not None:
+        try:
+            startup = read_script(args.command_file)
+        except OSError as exc:
+            raise UsageError(f"cannot read '{args.command_file}': {exc.strerror}") from None
+    target = open_dump(args.dump) if args.dump else open_machine(args)
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    interactive = bool(sys.stdin and sys.stdin.isatty() and sys.stdout.isatty())
+    session = Session(target)
+    load_commands()
+    if args.dump:
+        session.write(dump_banner(args.dump, target))
+    try:
+        if interactive:
+            print(f"{PROG} {version()}: {target.arch.name} target, {target.processors} "
+                  f"processor(s). .help lists the commands, q quits.")
+        run_lines(session, startup, echo=True)
+        if args.commands and not session.quit_requested:
+            run_lines(session, [args.commands], echo=True)
+        if not session.quit_requested:
+            if interactive:
+                run_interactive(session)
+            else:
+                try:
+                    run_plain(session, _stdin_lines())
+                except KeyboardInterrupt:
+                    pass
+    finally:
+        session.close_log(announce=False)
+    return 0
+
+
+def _stdin_lines() -> io.TextIOBase | list[str]:
+    """Standard input as text; undecodable bytes are replaced rather than fatal."""
+    if sys.stdin is None:
+        return []
+    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (`kdsim | head`), let the interpreter exit without complaint."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""From a typed line to commands: split on `;`, find each command in the registry, run it,
+render its result, and turn every failure into the debugger's own error text.
+
+Splitting follows KD: `;` separates commands except inside double quotes; `$<` and `$><` (whose
+file names may contain `;`) and the `*` comment take the rest of the line.  An error stops the
+rest of the line, as it stops a script.  No Python exception ever reaches the user: a
+DebuggerError prints its lines, anything unexpected prints one line (and its traceback on
+stderr when KDSIM_DEBUG is set).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import re
+import sys
+import traceback
+from typing import TYPE_CHECKING, NamedTuple
+
+from kdsim.memory import MemoryFault
+
+from .errors import DebuggerError, memory_access, no_export, syntax_error
+from .registry import Command, lookup
+from .render import render
+from .session import PagerQuit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+# Modules that register commands; packages are walked so a new module is picked up by itself.
+COMMAND_MODULES = ("commands.meta", "commands.scripts")
+COMMAND_PACKAGES = ("commands.core", "commands.ext")
+LOAD_ERRORS: dict[str, str] = {}
+_loaded = False
+
+_REST_OF_LINE = ("$<", "$><", "*")
+_NAME = re.compile(r"""
+      \$\$>a<|\$\$><|\$\$<|\$><|\$<|\$\$      # scripts and the $$ comment
+    | [!.][\w.]*                              # !extension, .meta
+    | \?\?|\?|\*                              # evaluate, comment
+    | [A-Za-z_]\w*                            # plain commands
+""", re.VERBOSE)
+
+
+class Aborted(Exception):
+    """A command stopped after its error was already printed (a failing script line, ^C)."""
+
+
+def debug_enabled() -> bool:
+    return bool(os.environ.get("KDSIM_DEBUG"))
+
+
+def load_commands() -> None:
+    """Import every module that registers commands; absent ones (still being written) are
+    skipped, broken ones are recorded in LOAD_ERRORS and reported under KDSIM_DEBUG."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in COMMAND_MODULES:
+        _import(name)
+    for name in COMMAND_PACKAGES:
+        package = _import(name)
+        path = getattr(package, "__path__", None)
+        if path is None:
+            continue
+        for info in pkgutil.walk_packages(path, name + ".", onerror=lambda _name: None):
+            _import(info.name)
+
+
+def _import(name: str) -> object | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            return None
+        LOAD_ERRORS[name] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a command module must never stop the debugger from starting
+        LOAD_ERRORS[name] = f"{type(exc).__name__}: {exc}"
+    if debug_enabled():
+        traceback.print_exc(file=sys.stderr)
+    return None
+
+
+def split_commands(line: str) -> list[tuple[int, str]]:
+    """The commands of a line as (offset in the line, text), leading blanks removed."""
+    parts: list[tuple[int, str]] = []
+    pos, n = 0, len(line)
+    while pos < n:
+        while pos < n and line[pos] in " \t":
+            pos += 1
+        if pos >= n:
+            break
+        start = pos
+        if line.startswith(_REST_OF_LINE, pos):
+            pos = n
+        else:
+            quoted = False
+            while pos < n and (quoted or line[pos] != ";"):
+                if line[pos] == "\\" and quoted and pos + 1 < n:
+                    pos += 1
+                elif line[pos] == '"':
+                    quoted = not quoted
+                pos += 1
+        text = line[start:pos].rstrip()
+        if text:
+            parts.append((start, text))
+        pos += 1            # past the ';'
+    return parts
+
+
+class Parsed(NamedTuple):
+    name: str         # as typed: "!pool", ".logopen", "?"
+    args: str         # the argument text, blanks around it removed
+    args_at: int      # where the arguments start in the command text
+
+
+def parse_name(text: str) -> Parsed:
+    """Split a command into its name as typed and its argument text."""
+    match = _NAME.match(text)
+    end = match.end() if match is not None else 0
+    rest = text[end:]
+    args = rest.strip()
+    return Parsed(text[:end], args, end + len(rest) - len(rest.lstrip()))
+
+
+def execute(session: "Session", line: str) -> bool:
+    """Run every command of a line; False when one failed (the rest were not run)."""
+    for offset, text in split_commands(line):
+        if not execute_command(session, text, line[offset:], offset):
+            return False
+        if session.quit_requested:
+            break
+    return True
+
+
+def execute_command(session: "Session", text: str, rest: str = "", column: int = 0) -> bool:
+    """Run one command; `rest` (from this command to the end of the line) and `column`
+    (its offset in the line) place and quote a caret error as KD does.  A command's caret
+    column (ParseError) counts from the start of its argument text."""
+    rest = rest or text
+    session.begin_command()
+    name, args, args_at = parse_name(text)
+    try:
+        cmd = _find(name)
+    except DebuggerError as err:
+        _report(session, err, column, rest)
+        return False
+    try:
+        result = cmd.func(session, args)
+        session.write(render(cmd, result, session))
+        return True
+    except DebuggerError as err:
+        _report(session, err, column + args_at, rest)
+    except (Aborted, PagerQuit):
+        pass
+    except KeyboardInterrupt:
+        session.write_lines(["^C"], "error")
+    except MemoryFault:
+        session.write_lines(memory_access(args).lines("", text), "error")
+    except RecursionError:
+        session.write_lines([f"Command nesting too deep in '{text}'"], "error")
+    except Exception as exc:  # the debugger survives any bug in a command
+        session.write_lines([f"Internal error in '{text}': {type(exc).__name__}"
+                             f"{'' if debug_enabled() else ' (set KDSIM_DEBUG=1 for details)'}"],
+                            "error")
+        if debug_enabled():
+            traceback.print_exc(file=sys.stderr)
+    return False
+
+
+def _report(session: "Session", err: DebuggerError, column: int, rest: str) -> None:
+    """An error's lines; a caret lands `column` characters after the prompt."""
+    pad = " " * (len(session.prompt) + column)
+    session.write_lines(err.lines(pad, rest.rstrip()), "error")
+
+
+def _find(name: str) -> Command:
+    cmd = lookup(name) if name else None
+    if cmd is not None:
+        return cmd
+    if name.startswith("!") and len(name) > 1:
+        ext = name[1:]
+        # `!kdexts.pool` names the extension DLL too
+        cmd = lookup("!" + ext.rsplit(".", 1)[-1])
+        if cmd is not None:
+            return cmd
+        raise no_export(ext)
+    raise syntax_error(0)

@@ -1,0 +1,94 @@
+"""Renderers: a command's result as the debugger's text, as JSON, and the terminal's colours.
+
+Commands compute, renderers print (DESIGN.md).  The text renderer is the command's own
+`render`; JSON is `dataclasses.asdict` of the result, for scripts (`.output json`); colour is
+applied to the finished text, line by line, so it can never change a column: it only wraps
+addresses, tags, `(Free)`/`(Allocated)` and error lines in ANSI sequences.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import Command
+    from .session import Session
+
+RESET = "\x1b[0m"
+STYLES = {
+    "address": "\x1b[36m",        # cyan
+    "free": "\x1b[32m",           # green
+    "allocated": "\x1b[33m",      # yellow
+    "tag": "\x1b[1;35m",          # bold magenta
+    "error": "\x1b[1;31m",        # bold red
+    "echo": "\x1b[1m",            # bold: the prompt of an echoed command
+}
+
+# An address as the debugger prints it: 8 hex digits, or 16 with an optional backtick.
+_ADDRESS = r"(?<![\w`])(?:[0-9a-fA-F]{8}`[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|[0-9a-fA-F]{8})(?![\w`])"
+_STATE_TAG = r"\((?P<state>Free|Allocated)\)(?P<gap> +\*?)(?P<tag>[^\s*]{1,4})"
+_POOLTAG = r"(?<=Pooltag )(?P<ptag>\S{1,4})(?= :)"
+_TOKENS = re.compile(f"(?P<addr>{_ADDRESS})|{_STATE_TAG}|{_POOLTAG}")
+_ERROR_LINE = re.compile(
+    r"^\s*\^ .* error in '|error at '|^Numeric expression missing from '|^No export \S+ found"
+    r"|^Couldn't |^Unable to |^Memory access error")
+
+
+def render_text(cmd: "Command", result: Any, session: "Session") -> str:
+    """The classic debugger text of a result (None prints nothing)."""
+    if result is None:
+        return ""
+    if isinstance(result, str):
+        return result
+    if cmd.render is not None:
+        return cmd.render(result, session)
+    return str(result)
+
+
+def render_json(result: Any) -> str:
+    """A result object as JSON: its dataclass fields (anything else as JSON can spell it)."""
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
+    return json.dumps(result, indent=2, default=str)
+
+
+def render(cmd: "Command", result: Any, session: "Session") -> str:
+    """What the session prints for a result, newline-terminated.  With `.output json` result
+    objects print as JSON; plain text (messages, `.echo`) stays text."""
+    if session.settings["output"] == "json" and not isinstance(result, (str, type(None))):
+        text = render_json(result)
+    else:
+        text = render_text(cmd, result, session)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text
+
+
+def colorize(text: str, kind: str = "output") -> str:
+    """ANSI colour for the screen; kind is output, error or echo (an echoed command)."""
+    return "".join(_colorize_line(line, kind) for line in text.splitlines(keepends=True))
+
+
+def _colorize_line(line: str, kind: str) -> str:
+    body = line.rstrip("\n")
+    end = line[len(body):]
+    if not body:
+        return line
+    if kind == "error" or _ERROR_LINE.search(body):
+        return f"{STYLES['error']}{body}{RESET}{end}"
+    if kind == "echo":
+        prompt, sep, command = body.partition("> ")
+        return f"{STYLES['echo']}{prompt}{sep}{RESET}{command}{end}"
+    return _TOKENS.sub(_paint, body) + end
+
+
+def _paint(match: re.Match[str]) -> str:
+    if match.group("addr"):
+        return f"{STYLES['address']}{match.group('addr')}{RESET}"
+    if match.group("ptag"):
+        return f"{STYLES['tag']}{match.group('ptag')}{RESET}"
+    state = match.group("state")
+    return (f"{STYLES[state.lower()]}({state}){RESET}{match.group('gap')}"
+            f"{STYLES['tag']}{match.group('tag')}{RESET}")

@@ -1,0 +1,153 @@
+"""The two input loops: a prompt_toolkit prompt on a terminal, a plain line loop otherwise.
+
+On a terminal: the real prompt, persistent history, Tab completion (commands, flags, symbols,
+pool tags), the input coloured by `KdLexer`, Ctrl+C back to the prompt, Ctrl+D or `q` to leave,
+and the `.more` pager.  From a pipe or a file: each command is echoed after its prompt, so the
+transcript reads like a kd log.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.lexers import PygmentsLexer
+from prompt_toolkit.output import Output
+
+from .dispatch import execute, parse_name
+from .lexer import KdLexer
+from .meta import summary
+from .registry import all_commands, lookup
+from .session import Pager
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+MAX_COMPLETIONS = 200
+_FLAG = re.compile(r"(?<![\w])[/-][A-Za-z]\w*")
+
+
+def history_path() -> Path:
+    """$XDG_DATA_HOME/kdsim/history, or ~/.local/share/kdsim/history."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                           "share")
+    return Path(base) / "kdsim" / "history"
+
+
+def open_history(path: Path | None = None) -> History:
+    """The persistent history, or an in-memory one when the data directory is not writable."""
+    path = path or history_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+    except OSError:
+        return InMemoryHistory()
+    return FileHistory(str(path))
+
+
+class KdCompleter(Completer):
+    """Completes the command name, then its flags (from its syntax), pool tags (for commands
+    whose syntax takes a tag) and symbols."""
+
+    def __init__(self, session: "Session"):
+        self.session = session
+
+    def get_completions(self, document: Document,
+                        complete_event: CompleteEvent) -> Iterator[Completion]:
+        command = document.text_before_cursor.rsplit(";", 1)[-1].lstrip()
+        word = document.get_word_before_cursor(WORD=True)
+        if not any(ch.isspace() for ch in command):
+            yield from self._names(command)
+            return
+        cmd = lookup(parse_name(command)[0])
+        if word[:1] in ("/", "-"):
+            flags = sorted(set(_FLAG.findall(cmd.syntax))) if cmd else []
+            yield from _matching(flags, word, case=False)
+            return
+        if not word:
+            return
+        if cmd is not None and "tag" in cmd.syntax.lower():
+            yield from _matching(self._safe(self.session.known_tags), word, case=True)
+        yield from _symbols(self._safe(self.session.target.symbols.names), word)
+
+    def _names(self, typed: str) -> Iterator[Completion]:
+        low = typed.lower()
+        for cmd in all_commands():
+            for name in (cmd.name, *cmd.aliases):
+                if name.lower().startswith(low):
+                    yield Completion(name, -len(typed), display_meta=summary(cmd))
+
+    @staticmethod
+    def _safe(source) -> list[str]:
+        try:
+            return list(source())
+        except Exception:  # completion must never break the prompt
+            return []
+
+
+def _matching(candidates: Iterable[str], word: str, *, case: bool) -> Iterator[Completion]:
+    key = word if case else word.lower()
+    for text in candidates:
+        if (text if case else text.lower()).startswith(key):
+            yield Completion(text, -len(word))
+
+
+def _symbols(names: list[str], word: str) -> Iterator[Completion]:
+    """`nt!ExAll` completes within nt; a bare `ExAll` finds the symbol in any module."""
+    low = word.lower()
+    found = 0
+    for name in sorted(names, key=str.lower):
+        full = name.lower()
+        if full.startswith(low) or ("!" not in low and full.split("!", 1)[-1].startswith(low)):
+            yield Completion(name, -len(word))
+            found += 1
+            if found >= MAX_COMPLETIONS:
+                return
+
+
+def run_plain(session: "Session", lines: Iterable[str]) -> None:
+    """Commands from a pipe or file, each echoed after its prompt, until `q` or the end."""
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        session.record_input(line, echo=True)
+        execute(session, line)
+        if session.quit_requested:
+            return
+
+
+def run_interactive(session: "Session", *, input: Input | None = None,
+                    output: Output | None = None, history: History | None = None) -> None:
+    """The terminal prompt, until `q` or Ctrl+D."""
+    prompt = PromptSession(
+        history=history if history is not None else open_history(),
+        completer=KdCompleter(session), complete_while_typing=False,
+        lexer=PygmentsLexer(KdLexer) if session.color else None,
+        input=input, output=output)
+    more = PromptSession(input=input, output=output)
+    session.pager = Pager(height=lambda: prompt.output.get_size().rows,
+                          ask=lambda: _ask_more(more))
+    while not session.quit_requested:
+        try:
+            line = prompt.prompt(session.prompt)
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        session.record_input(line, echo=False)
+        execute(session, line)
+
+
+def _ask_more(more: PromptSession) -> bool:
+    try:
+        answer = more.prompt("-- More (Enter: next page, q: stop) -- ")
+    except (KeyboardInterrupt, EOFError):
+        return False
+    return answer.strip().lower() != "q"
