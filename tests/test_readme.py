@@ -1,0 +1,24 @@
+"""The README says what the product does: its generated tables match the registries, and its
+quick-start test command is the one CI runs."""
+from pathlib import Path
+
+from commands.reference import BLOCKS, readme_block
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_generated_blocks_are_current():
+    for name, generate in BLOCKS.items():
+        assert readme_block(README, name) == generate(), \
+            f"README {name} block is stale: run python -m commands.reference --write"
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
+    quick = README[README.index("## Quick start"):README.index("## A session")]
+    commands = [line for line in quick.splitlines()
+                if line and not line.startswith(("```", "#")) and "&&" in line]
+    assert commands == ["pip install -e . && kdsim",
+                        "pip install -e '.[test]' && python -m pytest"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci
