@@ -22,6 +22,7 @@ from .dispatch import debug_enabled, load_commands
 from .repl import run_interactive, run_plain
 from .scripts import read_script, run_lines
 from .session import Session
+from .target_cmds import fatal_error_text, stop_processor
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.target import Target
@@ -54,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", metavar="NAME", help="boot into a scenario "
                         "(see --list-scenarios)")
     parser.add_argument("--seed", type=int, metavar="N", help="random seed of the workload")
+    parser.add_argument("--scale", type=float, metavar="X",
+                        help="size of the scenario's machine (1 = its full size)")
+    parser.add_argument("--verifier", metavar='"/flags F /driver D"',
+                        help="Driver Verifier settings the machine boots with, in verifier.exe "
+                             "syntax")
     parser.add_argument("-c", dest="commands", metavar='"cmds"',
                         help="commands to run first (';'-separated)")
     parser.add_argument("-cf", dest="command_file", metavar="FILE",
@@ -95,7 +101,10 @@ def open_machine(args: argparse.Namespace) -> "Target":
         from kdsim.machine import Machine
     except ImportError as exc:
         raise StartupError(f"the simulated machine is not available ({exc})") from None
-    options = {"arch": args.arch, "seed": args.seed, "scenario": args.scenario}
+    if args.scale is not None and not 0 < args.scale <= 4:
+        raise UsageError(f"--scale must be above 0 and at most 4, not {args.scale:g}")
+    options = {"arch": args.arch, "seed": args.seed, "scenario": args.scenario,
+               "scale": args.scale, "verifier": args.verifier}
     try:
         machine = Machine.create(**{k: v for k, v in options.items() if v is not None})
     except (ValueError, KeyError) as exc:
@@ -120,6 +129,17 @@ def dump_banner(path: str, target: "Target") -> str:
     if target.meta.get("comment"):
         lines.append(f"Comment: '{target.meta['comment']}'")
     return "\n".join(lines) + "\n\n"
+
+
+def stop_banner(target: "Target") -> str:
+    """A machine that has already bug-checked opens as kd shows it: the Fatal System Error
+    banner on a live machine, the short analysis on a crash dump."""
+    if target.stop_state() is None:
+        return ""
+    if target.live:
+        return fatal_error_text(target) + "\n"
+    from .ext.analyze import crash_dump_text
+    return crash_dump_text(target) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +189,8 @@ def _main(argv: list[str] | None) -> int:
     load_commands()
     if args.dump:
         session.write(dump_banner(args.dump, target))
+    session.write(stop_banner(target))
+    session.processor = stop_processor(target)
     try:
         if interactive:
             print(f"{PROG} {version()}: {target.arch.name} target, {target.processors} "

@@ -26,8 +26,6 @@ class Arch:
     nonpaged_start: int           # MmNonPagedPoolStart
     paged_start: int              # MmPagedPoolStart
     special_start: int            # MmSpecialPoolStart
-    stack_base: int               # where thread stacks / ETHREADs are placed
-    user_probe: int               # an address in user space, never mapped
 
     @property
     def header(self) -> int:
@@ -73,7 +71,6 @@ X86 = Arch(
     size_bits=9, index_bits=7,
     nt_base=0x82A0F000, driver_base=0x8B200000,
     nonpaged_start=0xF8000000, paged_start=0xE1000000, special_start=0xB0000000,
-    stack_base=0x86000000, user_probe=0x00010000,
 )
 
 # x64 follows the Windows 7 x64 kernel VA layout: paged pool at FFFFF8A0`00000000, nonpaged at
@@ -84,7 +81,6 @@ X64 = Arch(
     nt_base=0xFFFFF80001409000, driver_base=0xFFFFF88000E00000,
     nonpaged_start=0xFFFFFA8000C00000, paged_start=0xFFFFF8A000000000,
     special_start=0xFFFFF98000000000,
-    stack_base=0xFFFFFA8002100000, user_probe=0x0000000000010000,
 )
 
 ARCHES: dict[str, Arch] = {"x86": X86, "x64": X64}

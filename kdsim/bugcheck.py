@@ -26,6 +26,8 @@ class BugCheck(Exception):
     def __init__(self, code: int, p1: int = 0, p2: int = 0, p3: int = 0, p4: int = 0):
         self.code = code
         self.params = (p1, p2, p3, p4)
+        # (routines, caller stack) of the raise site, attached by kdsim.stop.raised_in
+        self.where: tuple[tuple[str, ...], tuple[int, ...]] | None = None
         super().__init__(f"{self.name} ({code:#x}) {', '.join(hex(p) for p in self.params)}")
 
     @property

@@ -30,6 +30,7 @@ class Machine:
         self.arch = arch
         self.seed = seed
         self.scenario = scenario
+        self.scale = 1.0                   # the scenario's size (set by Scenario.boot)
         self.processors = processors
         self.memory = AddressSpace()
         self.symbols, self.nt = load_modules(arch)

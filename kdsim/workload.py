@@ -67,7 +67,7 @@ class Pattern:
         if addr and self.lifetime is not None:
             engine.seq += 1
             heapq.heappush(engine.due, (engine.t + rng.expovariate(1.0 / self.lifetime),
-                                        engine.seq, addr, self.key))
+                                        engine.seq, addr, self.key, self.stack))
 
 
 class Workload:
@@ -80,7 +80,8 @@ class Workload:
         self.t = 0
         self.activities: list[Activity] = []
         self._cumulative: list[float] = []
-        self.due: list[tuple[float, int, int, int]] = []     # (time, seq, address, tag)
+        # scheduled frees: (time, seq, address, tag, the freeing driver's stack)
+        self.due: list[tuple[float, int, int, int, tuple[int, ...]]] = []
         self.seq = 0
         self.processors = machine.processors
         self.process = machine.current_process()
@@ -113,9 +114,10 @@ class Workload:
     def free(self, address: int, key: int = 0, stack: tuple[int, ...] = ()) -> None:
         self.pool.free(address, key, self.cpu, stack)
 
-    def free_later(self, address: int, after: float, key: int = 0) -> None:
+    def free_later(self, address: int, after: float, key: int = 0,
+                   stack: tuple[int, ...] = ()) -> None:
         self.seq += 1
-        heapq.heappush(self.due, (self.t + after, self.seq, address, key))
+        heapq.heappush(self.due, (self.t + after, self.seq, address, key, stack))
 
     def write(self, address: int, data: bytes) -> None:
         """A driver writing into memory (an overrun reaches whatever lies beyond)."""
@@ -132,8 +134,8 @@ class Workload:
             self.t += 1
             t = self.t
             while due and due[0][0] <= t:
-                _, _, addr, key = heapq.heappop(due)
-                pool_free(addr, key, t % machine.processors, ())
+                _, _, addr, key, stack = heapq.heappop(due)
+                pool_free(addr, key, t % machine.processors, stack)
             if total:
                 i = bisect.bisect_right(cum, rng.random() * total)
                 acts[i if i < len(acts) else -1].run(self)

@@ -61,6 +61,10 @@ BUILTIN: tuple[PoolTagEntry, ...] = (
     _E("MmSm", "nt!mm", "segments used to map data files"),
     _E("MmSt", "nt!mm", "Mm section object prototype ptes"),
     _E("Vad ", "nt!mm", "Mm virtual address descriptors"),
+    # Driver Verifier
+    _E("Vepp", "nt!Vf", "Verifier Pool Tracking information"),
+    _E("VfPT", "nt!Vf", "Verifier Allocate/Free Pool stack traces"),
+    _E("ViIn", "nt!Vf", "Verifier Internal Tag for pool tracking"),
     _E("VadF", "nt!mm", "VADs created by a FreeVM splitting"),
     _E("Vadl", "nt!mm", "Mm virtual address descriptors (long)"),
     _E("VadS", "nt!mm", "Mm virtual address descriptors (short)"),

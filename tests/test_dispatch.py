@@ -227,16 +227,16 @@ def test_help_is_generated_from_the_registry(session):
     def go(s, args):
         return None
 
-    with temporary_command("g", go, syntax="g", help="Run the workload. Stops at a bug check.",
-                           category="target", target_action=True):
+    with temporary_command(".kt_go", go, syntax=".kt_go", help="Run the workload. Stops at a "
+                           "bug check.", category="target", target_action=True):
         text = run(session, ".help")
         assert text.startswith("[machine] acts on the simulated machine (not available on a "
                                "dump)\n\n")
         assert "Target control:\n" in text
-        line = next(l for l in text.splitlines() if l.lstrip().startswith("g "))
+        line = next(l for l in text.splitlines() if l.lstrip().startswith(".kt_go "))
         assert line.endswith("Run the workload. [machine]")
-        assert run(session, ".help g") == (
-            "g\n   Run the workload. Stops at a bug check.\n"
+        assert run(session, ".help .kt_go") == (
+            ".kt_go\n   Run the workload. Stops at a bug check.\n"
             "   Acts on the simulated machine; not available on a dump.\n")
     assert "   .logclose" in run(session, ".help")
     assert run(session, ".help nosuch") == "No help for 'nosuch'\n"

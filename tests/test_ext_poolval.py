@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import assume, HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from commands.session import Session
@@ -134,6 +134,7 @@ def test_one_flipped_bit_in_a_previous_size_is_found(arch, sizes, frees, pick, b
             m.pool.free(blocks[i])
             blocks[i] = 0
     live = [b for b in blocks if b]
+    assume(live)
     session = Session(m.target())
     for b in live:
         assert "is VALID." in run(session, f"!poolval {b:x}")

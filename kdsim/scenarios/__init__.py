@@ -41,6 +41,7 @@ class Scenario:
              **options) -> Machine:
         kwargs = {**self.options, **options}
         machine = Machine(get_arch(arch or self.arch), seed, scenario=self.name, **kwargs)
+        machine.scale = scale
         self.build(machine, scale)
         return machine
 
