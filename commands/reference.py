@@ -1,8 +1,9 @@
 """The README's command and scenario tables, generated from the registries (a test keeps the
 README in step).
 
-    python -m commands.reference           print the command table
-    python -m commands.reference --write   rewrite the generated blocks of README.md
+    python -m commands.reference                print the command table
+    python -m commands.reference --block NAME   print one block (commands, scenarios)
+    python -m commands.reference --write        rewrite the generated blocks of README.md
 """
 from __future__ import annotations
 
@@ -69,5 +70,7 @@ def write(readme_path: Path) -> None:
 if __name__ == "__main__":
     if "--write" in sys.argv:
         write(Path(__file__).resolve().parent.parent / "README.md")
+    elif "--block" in sys.argv:
+        print(BLOCKS[sys.argv[sys.argv.index("--block") + 1]]())
     else:
         print(markdown())
