@@ -29,6 +29,8 @@ from construct import (
 
 from .arch import ARCHES, PAGE_SHIFT, PAGE_SIZE, Arch
 from .memory import AddressSpace, MemoryFault
+from .pool import PRCB_SIZE
+from .stop import KSTACK_REGION, KSTACK_SIZE
 from .symbols import SymbolTable
 from .target import Target
 
@@ -206,15 +208,31 @@ def _write(target: Target, handle: IO[bytes], kind: str, comment: str) -> int:
 
 def dump_runs(target: Target, kind: str = "full") -> list[tuple[int, int]]:
     """The pages a dump of this kind keeps, as (first vpn, count) runs: every mapped page for
-    a full dump, the page(s) holding nt!KiBugCheckData for a mini dump."""
+    a full dump; for a mini dump, as a small memory dump does, the bug-check data and what a
+    stack trace of the stop needs: the owning processor's KPRCB and its kernel stack."""
     if kind == "full":
         return list(target.memory.runs())
-    addr = target.resolve("nt!KiBugCheckData")
-    if addr is None:
-        return []
-    first = addr >> PAGE_SHIFT
-    last = (addr + 5 * target.arch.ptr_size - 1) >> PAGE_SHIFT
-    return [(v, 1) for v in range(first, last + 1) if v in target.memory.pages]
+    keep: set[int] = set()
+
+    def span(addr: int | None, size: int) -> None:
+        if addr is not None:
+            keep.update(v for v in range(addr >> PAGE_SHIFT, ((addr + size - 1) >> PAGE_SHIFT) + 1)
+                        if v in target.memory.pages)
+
+    P = target.arch.ptr_size
+    span(target.resolve("nt!KiBugCheckData"), 5 * P)
+    owner_sym = target.resolve("nt!KeBugCheckOwner")
+    span(owner_sym, 4)
+    block = target.resolve("nt!KiProcessorBlock")
+    if owner_sym is not None and block is not None:
+        try:
+            owner = target.read_u32(owner_sym)
+            span(target.read_ptr(block + owner * P), PRCB_SIZE[target.arch.name])
+        except MemoryFault:
+            pass
+        span(((target.arch.driver_base + KSTACK_REGION) & target.arch.ptr_mask)
+             + owner * KSTACK_SIZE, KSTACK_SIZE)
+    return [(v, 1) for v in sorted(keep)]
 
 
 class _Checksummed:
