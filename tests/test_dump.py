@@ -126,17 +126,24 @@ def small_machine() -> Machine:
     return machine
 
 
-def test_mini_dump_keeps_symbols_and_bug_check_only(small_machine, tmp_path):
+def test_mini_dump_keeps_symbols_bug_check_and_the_stop_stack(small_machine, tmp_path):
     small_machine.stop(BugCheck(0xC2, 7, 0x1234, 0, 0))
+    live = small_machine.target()
     path = tmp_path / "mini.dmp"
-    save(small_machine.target(), path, kind="mini", comment="after the crash")
+    save(live, path, kind="mini", comment="after the crash")
     mini = load(path)
-    bugcheck = small_machine.target().symbol("nt!KiBugCheckData")
-    assert set(mini.memory.pages) == {bugcheck >> 12}
-    assert mini.stop_state() == small_machine.target().stop_state()
+    bugcheck = live.symbol("nt!KiBugCheckData")
+    kept = set(mini.memory.pages)
+    assert bugcheck >> 12 in kept
+    assert kept == {v for v, _ in dump_runs(live, "mini")}
+    assert len(kept) < len(live.memory.pages) // 4          # small: no pool pages
+    assert not any(live.memory.pages[v] != mini.memory.pages[v] for v in kept)
+    assert mini.stop_state() == live.stop_state()
     assert mini.meta["dump_type"] == "mini" and mini.meta["comment"] == "after the crash"
-    assert mini.resolve("nt!PoolTrackTable") == small_machine.target().resolve("nt!PoolTrackTable")
-    assert dump_runs(mini, "mini") == [(bugcheck >> 12, 1)]
+    assert mini.resolve("nt!PoolTrackTable") == live.resolve("nt!PoolTrackTable")
+    assert dump_runs(mini, "mini") == dump_runs(live, "mini")
+    load_commands()
+    assert run(Session(mini), "k") == run(Session(live), "k")
 
 
 def test_full_dump_of_a_mini_dump_is_refused_and_leaves_no_file(small_machine, tmp_path):
