@@ -70,13 +70,8 @@ def seed_scale(quick: bool) -> tuple[float, int, int, int, int, float]:
     start = time.perf_counter()
     m.step(int(sum(want.values()) / 0.8))
     elapsed = time.perf_counter() - start
-    tr = m.pool.tracker
-    live = {0: 0, 1: 0}
-    for key in tr._spots:
-        sp = tr._spots[key]
-        for paged, at in ((0, 2), (1, 8)):
-            live[paged] += (tr.u32.unpack_from(sp[at], sp[at + 1])[0]
-                            - tr.u32.unpack_from(sp[at + 2], sp[at + 3])[0])
+    np_live, p_live, _, _ = m.pool.tracker.totals()
+    live = {0: np_live, 1: p_live}
     np_bytes = m.mm.get("MmAllocatedNonPagedPool") * PAGE_SIZE
     p_bytes = m.mm.get("MmPagedPoolCommit") * PAGE_SIZE
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -188,6 +188,25 @@ def field_offsets(con: Construct) -> dict[str, int]:
     return found
 
 
+_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def field_run(con: Construct, names: tuple[str, ...]) -> tuple[struct.Struct, dict[str, int]]:
+    """A struct.Struct over the named fields of a flat Struct, laid out at their offsets from
+    the first of them (padding in between), and each name's index in what it unpacks: the hot
+    path reads and writes several fields with one call, and the layout stays declared once."""
+    offsets = field_offsets(con)
+    sizes = {sub.name: sub.sizeof() for sub in con.subcons if sub.name}
+    ordered = sorted(names, key=offsets.__getitem__)
+    fmt, pos = "<", offsets[ordered[0]]
+    for name in ordered:
+        if offsets[name] > pos:
+            fmt += f"{offsets[name] - pos}x"
+        fmt += _FORMATS[sizes[name]]
+        pos = offsets[name] + sizes[name]
+    return struct.Struct(fmt), {name: i for i, name in enumerate(ordered)}
+
+
 LAYOUTS: dict[str, Layouts] = {
     "x86": Layouts(POOL_HEADER_X86, POOL_TRACKER_TABLE_X86, POOL_TRACKER_BIG_PAGES_X86,
                    POOL_DESCRIPTOR_X86, GENERAL_LOOKASIDE_POOL_X86),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .arch import PAGE_SIZE, Arch
 from .bigpages import BigPageTable
 from .bugcheck import BAD_POOL_CALLER, BAD_POOL_HEADER, BugCheck
-from .layouts import HeaderCodec, layouts_for
+from .layouts import HeaderCodec, field_run, layouts_for
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
@@ -119,6 +119,13 @@ class PoolManager:
         self.o_la_type = d("lookaside", "Type")
         self.o_la_tag = d("lookaside", "Tag")
         self.o_la_size = d("lookaside", "Size")
+        # The SLIST head and the hit counters, read and written in one call (they open the
+        # structure in both layouts); la_idx / la_idx_free index the unpacked fields.
+        self.la_head, idx = field_run(L.lookaside, (
+            "Next", "ListDepth", "Sequence", "Depth", "MaximumDepth", "TotalAllocates",
+            "AllocateHits", "TotalFrees", "FreeHits"))
+        self.la_idx = (idx["Next"], idx["ListDepth"], idx["TotalAllocates"], idx["AllocateHits"])
+        self.la_idx_free = (idx["Depth"], idx["TotalFrees"], idx["FreeHits"])
         self._boot(lists_off)
 
     # ======================================================================================
@@ -515,44 +522,42 @@ class PoolManager:
     # lookaside lists (SLISTs in memory)
     # ======================================================================================
     def _lookaside_pop(self, cpu: int, paged: int, bs: int) -> int:
-        pages, ptr, u32 = self.pages, self.ptr, self.u32
+        pages, head, (NEXT, DEPTH, TOTAL_ALLOC, HITS) = self.pages, self.la_head, self.la_idx
         for la in self.la[cpu][paged][bs - 1]:
             page = pages[la >> 12]
             off = la & PAGE_MASK
-            o = off + self.o_la_total_alloc
-            u32.pack_into(page, o, (u32.unpack_from(page, o)[0] + 1) & 0xFFFFFFFF)
-            top = ptr.unpack_from(page, off + self.o_la_next)[0]
+            f = list(head.unpack_from(page, off))
+            f[TOTAL_ALLOC] = (f[TOTAL_ALLOC] + 1) & 0xFFFFFFFF
+            top = f[NEXT]
             if top:
                 tpage = pages.get(top >> 12)
                 if tpage is None:
                     raise self._fault(top)
-                ptr.pack_into(page, off + self.o_la_next,
-                              ptr.unpack_from(tpage, top & PAGE_MASK)[0])
-                o = off + self.o_la_listdepth
-                self.u16.pack_into(page, o, (self.u16.unpack_from(page, o)[0] - 1) & 0xFFFF)
-                o = off + self.o_la_alloc_hits
-                u32.pack_into(page, o, (u32.unpack_from(page, o)[0] + 1) & 0xFFFFFFFF)
+                f[NEXT] = self.ptr.unpack_from(tpage, top & PAGE_MASK)[0]
+                f[DEPTH] = (f[DEPTH] - 1) & 0xFFFF
+                f[HITS] = (f[HITS] + 1) & 0xFFFFFFFF
+                head.pack_into(page, off, *f)
                 return top - self.G
+            head.pack_into(page, off, *f)
         return 0
 
     def _lookaside_push(self, cpu: int, paged: int, bs: int, e: int) -> bool:
-        pages, ptr, u32, u16 = self.pages, self.ptr, self.u32, self.u16
+        pages, head, (NEXT, DEPTH, _, _) = self.pages, self.la_head, self.la_idx
+        MAX, TOTAL_FREE, FREE_HITS = self.la_idx_free
         for la in self.la[cpu][paged][bs - 1]:
             page = pages[la >> 12]
             off = la & PAGE_MASK
-            o = off + self.o_la_total_free
-            u32.pack_into(page, o, (u32.unpack_from(page, o)[0] + 1) & 0xFFFFFFFF)
-            od = off + self.o_la_listdepth
-            depth = u16.unpack_from(page, od)[0]
-            if depth < u16.unpack_from(page, off + self.o_la_depth)[0]:
+            f = list(head.unpack_from(page, off))
+            f[TOTAL_FREE] = (f[TOTAL_FREE] + 1) & 0xFFFFFFFF
+            if f[DEPTH] < f[MAX]:
                 data = e + self.G
-                ptr.pack_into(pages[data >> 12], data & PAGE_MASK,
-                              ptr.unpack_from(page, off + self.o_la_next)[0])
-                ptr.pack_into(page, off + self.o_la_next, data)
-                u16.pack_into(page, od, (depth + 1) & 0xFFFF)
-                o = off + self.o_la_free_hits
-                u32.pack_into(page, o, (u32.unpack_from(page, o)[0] + 1) & 0xFFFFFFFF)
+                self.ptr.pack_into(pages[data >> 12], data & PAGE_MASK, f[NEXT])
+                f[NEXT] = data
+                f[DEPTH] = (f[DEPTH] + 1) & 0xFFFF
+                f[FREE_HITS] = (f[FREE_HITS] + 1) & 0xFFFFFFFF
+                head.pack_into(page, off, *f)
                 return True
+            head.pack_into(page, off, *f)
         return False
 
     def _add_u16(self, a: int, delta: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 
 from .arch import PAGE_SIZE, Arch
-from .layouts import layouts_for
+from .layouts import field_run, layouts_for
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
@@ -52,9 +52,7 @@ class TagTracker:
         self.size = TRACKER_ENTRIES + 1
         self.mask = TRACKER_ENTRIES - 1
         o = L.offset
-        sz = "<I" if arch.ptr_size == 4 else "<Q"
         self.u32 = struct.Struct("<I")
-        self.szt = struct.Struct(sz)
         self.szmask = arch.ptr_mask
         # (allocs, frees, bytes) offsets, nonpaged then paged
         self.fields = (
@@ -63,6 +61,10 @@ class TagTracker:
             (o("tracker", "PagedAllocs"), o("tracker", "PagedFrees"),
              o("tracker", "PagedBytes")),
         )
+        # Allocs, Frees and Bytes lie in one run per pool: read and written together
+        self.groups = tuple(field_run(L.tracker, names)[0] for names in (
+            ("NonPagedAllocs", "NonPagedFrees", "NonPagedBytes"),
+            ("PagedAllocs", "PagedFrees", "PagedBytes")))
         pages = -(-self.size * self.entry_size // PAGE_SIZE)
         self.table = mm.allocate_pool_pages(False, pages)
         g.write_ptr(g.var("PoolTrackTable"), self.table)
@@ -98,29 +100,56 @@ class TagTracker:
         """An allocation (sign 1) or a free (sign -1) of nbytes charged bytes."""
         key &= 0x7FFFFFFF
         spots = self._spots.get(key)
-        u32 = self.u32
-        if spots is None or u32.unpack_from(spots[0], spots[1])[0] != key:
+        if spots is None or self.u32.unpack_from(spots[0], spots[1])[0] != key:
             spots = self._locate(key)
-        at = 8 if paged else 2
-        count = at if sign > 0 else at + 2
-        count_page, count_off = spots[count], spots[count + 1]
-        bytes_page, bytes_off = spots[at + 4], spots[at + 5]
-        u32.pack_into(count_page, count_off,
-                      (u32.unpack_from(count_page, count_off)[0] + 1) & 0xFFFFFFFF)
-        szt = self.szt
-        szt.pack_into(bytes_page, bytes_off,
-                      (szt.unpack_from(bytes_page, bytes_off)[0] + sign * nbytes) & self.szmask)
+        page, off = spots[4 if paged else 2], spots[5 if paged else 3]
+        if page is None:                       # the entry straddles a page boundary
+            return self._update_split(spots[6], paged, nbytes, sign)
+        group = self.groups[1 if paged else 0]
+        allocs, frees, used = group.unpack_from(page, off)
+        if sign > 0:
+            allocs = (allocs + 1) & 0xFFFFFFFF
+        else:
+            frees = (frees + 1) & 0xFFFFFFFF
+        group.pack_into(page, off, allocs, frees, (used + sign * nbytes) & self.szmask)
+
+    def _update_split(self, base: int, paged: int, nbytes: int, sign: int) -> None:
+        a = base + self.fields[1 if paged else 0][0]
+        group = self.groups[1 if paged else 0]
+        allocs, frees, used = group.unpack(self.memory.read(a, group.size))
+        if sign > 0:
+            allocs = (allocs + 1) & 0xFFFFFFFF
+        else:
+            frees = (frees + 1) & 0xFFFFFFFF
+        self.memory.write(a, group.pack(allocs, frees, (used + sign * nbytes) & self.szmask))
 
     def _locate(self, key: int) -> tuple:
-        """(key page, key offset, then per pool: allocs, frees, bytes as page/offset pairs)."""
+        """(key page, key offset, then per pool the page and offset of its {Allocs, Frees,
+        Bytes} run, or None where the run straddles a page, and the entry's address)."""
         base = self.table + self.slot(key) * self.entry_size
         spots: list = [self.pages[base >> 12], base & PAGE_MASK]
-        for fields in self.fields:
-            for off in fields:
-                a = base + off
+        for fields, group in zip(self.fields, self.groups):
+            a = base + fields[0]
+            if (a & PAGE_MASK) + group.size <= PAGE_SIZE:
                 spots += [self.pages[a >> 12], a & PAGE_MASK]
+            else:
+                spots += [None, None]
+        spots.append(base)
         found = self._spots[key] = tuple(spots)
         return found
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """(nonpaged blocks, paged blocks, nonpaged bytes, paged bytes) outstanding, summed
+        over the table in memory."""
+        raw = self.memory.read(self.table, self.size * self.entry_size)
+        sums = [0, 0, 0, 0]
+        for i in range(self.size):
+            base = i * self.entry_size
+            for paged, (fields, group) in enumerate(zip(self.fields, self.groups)):
+                allocs, frees, used = group.unpack_from(raw, base + fields[0])
+                sums[paged] += allocs - frees
+                sums[2 + paged] += used
+        return sums[0], sums[1], sums[2], sums[3]
 
     def charge_boot(self, tag: str, nbytes: int, paged: bool) -> None:
         """Account the allocator's own boot-time pages (tag 'Pool'), as Windows does."""

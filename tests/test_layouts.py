@@ -69,3 +69,22 @@ def test_allocator_headers_parse_with_construct(arch):
         assert f.BlockSize == m.arch.block_size(size)
         assert f.PoolType == (ptype | 2)
         assert h.PoolTag == tag_key(tag)
+
+
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+@pytest.mark.parametrize("struct_name, names", [
+    ("tracker", ("NonPagedAllocs", "NonPagedFrees", "NonPagedBytes")),
+    ("tracker", ("PagedAllocs", "PagedFrees", "PagedBytes")),
+    ("lookaside", ("Next", "ListDepth", "Sequence", "Depth", "MaximumDepth",
+                   "TotalAllocates", "AllocateHits", "TotalFrees", "FreeHits")),
+])
+def test_field_runs_read_what_construct_reads(arch, struct_name, names):
+    import os
+    from kdsim.layouts import field_run
+    con = getattr(layouts_for(get_arch(arch)), struct_name)
+    raw = os.urandom(con.sizeof())
+    parsed = con.parse(raw)
+    run, index = field_run(con, names)
+    first = min(field_offsets(con)[n] for n in names)
+    values = run.unpack_from(raw, first)
+    assert {n: values[i] for n, i in index.items()} == {n: parsed[n] for n in names}
