@@ -97,6 +97,16 @@ def parse_leading(text: str, target: "Target", radix: int = 16) -> Leading:
     return Leading(value & target.arch.ptr_mask, text[parser.pos:], parser.pos, value)
 
 
+def address_and_number(text: str, target: "Target", radix: int = 16) -> tuple[int, int]:
+    """`Address [Number]` arguments (`!pool addr flags`, `!poolval addr level`); 0 for what
+    is missing."""
+    if not text.strip():
+        return 0, 0
+    lead = parse_leading(text, target, radix)
+    number = evaluate(lead.rest, target, radix, offset=lead.end) if lead.rest.strip() else 0
+    return lead.value, number
+
+
 def sign_extend32(value: int) -> int:
     """A 32-bit value as dbgeng widens it to 64 bits on an x86 target (constants, pointers)."""
     return value | _SIGN_EXTEND if 0x80000000 <= value <= 0xFFFFFFFF else value

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from kdsim.memory import MemoryFault
 from pooltag import TagDatabase, display_tag, pool_description
 
-from ..expr import evaluate, parse_leading
+from ..expr import address_and_number
 from ..poolread import (PAGE_MASK, PREVIOUS, SPECIAL_REGION, TOO_LARGE, BigPage, PageCheck,
                         PoolHeader, PoolReader, SpecialBlock, WalkError, row_text, special_line)
 from ..registry import command
@@ -196,10 +196,6 @@ def render_pool(result: PoolPage, session: "Session") -> str:
               "Flags: 1 also dumps the first bytes of each block, 2 shows only the starred "
               "block, 0x80000000 omits the tag description.")
 def pool(session: "Session", args: str) -> PoolPage:
-    target, radix = session.target, session.settings["radix"]
-    if not args:
-        return inspect_page(session, 0)
-    lead = parse_leading(args, target, radix)
-    flags = evaluate(lead.rest, target, radix, offset=lead.end) if lead.rest else 0
-    return inspect_page(session, lead.value, flags & 0xFFFFFFFF)
+    address, flags = address_and_number(args, session.target, session.settings["radix"])
+    return inspect_page(session, address, flags & 0xFFFFFFFF)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..expr import evaluate, parse_leading
+from ..expr import address_and_number
 from ..poolread import PAGE_MASK, PageCheck, PoolReader, row_text
 from ..registry import command
 
@@ -111,9 +111,5 @@ def render_poolval(result: PoolValidation, session: "Session") -> str:
               "DisplayLevel: 0 basic (default), 1 linked header lists, 2 basic header "
               "information, 3 full header information.")
 def poolval(session: "Session", args: str) -> PoolValidation:
-    target, radix = session.target, session.settings["radix"]
-    if not args:
-        return validate(session, 0)
-    lead = parse_leading(args, target, radix)
-    level = evaluate(lead.rest, target, radix, offset=lead.end) if lead.rest else 0
-    return validate(session, lead.value, level)
+    address, level = address_and_number(args, session.target, session.settings["radix"])
+    return validate(session, address, level)
