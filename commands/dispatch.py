@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
 # Modules that register commands; packages are walked so a new module is picked up by itself.
-COMMAND_MODULES = ("commands.meta", "commands.scripts", "commands.target_cmds")
+COMMAND_MODULES = ("commands.meta", "commands.scripts", "commands.target_cmds", "commands.lab")
 COMMAND_PACKAGES = ("commands.core", "commands.ext")
 LOAD_ERRORS: dict[str, str] = {}
 _loaded = False

@@ -354,13 +354,16 @@ class Verifier:
             self._untrack(address)
 
     def _block_bytes(self, address: int) -> int:
-        """The bytes the block at `address` occupies, or 0 if it is not a readable block."""
-        if address & (PAGE_SIZE - 1) and not self.memory.is_mapped(address - self.arch.header):
+        """The bytes the block at `address` holds from that address on (its header, before
+        the address, excluded), or 0 if it is not a readable block."""
+        small = bool(address & (PAGE_SIZE - 1))
+        if small and not self.memory.is_mapped(address - self.arch.header):
             return 0
         try:
-            return self.pool.block_info(address)[1]
+            charged = self.pool.block_info(address)[1]
         except BugCheck:
             return 0
+        return charged - self.arch.header if small else charged
 
     def _log(self, address: int, size: int, cpu: int, frames: tuple[int, ...]) -> None:
         """ViPoolLogStackTrace: the next record of the ring."""

@@ -1,0 +1,112 @@
+"""The teaching layer: `.lab` (the briefing), `.hint` (one hint at a time), `.check ANSWER`.
+
+The lab is found from the scenario name the target carries in its metadata, so the commands
+work the same on a live lab, after `.reboot`, and on a dump saved from a lab.  Nothing here
+looks at the simulated machine: a lab's answer is judged against its `Lab.answers`, never
+computed from the simulator's objects.
+"""
+from __future__ import annotations
+
+import textwrap
+import weakref
+from typing import TYPE_CHECKING
+
+from kdsim.scenarios import Lab, get_scenario
+
+from .errors import DebuggerError
+from .registry import command
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+WIDTH = 79
+# hints given so far, per session and per lab (a `.reboot` into the same lab keeps them)
+_GIVEN: "weakref.WeakKeyDictionary[Session, dict[str, int]]" = weakref.WeakKeyDictionary()
+
+
+def _wrap(text: str) -> str:
+    """A message as the lab prints it: wrapped at the width of a kd window."""
+    return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def current_lab(session: "Session") -> tuple[str, Lab | None]:
+    """(scenario name, its lab) of the session's target; the lab is None when it has none."""
+    name = str(session.target.meta.get("scenario") or "")
+    if not name:
+        return "", None
+    try:
+        return name, get_scenario(name).lab
+    except ValueError:          # a dump of a scenario this version does not know
+        return name, None
+
+
+def _lab(session: "Session") -> tuple[str, Lab]:
+    name, lab = current_lab(session)
+    if lab is None:
+        where = f"scenario '{name}'" if name else "this target"
+        raise DebuggerError(_wrap(f"No lab is loaded ({where} has none).  kdsim "
+                                  "--list-scenarios lists the labs; open one with kdsim "
+                                  "--scenario NAME."))
+    return name, lab
+
+
+@command(".lab", syntax=".lab", category="lab",
+         help="Show the briefing of the lab this machine was opened for: the story, what to "
+              "look at, and what .check asks.")
+def lab_briefing(session: "Session", args: str) -> str:
+    _, lab = _lab(session)
+    count = len(lab.hints)
+    return (lab.briefing.rstrip() + "\n\n"
+            + _wrap(f".hint gives a hint ({count} in all, one at a time); .check ANSWER "
+                    f"checks your answer: {lab.question}."))
+
+
+@command(".hint", syntax=".hint [Number]", category="lab",
+         help="Give the lab's next hint, each a little more telling than the last; "
+              ".hint N shows hint N again once it has been given.")
+def hint(session: "Session", args: str) -> str:
+    name, lab = _lab(session)
+    given = _GIVEN.setdefault(session, {})
+    total = len(lab.hints)
+    text = args.strip()
+    if text:
+        if not text.isdigit() or not 1 <= int(text) <= total:
+            raise DebuggerError(f"There are {total} hints: .hint N takes N from 1 to {total}.")
+        number = int(text)
+        if number > given.get(name, 0):
+            raise DebuggerError(f"Hint {number} has not been given yet: .hint gives the "
+                                "next one.")
+        return _hint_text(lab, number)
+    number = given.get(name, 0) + 1
+    if number > total:
+        return _wrap(f"No more hints: all {total} have been given (.hint N shows one "
+                     f"again).  .check ANSWER when you have it.")
+    given[name] = number
+    return _hint_text(lab, number)
+
+
+def _hint_text(lab: Lab, number: int) -> str:
+    return _wrap(f"Hint {number} of {len(lab.hints)}: {lab.hints[number - 1]}")
+
+
+def answer_text(args: str) -> str:
+    """The answer as typed, without surrounding blanks and quotes."""
+    return args.strip().strip("'\"`").strip()
+
+
+def is_right(lab: Lab, answer: str) -> bool:
+    """An answer against the lab's accepted answers, case ignored."""
+    return any(answer.lower() == accepted.lower() for accepted in lab.answers)
+
+
+@command(".check", syntax=".check Answer", category="lab",
+         help="Check your answer to the lab's question (case does not matter).")
+def check(session: "Session", args: str) -> str:
+    _, lab = _lab(session)
+    answer = answer_text(args)
+    if not answer:
+        raise DebuggerError(_wrap(f"Usage: .check ANSWER, where ANSWER is {lab.question}."))
+    if is_right(lab, answer):
+        return _wrap(f"Right: {answer} is {lab.question}.")
+    return _wrap(f"Not right: {answer} is not {lab.question}.  Look again (.hint gives a "
+                 "hint).")

@@ -1,0 +1,116 @@
+"""The fourth seed case: an overrun, the innocent driver it gets blamed on, and special pool
+(seeds/003, "What's So Special About The Pool?").
+
+Three drivers on one I/O path each take ~500-byte nonpaged buffers for every request.  On
+Windows 7 a pool page is carved from its end, so the requests come in the order C, A, C, B, A
+for the page to read A, B, C, A, C from the bottom up, as in the article's picture: each of
+A's second buffers ends where one of B's begins.  B finishes its requests quickly, C keeps
+its buffers a while, A longer.  Once in a while DrvA copies 600 bytes into its 500-byte
+buffer (kdsim/drivers.py): nothing stops it, the bytes land on the next block's header, and
+the machine only notices when that header is next checked, usually when DrvB frees its
+buffer.  With special pool on DrvA (`overrun-special`, or `.verifier /flags 0x1 /driver
+DrvA.sys` then `.reboot`) the same copy runs into a guard page and the machine stops at
+DrvA's store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..drivers import Overrun
+from ..pool import NONPAGED
+from ..population import NT_IO, populate
+from ..workload import Pattern
+from . import Lab, scenario
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..machine import Machine
+    from ..workload import Workload
+
+BRIEFING = """\
+The innocent driver (seed case 4, Windows 7 SP1 x86, 2 processors)
+
+This machine has three third-party drivers on the same I/O path, DrvA.sys, DrvB.sys and
+DrvC.sys, and each takes a buffer of about 500 bytes of nonpaged pool for every request
+(tags DrvA, BBBB and CcCc).  Users say it crashes every few minutes.
+
+Let it run (g) until it stops, then read the analysis (!analyze -v): which driver does it
+blame?  Is that driver really the one at fault?  Look at the pool page the bug check names
+(!pool ADDRESS, db ADDRESS) and at the block in front of the damaged header.
+
+To catch the culprit in the act, turn on special pool for the driver you suspect
+(.verifier /flags 0x1 /driver NAME.sys), reboot (.reboot) and let it run again (g).
+
+Which driver corrupts the pool?  Answer with .check DRIVER."""
+
+HINTS = (
+    "After g, !analyze -v names the driver whose call was running when the damage was "
+    "found.  BAD_POOL_HEADER means the pool was already corrupt at the time of that request: "
+    "the driver that trips over a damaged header is not necessarily the one that damaged it.",
+    "!pool on the pool entry of the bug check (Arg2 of 0x19/0x20, or "
+    "poi(nt!KiBugCheckData+8)) lists the page.  Which block sits right in front of the "
+    "corrupt header, and whose is it?",
+    "db a little before the corrupt header: the 8 header bytes were overwritten with the "
+    "same bytes (46 = 'F') as the end of the block in front of it.  That block's owner wrote "
+    "past its end.",
+    "Special pool puts the suspect's buffer at the end of a page followed by a guard page: "
+    ".verifier /flags 0x1 /driver DrvA.sys, .reboot, g.  The machine stops on the store that "
+    "crosses into the guard page (0xD6), and !analyze -v names the real culprit.",
+)
+
+LAB = Lab(
+    title="The innocent driver",
+    briefing=BRIEFING,
+    hints=HINTS,
+    answers=("DrvA", "DrvA.sys"),
+    question="the driver that corrupts the pool",
+    solution="overrun.cmd",
+)
+
+IO_PATH = ("nt!IofCallDriver+0x63", *NT_IO)
+BUFFER = 500                  # each driver's request buffer
+COPIED = 600                  # what DrvA copies into it, now and then
+EVERY = 400                   # DrvA's 400th buffer (a second one of a request) is overrun
+QUIET = 0.2                   # the rest of the machine's traffic, relative to default
+REQUEST_WEIGHT = 3.0          # requests: ~40% of the ticks
+WARM_TICKS = 300              # requests before the lab opens: ~250 of DrvA's buffers, no overrun
+SPECIAL_POOL_ON_A = "/flags 0x1 /driver DrvA.sys"
+
+
+@dataclass
+class Request:
+    """One I/O request on the drivers' path: each step takes its buffer, all in one tick."""
+
+    steps: tuple[Callable[["Workload"], None], ...]
+    weight: float
+
+    def run(self, engine: "Workload") -> None:
+        for step in self.steps:
+            step(engine)
+
+
+def drivers(machine: "Machine") -> Request:
+    """DrvA (the culprit), DrvB (its victim) and DrvC on one request path."""
+    a = Overrun("DrvA", "DrvA", BUFFER, COPIED, 0.0, ("DrvA+0x1a2b", *IO_PATH),
+                store="DrvA+0x1c00", lifetime=20_000.0, every=EVERY)
+    b = Pattern("DrvB", "BBBB", NONPAGED, (BUFFER,), 100.0, 0.0, ("DrvB+0x2c10", *IO_PATH))
+    c = Pattern("DrvC", "CcCc", NONPAGED, (BUFFER,), 5_000.0, 0.0, ("DrvC+0x1044", *IO_PATH))
+    b.bind(machine)
+    c.bind(machine)
+    # carved from a page's end, these five read A, B, C, A, C from the bottom up
+    return Request((c.run, a.run, c.run, b.run, a.run), REQUEST_WEIGHT)
+
+
+def build(machine: "Machine", scale: float) -> None:
+    populate(machine, 0.6 * scale)
+    for activity in machine.workload.activities:
+        activity.weight *= QUIET
+    machine.workload.add(drivers(machine))
+    machine.step(WARM_TICKS)
+
+
+scenario("overrun", "Seed case 4: DrvA overruns its buffer; the crash blames DrvB",
+         arch="x86", lab=LAB)(build)
+scenario("overrun-special",
+         "Seed case 4 with special pool on DrvA.sys: the crash catches DrvA at the write",
+         arch="x86", lab=LAB, verifier=SPECIAL_POOL_ON_A)(build)
