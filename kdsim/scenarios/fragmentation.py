@@ -53,6 +53,8 @@ BACKGROUND_SCALE = 10.0
 PEAK_TICKS = 100_000
 AFTER_TICKS = 100_000
 LIFETIME = 30_000              # ticks an MmCm block lives, at scale 1
+PEAK_WEIGHT = 16.0             # how busy the driver is during its load peak
+SURVIVORS = 1.6                # how often small long-lived blocks are allocated
 
 
 def _build(machine, scale: float, whole_pages: bool) -> None:
@@ -61,14 +63,14 @@ def _build(machine, scale: float, whole_pages: bool) -> None:
         activity.weight *= 0.2
     size = 0x1000 if whole_pages else 0xF18 - machine.arch.block
     lifetime = LIFETIME * scale
-    contiguous = Pattern("cmdrv", "MmCm", NONPAGED, (size,), lifetime, 16.0,
+    contiguous = Pattern("cmdrv", "MmCm", NONPAGED, (size,), lifetime, PEAK_WEIGHT,
                          ("cmdrv+0x1a2b", "nt!IofCallDriver+0x63", "nt!IopXxxControlFile+0x607",
                           "nt!NtDeviceIoControlFile+0x56", "nt!KiSystemServiceCopyEnd+0x13"))
     machine.workload.add(
         contiguous,
         # small blocks that stay: they settle wherever a small chunk is free
-        Pattern("nt", "ReEv", NONPAGED, (0x10, 0x30), None, 3.0, ()),
-        Pattern("Ntfs", "MFE0", NONPAGED, (0x10, 0x60, 0xA0), None, 2.0, ()),
+        Pattern("nt", "ReEv", NONPAGED, (0x10, 0x30), None, 3.0 * SURVIVORS, ()),
+        Pattern("Ntfs", "MFE0", NONPAGED, (0x10, 0x60, 0xA0), None, 2.0 * SURVIVORS, ()),
         Pattern("Ntfs", "NtFs", NONPAGED, (0x200, 0xA00), lifetime / 20, 4.0, (),
                 size_range=True),
     )
