@@ -180,11 +180,14 @@ def _main(argv: list[str] | None) -> int:
             startup = read_script(args.command_file)
         except OSError as exc:
             raise UsageError(f"cannot read '{args.command_file}': {exc.strerror}") from None
+    interactive = bool(sys.stdin and sys.stdin.isatty() and sys.stdout.isatty())
+    if interactive and not args.dump and args.scenario not in (None, "default"):
+        # a lab at the seed's scale takes a while to boot: say so (not part of any transcript)
+        print(f"Booting scenario {args.scenario}...", file=sys.stderr, flush=True)
     target = open_dump(args.dump) if args.dump else open_machine(args)
 
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
-    interactive = bool(sys.stdin and sys.stdin.isatty() and sys.stdout.isatty())
     session = Session(target)
     load_commands()
     if args.dump:
