@@ -62,16 +62,19 @@ class BigPageTable:
     def _r32(self, a: int) -> int:
         return self.u32.unpack_from(self.memory.pages[a >> 12], a & PAGE_MASK)[0]
 
+    def _write_entry(self, e: int, va: int, key: int, pool_type: int, nbytes: int) -> None:
+        self._wptr(e, va)
+        self._w32(e + self.o_key, key)
+        self._w32(e + self.o_type, pool_type)
+        self._wptr(e + self.o_bytes, nbytes)
+
     def insert(self, va: int, key: int, pool_type: int, nbytes: int) -> bool:
         mask = self.entries - 1
         s = big_hash(va, mask)
         for probes in range(self.entries):
             e = self.table + s * self.esize
             if self._rptr(e) & FREE_MARK:
-                self._wptr(e, va)
-                self._w32(e + self.o_key, key)
-                self._w32(e + self.o_type, pool_type)
-                self._wptr(e + self.o_bytes, nbytes)
+                self._write_entry(e, va, key, pool_type, nbytes)
                 self.in_use += 1
                 self.g.write_ptr(self.sym_in_use, self.in_use)
                 if probes >= 16 and self.in_use > self.entries // 4:
@@ -133,11 +136,7 @@ class BigPageTable:
             s = big_hash(va, mask)
             while not self._rptr(self.table + s * self.esize) & FREE_MARK:
                 s = (s + 1) & mask
-            e = self.table + s * self.esize
-            self._wptr(e, va)
-            self._w32(e + self.o_key, key)
-            self._w32(e + self.o_type, ptype)
-            self._wptr(e + self.o_bytes, nbytes)
+            self._write_entry(self.table + s * self.esize, va, key, ptype, nbytes)
             self.in_use += 1
         self.g.write_ptr(self.sym_in_use, self.in_use)
         self.mm.free_pool_pages(old)
