@@ -272,3 +272,23 @@ def test_default_machine_is_deterministic_and_healthy(arch):
         walk_page(a, va)
     c = Machine.create(arch, seed=8)
     assert any(a.memory.pages.get(k) != v for k, v in c.memory.pages.items())
+
+
+def test_big_page_table_grows_and_keeps_every_entry():
+    """A full table doubles (as it does past a quarter full with long probe runs); every
+    allocation, and the table's own Pool entry, is in the new table nt!PoolBigPageTable names."""
+    m = Machine(get_arch("x64"), seed=1)
+    big = m.pool.big
+    first_table, first_entries = big.table, big.entries
+    got = [m.pool.allocate(NONPAGED, 0x1000, tag_key("Bigg")) for _ in range(first_entries)]
+    assert big.entries > first_entries and big.table != first_table
+    target = m.target()
+    assert target.global_ptr("PoolBigPageTable") == big.table
+    assert target.global_ptr("PoolBigPageTableSize") == big.entries
+    assert all(big.find(a)[0] == tag_key("Bigg") for a in got)
+    assert big.find(big.table)[0] == tag_key("Pool")
+    assert (big.find(first_table) or (0,))[0] != tag_key("Pool")     # freed (maybe reused)
+    for a in got[::2]:
+        m.pool.free(a)
+    assert all(big.find(a) is None for a in got[::2])
+    assert all(big.find(a) is not None for a in got[1::2])
