@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from .arch import Arch, get_arch
+from .arch import Arch
 from .bugcheck import BugCheck
 from .memory import AddressSpace, MemoryFault
 from .mm import DEFAULT_MEMORY, MachineMemory, MemoryManager

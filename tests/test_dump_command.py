@@ -5,8 +5,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from commands.core.dump import USAGE, parse_dump_args, unique_name
 from commands.errors import DebuggerError

@@ -213,7 +213,8 @@ def test_overwritten_next_header_is_bad_pool_header_20(arch):
     a = m.pool.allocate(NONPAGED, 0x100, tag_key("Aaaa"))
     b = m.pool.allocate(NONPAGED, 0x100, tag_key("Bbbb"))      # sits at the page end
     c = m.pool.allocate(NONPAGED, 0x100, tag_key("Cccc"))      # just before b
-    m.memory.write(c + m.arch.block_size(0x100) * G - G, b"\x41" * 8)   # smash b's header
+    assert b == c + m.arch.block_size(0x100) * G                         # b follows c
+    m.memory.write(b - G, b"\x41" * 8)                                    # smash b's header
     with pytest.raises(BugCheck) as err:
         m.pool.free(c)
     assert err.value.code == 0x19 and err.value.params[0] == 0x20
