@@ -28,3 +28,16 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
                         "pip install -e '.[test]' && python -m pytest"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+def test_the_session_shown_is_what_kdsim_prints():
+    """The README's session is a real one: replaying its commands gives its text."""
+    block = README[README.index("## A session"):README.index("## Using it")]
+    shown = block[block.index("```text\n") + 8:block.rindex("```")].splitlines()
+    invocation, transcript = shown[0], shown[1:]
+    args = invocation.removeprefix("$ kdsim ").split()
+    commands = [line.split("> ", 1)[1] for line in transcript if line.startswith("0: kd> ")]
+    result = subprocess.run([sys.executable, "-m", "commands", *args], cwd=ROOT,
+                            input="\n".join(commands) + "\n", capture_output=True, text=True,
+                            env={"NO_COLOR": "1", "PATH": ""}, check=True)
+    assert result.stdout.splitlines() == transcript
