@@ -22,6 +22,7 @@ from kdsim.special import SIZE_MASK as SPECIAL_SIZE
 from kdsim.special import SPECIAL_PAGED
 from kdsim.verifier_layouts import verifier_layouts_for
 from pooltag import display_tag
+from pooltag.tags import printable_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
@@ -432,7 +433,6 @@ def _chains_to_end(slots: list[PoolHeader], count: int) -> list[bool]:
 
 
 # -- how a header prints ------------------------------------------------------------------------
-_SHOWN = bytes(c if 0x20 <= c <= 0x7E else 0x2E for c in range(256))   # pooltag.printable
 
 
 def row_suffix(arch: "Arch", h: PoolHeader) -> str:
@@ -452,7 +452,7 @@ def row_text(arch: "Arch", h: PoolHeader, marker: str = " ", tag_marker: str = "
         tag, status, suffix = h.tag, "(Free)     ", ""
     return "%s%0*x size: %4x previous size: %4x  %s %s%s%s" % (
         marker, arch.hex_digits, h.address, h.block_size * h.unit, h.previous_size * h.unit,
-        status, tag_marker, tag.to_bytes(4, "little").translate(_SHOWN).decode("ascii"), suffix)
+        status, tag_marker, printable_bytes(tag.to_bytes(4, "little")), suffix)
 
 
 def special_line(arch: "Arch", block: SpecialBlock, tag_marker: str = "*") -> str:

@@ -42,9 +42,17 @@ def normalize_tag(tag: TagLike) -> str:
     return tag_from_ulong(tag_to_ulong(tag))
 
 
-def printable(text: str) -> str:
+_SHOWN = bytes(c if 0x20 <= c <= 0x7E else 0x2E for c in range(256))
+
+
+def printable_bytes(raw: bytes) -> str:
     """Bytes outside printable ASCII shown as `.`, as the debugger's tag columns do."""
-    return "".join(c if " " <= c <= "~" else "." for c in text)
+    return raw.translate(_SHOWN).decode("ascii")
+
+
+def printable(text: str) -> str:
+    """`printable_bytes` for a tag held as text (characters beyond one byte become `.`)."""
+    return printable_bytes(bytes(ord(c) if ord(c) < 256 else 0 for c in text))
 
 
 def display_tag(tag: TagLike) -> str:

@@ -29,6 +29,7 @@ from pooltag import (TagDatabase, display_tag, poolused_description, printable, 
 
 from ..errors import couldnt_resolve, numeric_missing, syntax_error_at
 from ..expr import evaluate
+from ..poolread import struct_of
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,19 +77,13 @@ class PoolUsed:
 # -- reading the tracker ----------------------------------------------------------------------
 @cache
 def _entry_format(arch_name: str) -> tuple[struct.Struct, tuple[int, ...]]:
-    """A struct for one _POOL_TRACKER_TABLE entry, derived from its construct declaration, and
-    where Key and the six counters sit in its unpacked tuple."""
-    fmt, names = "<", []
-    for sub in LAYOUTS[arch_name].tracker.subcons:
-        size = sub.sizeof()
-        if sub.name:
-            fmt += {4: "I", 8: "Q"}[size]
-            names.append(sub.name)
-        else:
-            fmt += f"{size}x"
+    """A struct for one _POOL_TRACKER_TABLE entry and where Key and the six counters sit in
+    its unpacked tuple."""
+    tracker = LAYOUTS[arch_name].tracker
+    names = [sub.name for sub in tracker.subcons if sub.name]
     fields = ("Key", "NonPagedAllocs", "NonPagedFrees", "NonPagedBytes", "PagedAllocs",
               "PagedFrees", "PagedBytes")
-    return struct.Struct(fmt), tuple(names.index(f) for f in fields)
+    return struct_of(tracker), tuple(names.index(f) for f in fields)
 
 
 def _pool_count(allocs: int, frees: int, used: int) -> PoolCount:
