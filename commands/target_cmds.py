@@ -65,10 +65,13 @@ def stop_processor(target: "Target") -> int:
     return target.read_u32(owner)
 
 
+def _instruction_at(target: "Target", symbol: str) -> list[str]:
+    """The `int 3` the processor stopped on, as kd disassembles it."""
+    return [f"{symbol}:", f"{target.arch.fmt_addr(target.symbol(symbol))} cc              int     3"]
+
+
 def _break_instruction(target: "Target") -> list[str]:
-    address = target.symbol("nt!RtlpBreakWithStatusInstruction")
-    return ["nt!RtlpBreakWithStatusInstruction:",
-            f"{target.arch.fmt_addr(address)} cc              int     3"]
+    return _instruction_at(target, "nt!RtlpBreakWithStatusInstruction")
 
 
 def fatal_error_text(target: "Target") -> str:
@@ -155,14 +158,22 @@ def go(session: "Session", args: str) -> str:
             raise DebuggerError(f"g runs at most 0x{MAX_TICKS:x} ticks at a time")
     if machine.crash is not None:
         raise DebuggerError("The machine has stopped at a bug check; .reboot restarts it.")
+    hit = None
     with _ctrl_c() as pressed:
-        while ticks and machine.crash is None and not pressed[0]:
+        while ticks and machine.crash is None and hit is None and not pressed[0]:
             run = min(ticks, CHUNK)
             machine.step(run)
             ticks -= run
+            hit = machine.pool.take_hit()
     if machine.crash is not None:
         session.processor = stop_processor(target)
         return fatal_error_text(target)
+    if hit is not None:                    # nt!PoolHitTag: DbgBreakPoint in the tag tracker
+        _, sign, routine, cpu, stack = hit
+        machine.stops.record_hit(cpu, machine.verifier.current_thread(cpu), routine, sign, stack)
+        session.processor = cpu
+        return "\n".join(["Break instruction exception - code 80000003 (first chance)",
+                          *_instruction_at(target, "nt!DbgBreakPoint")])
     machine.stops.record_break(0, machine.verifier.current_thread(0))
     session.processor = 0
     return break_in_text(target)

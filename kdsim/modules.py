@@ -16,6 +16,9 @@ NT_SIZE = 0x5F7000
 # nt functions (RVA from the x64 image base 0xfffff80001409000)
 NT_FUNCTIONS: dict[str, int] = {
     "KiSystemServiceCopyEnd": 0x7EEC0,
+    "DbgBreakPoint": 0x7F9F0,
+    "ExpInsertPoolTracker": 0x1A7000,
+    "ExpRemovePoolTracker": 0x1A7400,
     "KeBugCheckEx": 0x80000,
     "KiPageFault": 0x81A40,
     "MmAccessFault": 0x9A210,

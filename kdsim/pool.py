@@ -81,6 +81,7 @@ class PoolManager:
         self.processors = processors
         self.settings = settings or PoolSettings()
         self.hook = None           # Driver Verifier / special pool, when enabled (see verifier.py)
+        self.hit_site: tuple[str, int, tuple[int, ...]] | None = None   # where PoolHitTag hit
         L = self.layouts = layouts_for(arch)
         self.codec = HeaderCodec(arch)
         self.G = arch.block
@@ -379,10 +380,14 @@ class PoolManager:
         """ExAllocatePoolWithTag: the block's address, or 0 when the pool is exhausted."""
         try:
             if self.hook is not None:
-                return self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
-            return self.allocate_normal(pool_type, nbytes, tag, cpu, process)
+                address = self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
+            else:
+                address = self.allocate_normal(pool_type, nbytes, tag, cpu, process)
         except BugCheck as bc:
             raise raised_in(bc, "ExAllocatePoolWithTag", stack)
+        if self.tracker.hit is not None and self.hit_site is None:
+            self.hit_site = ("ExAllocatePoolWithTag", cpu, stack)
+        return address
 
     def allocate_normal(self, pool_type: int, nbytes: int, tag: int, cpu: int = 0,
                         process: int = 0) -> int:
@@ -604,10 +609,22 @@ class PoolManager:
         """ExFreePoolWithTag; raises BugCheck where the real kernel would stop."""
         try:
             if self.hook is not None:
-                return self.hook.free(address, tag, cpu, stack)
-            return self.free_normal(address, tag, cpu)
+                self.hook.free(address, tag, cpu, stack)
+            else:
+                self.free_normal(address, tag, cpu)
         except BugCheck as bc:
             raise raised_in(bc, "ExFreePoolWithTag", stack)
+        if self.tracker.hit is not None and self.hit_site is None:
+            self.hit_site = ("ExFreePoolWithTag", cpu, stack)
+
+    def take_hit(self) -> tuple[int, int, str, int, tuple[int, ...]] | None:
+        """The PoolHitTag hit the last operation made, as (tag, sign, routine, cpu, caller
+        stack), clearing it; None if there was none."""
+        if self.tracker.hit is None:
+            return None
+        (key, sign), (routine, cpu, stack) = self.tracker.hit, self.hit_site or ("", 0, ())
+        self.tracker.hit = self.hit_site = None
+        return key, sign, routine, cpu, stack
 
     def block_info(self, address: int) -> tuple[int, int, bool]:
         """(tag, charged bytes, paged) of a live block, read from memory (for the verifier)."""

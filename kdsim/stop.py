@@ -164,6 +164,15 @@ class StopRecorder:
         self.machine.g.write_u32(self.sym_owner, cpu)
         self._write(cpu, thread, chain)
 
+    def record_hit(self, cpu: int, thread: int, routine: str, sign: int,
+                   stack: tuple[int, ...]) -> None:
+        """nt!PoolHitTag: the tag tracker executed DbgBreakPoint inside `routine`."""
+        tracker = "ExpInsertPoolTracker+0x1c" if sign > 0 else "ExpRemovePoolTracker+0x1c"
+        offset = "+0x1d1" if routine == "ExAllocatePoolWithTag" else "+0x1a7"
+        none = (0,) * FRAME_ARGS
+        chain = self._resolve(("DbgBreakPoint", tracker, routine + offset)) + stack
+        self._write(cpu, thread, [(a, none) for a in chain])
+
     def record_break(self, cpu: int, thread: int) -> None:
         """A break-in on `cpu` (the debugger stopped a running machine)."""
         self._write(cpu, thread, [(a, (0,) * FRAME_ARGS)

@@ -11,6 +11,7 @@ from .ntdata import KernelGlobals
 
 TRACKER_ENTRIES = 2048               # hashed entries; one more at the end is the overflow slot
 PROTECTED_POOL = 0x80000000
+POOL_HIT_TAG_NONE = 0xFFFFFF0F       # nt!PoolHitTag's boot value: matches no tag
 PAGE_MASK = PAGE_SIZE - 1
 
 # ExpSeedHotTags: seeded at boot so that they get their home slot.
@@ -71,6 +72,11 @@ class TagTracker:
         g.write_ptr(g.var("PoolTrackTableSize"), self.size)
         g.write_ptr(g.var("PoolTrackTableMask"), self.mask)
         self._spots: dict[int, tuple] = {}
+        # nt!PoolHitTag: the tracker breaks into the debugger when it counts this tag
+        self.sym_hit = g.var("PoolHitTag", 4)
+        g.write_u32(self.sym_hit, POOL_HIT_TAG_NONE)
+        self._hit_spot = (self.pages[self.sym_hit >> 12], self.sym_hit & PAGE_MASK)
+        self.hit: tuple[int, int] | None = None      # (tag, sign) of a pending hit
         for tag in HOT_TAGS:
             self.slot(tag_key(tag))
 
@@ -99,6 +105,8 @@ class TagTracker:
     def update(self, key: int, nbytes: int, paged: int, sign: int) -> None:
         """An allocation (sign 1) or a free (sign -1) of nbytes charged bytes."""
         key &= 0x7FFFFFFF
+        if key == self.u32.unpack_from(*self._hit_spot)[0] and self.hit is None:
+            self.hit = (key, sign)
         spots = self._spots.get(key)
         if spots is None or self.u32.unpack_from(spots[0], spots[1])[0] != key:
             spots = self._locate(key)

@@ -130,13 +130,16 @@ class Workload:
         total = cum[-1] if cum else 0.0
         pool_free = self.pool.free
         machine = self.machine
+        tracker = self.pool.tracker
         for _ in range(n):
+            if tracker.hit is not None:        # nt!PoolHitTag: the machine breaks in
+                return
             self.t += 1
             t = self.t
-            while due and due[0][0] <= t:
+            while due and due[0][0] <= t and tracker.hit is None:
                 _, _, addr, key, stack = heapq.heappop(due)
                 pool_free(addr, key, t % machine.processors, stack)
-            if total:
+            if total and tracker.hit is None:
                 i = bisect.bisect_right(cum, rng.random() * total)
                 acts[i if i < len(acts) else -1].run(self)
             if t % self.tick_period == 0:
