@@ -194,11 +194,3 @@ class MemoryManager:
         else:
             self.add("MmAllocatedNonPagedPool", pages)
             self.add("MmResidentAvailablePages", -pages)
-
-    def pool_of(self, va: int) -> str | None:
-        """'nonpaged', 'paged' or None, by address range (MmDeterminePoolType)."""
-        if self.nonpaged.contains(va):
-            return "nonpaged"
-        if self.paged.contains(va):
-            return "paged"
-        return None

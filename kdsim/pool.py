@@ -285,14 +285,6 @@ class PoolManager:
         ulong1 = self.u32.unpack_from(page, off)[0]
         self.u32.pack_into(page, off, (ulong1 & ~c.size_mask) | prev)
 
-    def _set_type(self, e: int, ptype: int) -> None:
-        page = self._page(e)
-        off = e & PAGE_MASK
-        c = self.codec
-        ulong1 = self.u32.unpack_from(page, off)[0]
-        self.u32.pack_into(page, off, (ulong1 & ~(c.field_mask << c.type_shift))
-                           | ptype << c.type_shift)
-
     # ======================================================================================
     # ListHeads: circular doubly linked lists in memory, with Windows 7's safe unlinking
     # ======================================================================================
@@ -564,9 +556,6 @@ class PoolManager:
                 return True
             head.pack_into(page, off, *f)
         return False
-
-    def _add_u16(self, a: int, delta: int) -> None:
-        self._w16(a, self._r16(a) + delta)
 
     def adjust_lookaside_depth(self) -> None:
         """ExAdjustLookasideDepth for every pool lookaside (the balance-set manager's tick)."""

@@ -119,10 +119,6 @@ class Workload:
         self.seq += 1
         heapq.heappush(self.due, (self.t + after, self.seq, address, key, stack))
 
-    def write(self, address: int, data: bytes) -> None:
-        """A driver writing into memory (an overrun reaches whatever lies beyond)."""
-        self.machine.driver_write(address, data)
-
     # -- the clock ---------------------------------------------------------------------------
     def step(self, n: int) -> None:
         """Advance n ticks: frees that fall due, then one picked activity per tick."""
