@@ -240,6 +240,6 @@ def _more(session: "Session", args: str) -> str:
 
 
 @command(".output", syntax=".output [text|json]",
-         help="Print command results as the debugger's text or as JSON (dataclass fields).")
+         help="Print command results as the debugger's text or as JSON (fields in docs/json.md).")
 def _output(session: "Session", args: str) -> str:
     return _toggle(session, "output", args, "Output format")

@@ -1,7 +1,7 @@
 """Renderers: a command's result as the debugger's text, as JSON, and the terminal's colours.
 
 Commands compute, renderers print (DESIGN.md).  The text renderer is the command's own
-`render`; JSON is `dataclasses.asdict` of the result, for scripts (`.output json`); colour is
+`render`; JSON is the result's dataclass fields, for scripts (`.output json`); colour is
 applied to the finished text, line by line, so it can never change a column: it only wraps
 addresses, tags, `(Free)`/`(Allocated)` and error lines in ANSI sequences.
 """
@@ -48,10 +48,16 @@ def render_text(cmd: "Command", result: Any, session: "Session") -> str:
 
 
 def render_json(result: Any) -> str:
-    """A result object as JSON: its dataclass fields (anything else as JSON can spell it)."""
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        result = dataclasses.asdict(result)
-    return json.dumps(result, indent=2, default=str)
+    """A result object as JSON: a dataclass is an object of its fields in declaration order,
+    tuples are arrays, dict keys are strings (docs/json.md).  Only plain data gets through: a
+    value JSON cannot spell raises TypeError instead of printing as its repr."""
+    return json.dumps(result, indent=2, default=_fields)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"{type(value).__name__} is not a result field JSON can print")
 
 
 def render(cmd: "Command", result: Any, session: "Session") -> str:

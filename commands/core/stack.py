@@ -16,7 +16,7 @@ number in front.  `.bugcheck` prints `Bugcheck code %08X` and the four arguments
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdsim.layouts import field_offsets
@@ -86,7 +86,6 @@ class StackTrace:
     sites: list[str]
     args: bool
     numbers: bool
-    arch: "Arch" = field(repr=False)
 
 
 def _header(arch: "Arch", args: bool, numbers: bool) -> str:
@@ -111,9 +110,9 @@ def stack_lines(arch: "Arch", frames: list[Frame], sites: list[str], args: bool,
             cells = " ".join(f"{v:08x}" for v in (frame.child, frame.ret, *values))
             lines.append(f"{number}{cells} {site}")
         elif args:
-            values = " ".join(arch.fmt_addr(v) for v in frame.args)
+            shown = " ".join(arch.fmt_addr(v) for v in frame.args)
             lines.append(f"{number}{arch.fmt_addr(frame.child)} {arch.fmt_addr(frame.ret)} : "
-                         f"{values} : {site}")
+                         f"{shown} : {site}")
         else:
             lines.append(f"{number}{arch.fmt_addr(frame.child)} {arch.fmt_addr(frame.ret)} "
                          f"{site}")
@@ -121,8 +120,9 @@ def stack_lines(arch: "Arch", frames: list[Frame], sites: list[str], args: bool,
 
 
 def render_stack(result: StackTrace, session: "Session") -> str:
-    return "\n".join([_header(result.arch, result.args, result.numbers),
-                      *stack_lines(result.arch, result.frames, result.sites, result.args,
+    arch = session.target.arch
+    return "\n".join([_header(arch, result.args, result.numbers),
+                      *stack_lines(arch, result.frames, result.sites, result.args,
                                    result.numbers)])
 
 
@@ -133,8 +133,7 @@ def backtrace(session: "Session", args: str, with_args: bool, numbers: bool) -> 
     if text:
         limit = evaluate(text, target, session.settings["radix"], offset=args.index(text))
     frames = read_stack(target, session.processor, limit)
-    return StackTrace(frames, [symbol_of(target, f.site) for f in frames], with_args, numbers,
-                      target.arch)
+    return StackTrace(frames, [symbol_of(target, f.site) for f in frames], with_args, numbers)
 
 
 _K_WALK = ("The stack the current processor stopped in, walked from the context in its "
@@ -162,13 +161,15 @@ def kn(session: "Session", args: str) -> StackTrace:
 # -- .bugcheck -------------------------------------------------------------------------------
 @dataclass
 class BugcheckData:
+    """A bug check code and its four parameters: what `.bugcheck` reads from
+    nt!KiBugCheckData, and what `!analyze -show` is asked to describe."""
+
     code: int
     params: tuple[int, int, int, int]
-    arch: "Arch" = field(repr=False)
 
 
 def render_bugcheck(result: BugcheckData, session: "Session") -> str:
-    args = " ".join(result.arch.fmt_addr(p) for p in result.params)
+    args = " ".join(session.target.arch.fmt_addr(p) for p in result.params)
     return f"Bugcheck code {result.code:08X}\nArguments {args}"
 
 
@@ -177,5 +178,5 @@ def render_bugcheck(result: BugcheckData, session: "Session") -> str:
 def bugcheck(session: "Session", args: str) -> BugcheckData:
     stop = session.target.stop_state()
     if stop is None:
-        return BugcheckData(0, (0, 0, 0, 0), session.target.arch)
-    return BugcheckData(stop.code, stop.params, session.target.arch)
+        return BugcheckData(0, (0, 0, 0, 0))
+    return BugcheckData(stop.code, stop.params)

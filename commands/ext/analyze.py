@@ -17,12 +17,12 @@ followup keys, FAILURE_BUCKET_ID); without `-v` the short summary (`BugCheck 19,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdsim.bugcheck import BUGCHECK_NAMES
 
-from ..core.stack import Frame, read_stack, stack_lines, symbol_of
+from ..core.stack import BugcheckData, Frame, read_stack, stack_lines, symbol_of
 from ..errors import DebuggerError
 from ..expr import parse_leading
 from ..poolread import PoolReader
@@ -217,7 +217,6 @@ class Analysis:
     sites: list[str]
     blame: Blame
     verbose: bool
-    arch: "Arch" = field(repr=False)
 
 
 def _owner(target: "Target") -> int:
@@ -282,7 +281,7 @@ def analyze(target: "Target", verbose: bool) -> Analysis:
                     DESCRIPTIONS.get(code, ()), argument_meanings(code, params),
                     bugcheck_string(code, params), key, address, region,
                     params[1] if code == 0xC5 else None, frames, sites,
-                    _blame(target, code, params, frames, sites), verbose, target.arch)
+                    _blame(target, code, params, frames, sites), verbose)
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -309,8 +308,8 @@ def short_lines(a: Analysis) -> list[str]:
             f"Followup: {a.blame.followup}", "---------"]
 
 
-def _verbose_lines(a: Analysis) -> list[str]:
-    arch, blame = a.arch, a.blame
+def _verbose_lines(a: Analysis, arch: "Arch") -> list[str]:
+    blame = a.blame
     prefix = "X64_" if arch.ptr_size == 8 else ""
     lines = header_lines(arch, a.code, a.name, a.description, a.params, a.meanings)
     lines += ["", "Debugging Details:", "------------------", "", "",
@@ -338,13 +337,13 @@ def _verbose_lines(a: Analysis) -> list[str]:
     return lines
 
 
-def analysis_text(result: Analysis) -> str:
-    body = _verbose_lines(result) if result.verbose else short_lines(result)
+def analysis_text(result: Analysis, arch: "Arch") -> str:
+    body = _verbose_lines(result, arch) if result.verbose else short_lines(result)
     return "\n".join([*BANNER, "", *body])
 
 
 def render_analysis(result: Analysis, session: "Session") -> str:
-    return analysis_text(result)
+    return analysis_text(result, session.target.arch)
 
 
 def crash_dump_text(target: "Target") -> str:
@@ -352,27 +351,20 @@ def crash_dump_text(target: "Target") -> str:
     or '' when the target has not bug-checked."""
     if target.stop_state() is None:
         return ""
-    return analysis_text(analyze(target, verbose=False))
+    return analysis_text(analyze(target, verbose=False), target.arch)
 
 
-@dataclass
-class BugcheckDescription:
+def render_show(result: BugcheckData, session: "Session") -> str:
     """`!analyze -show`: a code's name, description and arguments only."""
-
-    code: int
-    params: tuple[int, int, int, int]
-    arch: "Arch" = field(repr=False)
-
-
-def render_show(result: BugcheckDescription, session: "Session") -> str:
     code, params = result.code, result.params
-    return "\n".join(header_lines(result.arch, code, BUGCHECK_NAMES.get(code, f"BUGCHECK_{code:X}"),
+    return "\n".join(header_lines(session.target.arch, code,
+                                  BUGCHECK_NAMES.get(code, f"BUGCHECK_{code:X}"),
                                   DESCRIPTIONS.get(code, ()), params,
                                   argument_meanings(code, params)))
 
 
 def render(result: object, session: "Session") -> str:
-    if isinstance(result, BugcheckDescription):
+    if isinstance(result, BugcheckData):
         return render_show(result, session)
     assert isinstance(result, Analysis)
     return render_analysis(result, session)
@@ -383,7 +375,7 @@ def render(result: object, session: "Session") -> str:
          help="Analyze the bug check the target stopped at: its name, description and "
               "arguments, the stack, and the module the analyzer blames (-v: every detail).\n"
               "`-show Code [Params]` describes a bug check code.")
-def analyze_command(session: "Session", args: str) -> object:
+def analyze_command(session: "Session", args: str) -> BugcheckData | Analysis:
     target = session.target
     words = args.split()
     if words and words[0].lower() == "-show":
@@ -395,8 +387,8 @@ def analyze_command(session: "Session", args: str) -> object:
             rest = leading.rest.strip()
         if not values:
             raise DebuggerError("Missing bugcheck code")
-        params = (values[1:] + [0, 0, 0, 0])[:4]
-        return BugcheckDescription(values[0], tuple(params), target.arch)  # type: ignore[arg-type]
+        p1, p2, p3, p4 = (values[1:] + [0, 0, 0, 0])[:4]
+        return BugcheckData(values[0], (p1, p2, p3, p4))
     verbose = any(w.lower().startswith("-v") for w in words)
     unknown = [w for w in words if not w.lower().startswith("-v")]
     if unknown:

@@ -114,7 +114,6 @@ class VerifierSummary:
     statistics: dict[str, int]
     drivers: list[DriverInfo] | None               # with bit 0
     details: bool                                  # bit 1: counters and allocations
-    arch: "Arch" = field(repr=False)
 
 
 @dataclass
@@ -131,7 +130,6 @@ class PoolLog:
     address: int | None                            # searching for this address
     quantity: int | None
     records: list[TraceRecord]
-    arch: "Arch" = field(repr=False)
 
 
 @dataclass
@@ -139,7 +137,6 @@ class EmptyLog:
     """!verifier 4/8/0x20.. on a log this machine does not keep."""
 
     flags: int
-    arch: "Arch" = field(repr=False)
 
 
 def read_statistics(target: "Target") -> dict[str, int]:
@@ -222,7 +219,7 @@ def pool_log(target: "Target", address: int | None, quantity: int | None) -> Poo
         raw = raw[:quantity]
     records = [TraceRecord(a, s, t, [(f, symbol_of(target, f)) for f in frames])
                for a, s, t, frames in raw]
-    return PoolLog(length, address, quantity, records, target.arch)
+    return PoolLog(length, address, quantity, records)
 
 
 def summary(target: "Target", flags: int, image: str | None) -> VerifierSummary:
@@ -233,7 +230,7 @@ def summary(target: "Target", flags: int, image: str | None) -> VerifierSummary:
         if image is not None:
             drivers = [d for d in drivers if d.name.lower() == image.lower()
                        or d.name.lower().removesuffix(".sys") == image.lower()]
-    return VerifierSummary(flags, stats["Level"], stats, drivers, bool(flags & 2), target.arch)
+    return VerifierSummary(flags, stats["Level"], stats, drivers, bool(flags & 2))
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -289,22 +286,23 @@ def _irql_lines(arch: "Arch", quantity: int = DEFAULT_IRQL_RECORDS) -> list[str]
 
 
 def render_summary(result: VerifierSummary, session: "Session") -> str:
+    arch = session.target.arch
     lines = _level_lines(result)
     if result.drivers is not None:
         lines += _usage_lines(result.statistics)
         lines += ["", "Driver Verification List", "",
                   "Entry     State           NonPagedPool   PagedPool   Module", ""]
         for d in result.drivers:
-            lines += _driver_lines(result.arch, d, result.details) + [""]
+            lines += _driver_lines(arch, d, result.details) + [""]
     if result.flags & 4:
         lines += ["", *_fault_injection_lines()]
     if result.flags & 8:
-        lines += ["", *_irql_lines(result.arch)]
+        lines += ["", *_irql_lines(arch)]
     return "\n".join(lines)
 
 
 def render_log(result: PoolLog, session: "Session") -> str:
-    arch = result.arch
+    arch = session.target.arch
     width = arch.hex_digits
     lines = ["", "Log of recent kernel pool Allocate and Free operations:", ""]
     if not result.length:
@@ -331,7 +329,7 @@ def render_empty(result: EmptyLog, session: "Session") -> str:
     if result.flags == 4:
         return "\n".join(["", *_fault_injection_lines()])
     if result.flags == 8:
-        return "\n".join(["", *_irql_lines(result.arch)])
+        return "\n".join(["", *_irql_lines(session.target.arch)])
     return "\nThe log is empty."
 
 
@@ -358,7 +356,7 @@ def _system_range(arch: "Arch") -> int:
               "block holding Address (0x80 alone or with a Quantity: the most recent ones).\n"
               "`!verifier ?` shows the syntax; `!verifier -disable` turns the verifier off "
               "until the next boot (live machine only).")
-def verifier(session: "Session", args: str) -> object:
+def verifier(session: "Session", args: str) -> VerifierSummary | PoolLog | EmptyLog | str | None:
     target = session.target
     text = args.strip()
     if text == "?":
@@ -378,7 +376,7 @@ def verifier(session: "Session", args: str) -> object:
         if rest:
             value = parse_leading(rest, target, session.settings["radix"]).value
         if flags != LOG_FLAG:
-            return EmptyLog(flags, target.arch)
+            return EmptyLog(flags)
         if value is not None and value >= _system_range(target.arch):
             return pool_log(target, value, None)
         return pool_log(target, None, value)
