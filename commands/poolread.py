@@ -182,12 +182,12 @@ class PoolReader:
         self.u32 = struct.Struct("<I")
 
     # -- headers --------------------------------------------------------------------------------
-    def decode(self, data: bytes, offset: int, address: int) -> PoolHeader:
+    def decode(self, data: bytes | bytearray, offset: int, address: int) -> PoolHeader:
         """The header at `data[offset:]`, which is at `address` in the target."""
         ulong1, tag = self.hdr.unpack_from(data, offset)
         return self._header(data, offset, address, ulong1, tag)
 
-    def _header(self, data: bytes, offset: int, address: int, ulong1: int,
+    def _header(self, data: bytes | bytearray, offset: int, address: int, ulong1: int,
                 tag: int) -> PoolHeader:
         bs = (ulong1 >> 16) & self.size_mask
         ptype = (ulong1 >> self.type_shift) & self.field_mask
@@ -195,7 +195,7 @@ class PoolReader:
                           (ulong1 >> self.idx_shift) & self.field_mask, bs, ptype, tag,
                           self.unit, self._billed(data, offset, bs) if ptype & QUOTA else None)
 
-    def _billed(self, data: bytes, offset: int, bs: int) -> int | None:
+    def _billed(self, data: bytes | bytearray, offset: int, bs: int) -> int | None:
         """x64 keeps ProcessBilled in the header; x86 in the last ULONG of the block."""
         if self.arch.ptr_size == 8:
             return self.ptr.unpack_from(data, offset + 8)[0]
@@ -298,7 +298,8 @@ class PoolReader:
         slots = [self.decode(data, off, page + off) for off in range(0, PAGE_SIZE, unit)]
         chains = _chains_to_end(slots, PAGE_SIZE // unit)
         check = PageCheck(page, readable=True)
-        i, last = 0, 0
+        i = 0
+        last: int | None = 0              # None past a corrupt region: nothing to expect
         count = len(slots)
         while i < count:
             h = slots[i]

@@ -126,12 +126,12 @@ def run_plain(session: "Session", lines: Iterable[str]) -> None:
 def run_interactive(session: "Session", *, input: Input | None = None,
                     output: Output | None = None, history: History | None = None) -> None:
     """The terminal prompt, until `q` or Ctrl+D."""
-    prompt = PromptSession(
+    prompt: PromptSession[str] = PromptSession(
         history=history if history is not None else open_history(),
         completer=KdCompleter(session), complete_while_typing=False,
         lexer=PygmentsLexer(KdLexer) if session.color else None,
         input=input, output=output)
-    more = PromptSession(input=input, output=output)
+    more: PromptSession[str] = PromptSession(input=input, output=output)
     session.pager = Pager(height=lambda: prompt.output.get_size().rows,
                           ask=lambda: _ask_more(more))
     while not session.quit_requested:

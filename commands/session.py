@@ -125,9 +125,9 @@ class Session:
             return
         if self.log is not None:
             self.log.write(text)
-        paging = self.pager is not None and self.settings["more"]
+        pager = self.pager if self.settings["more"] else None
         shown = colorize(text, kind) if self.color else text
-        if not paging:
+        if pager is None:
             self.stdout.write(shown)
             self.stdout.flush()
             return
@@ -135,7 +135,7 @@ class Session:
             self.stdout.write(line)
             self.stdout.flush()
             if line.endswith("\n"):
-                self.pager.line_shown()
+                pager.line_shown()
 
     def write_lines(self, lines: list[str], kind: str = "output") -> None:
         self.write("".join(line + "\n" for line in lines), kind)

@@ -18,6 +18,7 @@ kd's own two-line `Unable to create file ...` text when saving.  Never a traceba
 from __future__ import annotations
 
 import errno
+import io
 import os
 import zlib
 from typing import IO, Any
@@ -167,7 +168,7 @@ def save(target: Target, path: str | os.PathLike[str], *, kind: str = "full",
         raise
 
 
-def _write(target: Target, handle: IO[bytes], kind: str, comment: str) -> int:
+def _write(target: Target, handle: io.BufferedIOBase, kind: str, comment: str) -> int:
     if kind == "full" and target.meta.get("dump_type") == "mini":
         raise DumpError("Kernel full dumps can only be written when all of physical memory "
                         "is accessible - aborting now")
@@ -239,7 +240,7 @@ class _Checksummed:
     """The body's stream: passes bytes to or from the file, counting them and keeping their
     CRC-32, so the checksum costs no second pass over the file."""
 
-    def __init__(self, handle: IO[bytes]):
+    def __init__(self, handle: io.BufferedIOBase):
         self.handle = handle
         self.crc = 0
         self.size = 0

@@ -96,13 +96,13 @@ class AddressSpace:
 
     def runs(self) -> Iterator[tuple[int, int]]:
         """Maximal runs of consecutive mapped pages, as (first vpn, page count)."""
-        start = count = None
+        start = count = 0                                  # count 0: no run yet
         for vpn in sorted(self.pages):
-            if start is not None and vpn == start + count:
+            if count and vpn == start + count:
                 count += 1
                 continue
-            if start is not None:
+            if count:
                 yield start, count
             start, count = vpn, 1
-        if start is not None:
+        if count:
             yield start, count

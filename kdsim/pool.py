@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .arch import PAGE_SIZE, Arch
 from .bigpages import BigPageTable
@@ -23,6 +24,9 @@ from .mm import MemoryManager
 from .ntdata import KernelGlobals
 from .stop import raised_in
 from .tracker import TagTracker, tag_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .verifier import Verifier
 
 # POOL_TYPE bits (internals.md section 3)
 NONPAGED = 0
@@ -80,7 +84,7 @@ class PoolManager:
         self.mm = mm
         self.processors = processors
         self.settings = settings or PoolSettings()
-        self.hook = None           # Driver Verifier / special pool, when enabled (see verifier.py)
+        self.hook: Verifier | None = None   # Driver Verifier / special pool, when enabled
         self.hit_site: tuple[str, int, tuple[int, ...]] | None = None   # where PoolHitTag hit
         L = self.layouts = layouts_for(arch)
         self.codec = HeaderCodec(arch)
@@ -309,6 +313,7 @@ class PoolManager:
         bpage, fwd = self._read_back(blink)
         if back != entry or fwd != entry:
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
+        assert bpage is not None and fpage is not None     # the links were read from them
         self.ptr.pack_into(bpage, blink & PAGE_MASK, flink)
         self.ptr.pack_into(fpage, (flink + self.P) & PAGE_MASK, blink)
 
@@ -326,6 +331,7 @@ class PoolManager:
             back = ptr.unpack_from(npage, (hflink + P) & PAGE_MASK)[0] if npage else None
             if back != head:
                 raise BugCheck(BAD_POOL_HEADER, 3, head, back or 0, hblink)
+            assert npage is not None                       # `back` was read from it
             self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, hflink, head)
             ptr.pack_into(npage, (hflink + P) & PAGE_MASK, entry)
             ptr.pack_into(hpage, hoff, entry)
@@ -334,6 +340,7 @@ class PoolManager:
             fwd = ptr.unpack_from(npage, hblink & PAGE_MASK)[0] if npage else None
             if fwd != head:
                 raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
+            assert npage is not None                       # `fwd` was read from it
             self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, head, hblink)
             ptr.pack_into(npage, hblink & PAGE_MASK, entry)
             ptr.pack_into(hpage, hoff + P, entry)
@@ -358,6 +365,7 @@ class PoolManager:
         if eblink != head or back != entry:
             _, fwd = self._read_back(eblink)
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
+        assert fpage is not None                           # `back` was read from it
         ptr.pack_into(hpage, hoff, eflink)
         ptr.pack_into(fpage, (eflink + P) & PAGE_MASK, head)
         if eflink == head:

@@ -195,7 +195,7 @@ class StopRecorder:
                 "Next": frames[i + 1] if outer else 0,
                 "ReturnAddress": chain[i + 1][0] if outer else 0,
                 "Args": [a & self.arch.ptr_mask for a in args]}))
-        prcb = self.machine.g.read_ptr(self.machine.symbols.resolve("nt!KiProcessorBlock")
+        prcb = self.machine.g.read_ptr(self.machine.nt.symbols["KiProcessorBlock"]
                                        + cpu * self.arch.ptr_size)
         ip, sp, fp = self.registers
         values = {ip: chain[0][0], sp: frames[0], fp: frames[0], "CurrentThread": thread}

@@ -103,4 +103,4 @@ class Target:
         vals = struct.unpack("<5" + ("I" if p == 4 else "Q"), raw)
         if vals[0] == 0:
             return None
-        return StopState(vals[0], tuple(vals[1:]))  # type: ignore[arg-type]
+        return StopState(vals[0], tuple(vals[1:]))

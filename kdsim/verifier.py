@@ -339,13 +339,13 @@ class Verifier:
 
     def free(self, address: int, tag: int = 0, cpu: int = 0, stack: tuple[int, ...] = ()) -> None:
         address &= self.arch.ptr_mask
-        special = self.special is not None and self.special.contains(address)
+        special = self.special if self.special and self.special.contains(address) else None
         if self.traces:
-            size = self.special.requested(address) if special else self._block_bytes(address)
+            size = special.requested(address) if special else self._block_bytes(address)
             self._log(address, size, cpu, self.free_frames + stack)
         if special:
             try:
-                self.special.free(address)
+                special.free(address)
             except BugCheck as bc:
                 raise raised_in(bc, ("MmFreeSpecialPool", "ExFreePoolWithTag"), stack)
         else:

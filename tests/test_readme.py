@@ -25,7 +25,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     commands = [line for line in quick.splitlines()
                 if line and not line.startswith(("```", "#")) and "&&" in line]
     assert commands == ["pip install -e . && kdsim",
-                        "pip install -e '.[test]' && python -m pytest"]
+                        "pip install -e '.[test]' && python -m pytest && mypy"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci
 

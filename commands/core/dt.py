@@ -106,6 +106,7 @@ def _pool_header(arch: "Arch") -> TypeSpec:
     unit = 2 if arch.ptr_size == 4 else 4
     bitfields = tuple(Decl(name, unit=unit)
                       for name in ("PreviousSize", "PoolIndex", "BlockSize", "PoolType"))
+    rest: tuple[Decl, ...]
     if arch.ptr_size == 4:
         rest = (Decl("Ulong1"), Decl("PoolTag"),
                 Decl("AllocatorBackTraceIndex", "Uint2B", at=(4, 2)),
