@@ -162,7 +162,7 @@ def _spell(t: _Annotation, namespace: dict[str, Any], found: list[type]) -> str:
     return f"[{t.name}](#{t.name.lower()})"
 
 
-def result_types(cmd: Command) -> list[type]:
+def _result_types(cmd: Command) -> list[type]:
     """The dataclasses a command returns, from its return annotation (str and None print as
     text)."""
     found: list[type] = []
@@ -185,7 +185,7 @@ def _cell(text: str) -> str:
 
 
 def _type_sections(cls: type, done: list[type]) -> list[str]:
-    """The section of a result type, then those of the types its fields name first."""
+    """A result type's section, then (depth first) those of the types its fields name."""
     done.append(cls)
     namespace = vars(sys.modules[cls.__module__])
     out = [f"### {cls.__name__}", ""]
@@ -211,7 +211,7 @@ def json_markdown() -> str:
     groups: dict[tuple[type, ...], list[str]] = {}
     for cmd in all_commands():
         if cmd.render is not None:
-            types = tuple(result_types(cmd))
+            types = tuple(_result_types(cmd))
             if not types:
                 raise TypeError(f"{cmd.name} renders a result but returns no result dataclass")
             groups.setdefault(types, []).append(f"`{_cell(cmd.name)}`")
