@@ -18,8 +18,8 @@ from .arch import Arch
 from .bigpages import BigPageTable
 from .bugcheck import BAD_POOL_CALLER, BAD_POOL_HEADER, BugCheck
 from .layouts import (
-    CACHE_ALIGNED, IN_USE, NONPAGED, PAGE_MASK, PAGE_SIZE, PAGED, POOL_SMALL_LISTS,
-    PROTECTED_POOL, QUOTA, SESSION, TYPE_BITS, VERIFIER, field_run, profile_for, tag_to_ulong,
+    IN_USE, NONPAGED, PAGE_MASK, PAGE_SIZE, PAGED, POOL_SMALL_LISTS, PROTECTED_POOL, QUOTA,
+    TYPE_BITS, field_run, profile_for, tag_to_ulong,
 )
 from .memory import AddressSpace
 from .mm import MemoryManager
