@@ -15,17 +15,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine_info import describe  # noqa: E402
-from kdsim.arch import PAGE_SIZE, get_arch  # noqa: E402
+from kdsim.arch import get_arch  # noqa: E402
+from kdsim.layouts import PAGE_SIZE, tag_to_ulong  # noqa: E402
 from kdsim.machine import Machine  # noqa: E402
 from kdsim.population import staying, traffic  # noqa: E402
-from kdsim.tracker import tag_key  # noqa: E402
 
 
 def mixed_ops_per_second(arch: str, ops: int = 200_000) -> float:
     """Random allocate/free around 20,000 live blocks, sizes from lookaside-sized to big."""
     m = Machine(get_arch(arch), seed=1)
     rng = random.Random(5)
-    tags = [tag_key(t) for t in ("Irp ", "File", "Mdl ", "CM31", "Ntfx", "Even")]
+    tags = [tag_to_ulong(t) for t in ("Irp ", "File", "Mdl ", "CM31", "Ntfx", "Even")]
     sizes = [rng.choice((0x38, 0x40, 0x94, 0xB0, 0x100, 0x200, 0x3A0, 0x800, 0xF18))
              for _ in range(ops)]
     coin = [rng.random() for _ in range(ops)]

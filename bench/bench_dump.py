@@ -20,16 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kdsim.arch import get_arch  # noqa: E402
 from kdsim.dump import load, save  # noqa: E402
+from kdsim.layouts import tag_to_ulong  # noqa: E402
 from kdsim.machine import Machine  # noqa: E402
 from kdsim.pool import PAGED  # noqa: E402
-from kdsim.tracker import tag_key  # noqa: E402
 
 BLOCK = 0x10000          # 64 KB per big allocation
 
 
 def grown_machine(megabytes: int) -> Machine:
     machine = Machine(get_arch("x64"), seed=1)
-    tag = tag_key("Bnch")
+    tag = tag_to_ulong("Bnch")
     pattern = bytes(range(256)) * (BLOCK // 256)
     while len(machine.memory.pages) * 4096 < megabytes << 20:
         address = machine.pool.allocate(PAGED, BLOCK, tag)

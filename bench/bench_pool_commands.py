@@ -26,9 +26,9 @@ from commands.poolread import PoolReader  # noqa: E402
 from commands.session import Session  # noqa: E402
 from commands.testing import run  # noqa: E402
 from kdsim.arch import get_arch  # noqa: E402
+from kdsim.layouts import tag_to_ulong  # noqa: E402
 from kdsim.machine import Machine  # noqa: E402
 from kdsim.population import STAYING, TRAFFIC  # noqa: E402
-from kdsim.tracker import tag_key  # noqa: E402
 
 NONPAGED_LIVE, PAGED_LIVE = 240_000, 200_000
 LEAKS = 23                       # seeds/001: 23 large Leak blocks of 0xfa000 bytes
@@ -40,10 +40,10 @@ def tag_mix() -> dict[int, list[tuple[int, tuple[int, ...], bool, float]]]:
     default machine's population (kdsim/population.py)."""
     mix: dict[int, list[tuple[int, tuple[int, ...], bool, float]]] = {0: [], 1: []}
     for _drv, tag, pool, sizes, _s64, ranged, count, protected, _frames in STAYING:
-        mix[pool].append((tag_key(tag) | (PROTECTED if protected else 0), sizes, ranged,
+        mix[pool].append((tag_to_ulong(tag) | (PROTECTED if protected else 0), sizes, ranged,
                           float(count)))
     for _drv, tag, pool, sizes, _s64, ranged, weight, _life, _frames in TRAFFIC:
-        mix[pool].append((tag_key(tag), sizes, ranged, weight * 500))
+        mix[pool].append((tag_to_ulong(tag), sizes, ranged, weight * 500))
     return mix
 
 
@@ -79,7 +79,7 @@ def build(seed: int) -> tuple[Machine, list[int]]:
             m.pool.free(address, cpu=rng.randrange(m.processors))
         live += blocks[extra:]
     for _ in range(LEAKS):
-        m.pool.allocate(1, 0xFA000, tag_key("Leak"))
+        m.pool.allocate(1, 0xFA000, tag_to_ulong("Leak"))
     return m, live
 
 

@@ -20,9 +20,9 @@ from bench.machine_info import describe  # noqa: E402
 from commands.session import Session  # noqa: E402
 from commands.testing import run  # noqa: E402
 from kdsim.arch import get_arch  # noqa: E402
+from kdsim.layouts import tag_to_ulong  # noqa: E402
 from kdsim.machine import Machine  # noqa: E402
 from kdsim.pool import NONPAGED, PAGED  # noqa: E402
-from kdsim.tracker import tag_key  # noqa: E402
 
 LIVE = {NONPAGED: 240_000, PAGED: 200_000}
 TAGS = 400
@@ -36,7 +36,7 @@ COMMANDS = (("!poolused", 50), ("!poolused /t5 2", 50), ("!poolused 1", 50), ("!
 def populate(seed: int) -> Machine:
     m = Machine(get_arch("x86"), seed)
     rng = random.Random(seed)
-    keys = [tag_key(f"B{i:03d}") for i in range(TAGS)]
+    keys = [tag_to_ulong(f"B{i:03d}") for i in range(TAGS)]
     for pool, count in LIVE.items():
         for _ in range(count):
             big = rng.random() < 0.001

@@ -6,6 +6,11 @@ line naming the rest of the text (`Couldn't resolve error at 'foo'`).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kdsim.target import Target
+
 
 class DebuggerError(Exception):
     """A one-line (or few-line) message, printed as is."""
@@ -67,3 +72,11 @@ def bad_register(rest: str) -> DebuggerError:
 
 def no_export(name: str) -> DebuggerError:
     return DebuggerError(f"No export {name} found")
+
+
+def nt_global(target: "Target", name: str) -> int:
+    """`Target.global_ptr(name)`, an absent symbol reported as the evaluator reports it."""
+    try:
+        return target.global_ptr(name)
+    except KeyError:
+        raise couldnt_resolve(f"nt!{name}") from None

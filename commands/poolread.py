@@ -13,25 +13,17 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from construct import Construct, FormatField
-
-from kdsim.arch import PAGE_SIZE
-from kdsim.layouts import HeaderCodec, layouts_for
+from kdsim.layouts import (
+    BIG_PAGE_FREE, PAGE_MASK, PAGE_SIZE, PROTECTED_POOL, QUOTA, SPECIAL_PAGED, SPECIAL_SIZE_MASK,
+    struct_of,
+)
 from kdsim.memory import MemoryFault
-from kdsim.special import SIZE_MASK as SPECIAL_SIZE
-from kdsim.special import SPECIAL_PAGED
-from kdsim.verifier_layouts import verifier_layouts_for
 from pooltag import display_tag
 from pooltag.tags import printable_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
     from kdsim.target import Target
-
-PAGE_MASK = PAGE_SIZE - 1
-PROTECTED_POOL = 0x80000000
-QUOTA = 8
-BIG_FREE = 1                      # bit 0 of a big-page entry's Va: the slot is free
 
 NONPAGED_REGION = "Nonpaged pool"
 PAGED_REGION = "Paged pool"
@@ -42,21 +34,6 @@ UNKNOWN_REGION = "Unknown"
 TOO_LARGE = "too large"
 ZERO = "zero"
 PREVIOUS = "previous"
-
-
-def struct_of(con: Construct) -> struct.Struct:
-    """A flat construct Struct of little-endian integers, padding and byte strings as a
-    `struct.Struct`, for reading whole tables at once with `iter_unpack`."""
-    codes = []
-    for sub in con.subcons:
-        size = sub.sizeof()
-        if sub.name is None:
-            codes.append(f"{size}x")
-        elif isinstance(sub.subcon, FormatField):
-            codes.append(sub.subcon.fmtstr[-1])
-        else:
-            codes.append(f"{size}s")
-    return struct.Struct("<" + "".join(codes))
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -172,11 +149,11 @@ class PoolReader:
         self.arch = arch
         self.unit = arch.block
         self.align = arch.block - 1
-        codec = HeaderCodec(arch)
+        self.layouts = target.profile
+        codec = self.layouts.codec
         self.size_mask, self.field_mask = codec.size_mask, codec.field_mask
         self.idx_shift, self.type_shift = codec.idx_shift, codec.type_shift
         self.shift = arch.block_shift
-        self.layouts = layouts_for(arch)
         self.hdr = struct.Struct("<II")
         self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self.u32 = struct.Struct("<I")
@@ -333,12 +310,12 @@ class PoolReader:
         data = self.read_page(page)
         if data is None:
             return None
-        layout = verifier_layouts_for(self.arch).special_header
+        layout = self.layouts.special_header
         overruns = self.target.resolve("nt!MmSpecialPoolCatchOverruns")
         at_start = overruns is None or self.target.read_u32(overruns) != 0
         at = 0 if at_start else PAGE_SIZE - layout.sizeof()
         header = layout.parse(data[at:at + layout.sizeof()])
-        size = header.Ulong1 & SPECIAL_SIZE
+        size = header.Ulong1 & SPECIAL_SIZE_MASK
         if not 0 < size <= PAGE_SIZE - layout.sizeof():
             return None
         start = (page + PAGE_SIZE - size) & ~self.align if at_start else page
@@ -349,13 +326,7 @@ class PoolReader:
     def _global(self, name: str) -> int:
         """A pointer-sized nt global; 0 when the target has no such symbol or cannot read it
         (then no address is in that range and no table is found)."""
-        address = self.target.resolve(f"nt!{name}")
-        if address is None:
-            return 0
-        try:
-            return self.target.read_ptr(address)
-        except MemoryFault:
-            return 0
+        return self.target.global_ptr(name, default=0)
 
     def ranges(self) -> PoolRanges:
         g = self._global
@@ -414,7 +385,7 @@ class PoolReader:
         except MemoryFault:
             return []
         return [BigPage(va, key, ptype, nbytes)
-                for va, key, ptype, nbytes in layout.iter_unpack(raw) if not va & BIG_FREE]
+                for va, key, ptype, nbytes in layout.iter_unpack(raw) if not va & BIG_PAGE_FREE]
 
     def big_page_at(self, address: int) -> BigPage | None:
         """The large allocation that holds `address`, if any."""

@@ -1,15 +1,13 @@
 """The two Windows 7 SP1 architectures the simulator models.
 
-Everything that differs between x86 and x64 (block granularity, header bit widths, pointer
-width, where each pool lives in the kernel address space) is a field here, so no other module
-branches on the architecture's name.
+The machine-level facts that differ between x86 and x64 (block granularity, pointer width,
+where each pool lives in the kernel address space) are fields here; the structures and the
+other facts of a Windows version are its profile's (kdsim/layouts), so no module branches on
+the architecture's name.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-PAGE_SIZE = 0x1000
-PAGE_SHIFT = 12
 
 
 @dataclass(frozen=True)
@@ -19,8 +17,6 @@ class Arch:
     block: int                    # pool granularity G (also sizeof(_POOL_HEADER))
     block_shift: int
     max_small: int                # largest request served by the small-block allocator
-    size_bits: int                # PreviousSize / BlockSize field width
-    index_bits: int               # PoolIndex / PoolType field width
     nt_base: int                  # where ntoskrnl is loaded
     driver_base: int              # first driver image
     nonpaged_start: int           # MmNonPagedPoolStart
@@ -30,10 +26,6 @@ class Arch:
     @property
     def header(self) -> int:
         return self.block
-
-    @property
-    def list_heads(self) -> int:
-        return PAGE_SIZE // self.block
 
     @property
     def ptr_mask(self) -> int:
@@ -68,7 +60,6 @@ class Arch:
 # case shows pages at f8feb000..fe593000), paged pool at the WRK default 0xE1000000.
 X86 = Arch(
     name="x86", ptr_size=4, block=8, block_shift=3, max_small=0xFF0,
-    size_bits=9, index_bits=7,
     nt_base=0x82A0F000, driver_base=0x8B200000,
     nonpaged_start=0xF8000000, paged_start=0xE1000000, special_start=0xB0000000,
 )
@@ -77,7 +68,6 @@ X86 = Arch(
 # FFFFFA80`00000000, special pool in the dynamic kernel VA at FFFFF980`00000000.
 X64 = Arch(
     name="x64", ptr_size=8, block=16, block_shift=4, max_small=0xFE0,
-    size_bits=8, index_bits=8,
     nt_base=0xFFFFF80001409000, driver_base=0xFFFFF88000E00000,
     nonpaged_start=0xFFFFFA8000C00000, paged_start=0xFFFFF8A000000000,
     special_start=0xFFFFF98000000000,

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import struct
 
-from .arch import PAGE_SIZE, Arch
-from .layouts import layouts_for
+from .arch import Arch
+from .layouts import BIG_PAGE_FREE, PAGE_MASK, PAGE_SIZE, profile_for
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
 
 DEFAULT_ENTRIES = 4096
-FREE_MARK = 1                       # bit 0 of Va set: slot is free
-PAGE_MASK = PAGE_SIZE - 1
 
 
 def big_hash(va: int, mask: int) -> int:
@@ -26,7 +24,7 @@ class BigPageTable:
         self.memory = memory
         self.mm = mm
         self.g = g
-        L = layouts_for(arch)
+        L = profile_for(arch)
         self.esize = L.big_page.sizeof()
         self.o_key = L.offset("big_page", "Key")
         self.o_type = L.offset("big_page", "PoolType")
@@ -45,7 +43,7 @@ class BigPageTable:
         if not table:
             raise MemoryError("no nonpaged pool for the big page table")
         for i in range(entries):
-            self._wptr(table + i * self.esize, FREE_MARK)
+            self._wptr(table + i * self.esize, BIG_PAGE_FREE)
         self.g.write_ptr(self.sym_table, table)
         self.g.write_ptr(self.sym_size, entries)
         return table, entries
@@ -73,7 +71,7 @@ class BigPageTable:
         s = big_hash(va, mask)
         for probes in range(self.entries):
             e = self.table + s * self.esize
-            if self._rptr(e) & FREE_MARK:
+            if self._rptr(e) & BIG_PAGE_FREE:
                 self._write_entry(e, va, key, pool_type, nbytes)
                 self.in_use += 1
                 self.g.write_ptr(self.sym_in_use, self.in_use)
@@ -108,7 +106,7 @@ class BigPageTable:
             return None
         e = self.table + s * self.esize
         found = self._r32(e + self.o_key), self._rptr(e + self.o_bytes)
-        self._wptr(e, va | FREE_MARK)
+        self._wptr(e, va | BIG_PAGE_FREE)
         self.in_use -= 1
         self.g.write_ptr(self.sym_in_use, self.in_use)
         return found
@@ -119,7 +117,7 @@ class BigPageTable:
         for i in range(old_entries):
             e = old + i * self.esize
             va = self._rptr(e)
-            if not va & FREE_MARK:
+            if not va & BIG_PAGE_FREE:
                 live.append((va, self._r32(e + self.o_key), self._r32(e + self.o_type),
                              self._rptr(e + self.o_bytes)))
         try:
@@ -134,7 +132,7 @@ class BigPageTable:
         mask = self.entries - 1
         for va, key, ptype, nbytes in live:
             s = big_hash(va, mask)
-            while not self._rptr(self.table + s * self.esize) & FREE_MARK:
+            while not self._rptr(self.table + s * self.esize) & BIG_PAGE_FREE:
                 s = (s + 1) & mask
             self._write_entry(self.table + s * self.esize, va, key, ptype, nbytes)
             self.in_use += 1

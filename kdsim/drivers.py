@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .layouts import NONPAGED, tag_to_ulong
 from .modules import frames as resolve_frames
-from .pool import NONPAGED
-from .tracker import tag_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from .workload import Workload
@@ -48,7 +47,7 @@ class Overrun:
         if not self._ip:
             self._stack = resolve_frames(machine.symbols, self.frames)
             self._ip = resolve_frames(machine.symbols, (self.store,))[0]
-        key = tag_key(self.tag)
+        key = tag_to_ulong(self.tag)
         address = engine.allocate(self.pool_type, self.size, key, self._stack)
         if not address:
             return

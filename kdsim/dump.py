@@ -1,6 +1,7 @@
 """Saved dumps: a Target written to a file and read back as a Target that behaves identically.
 
-A dump is what DESIGN.md says a machine is to the debugger: pages, symbols, arch facts and the
+A dump is what DESIGN.md says a machine is to the debugger: pages, symbols, its profile (the
+Windows version and architecture whose layouts its memory holds, kdsim/layouts) and the
 bug-check data, which lives in memory (nt!KiBugCheckData) and so travels with the pages.  The
 whole format is declared once with construct below and both `save` and `load` go through that
 declaration.  A run of consecutive pages is stored as `count * PAGE_SIZE` raw bytes; `PageArray`
@@ -14,6 +15,9 @@ that saving and loading must sustain (bench/bench_dump.py).
 
 Every failure is a `DumpError` whose message is in the debugger's words: one line when opening,
 kd's own two-line `Unable to create file ...` text when saving.  Never a traceback.
+
+Version 2 added the profile's name to the header; a version 1 dump, which names only its
+architecture, opens with that architecture's Windows 7 SP1 profile.
 """
 from __future__ import annotations
 
@@ -25,12 +29,13 @@ from typing import IO, Any
 
 from construct import (
     Array, Const, Construct, ConstructError, Enum, Int8ul, Int16ul, Int32ul, Int64ul,
-    PascalString, PrefixedArray, StreamError, Struct, Terminated, VarInt, ZigZag, this,
+    PaddedString, PascalString, PrefixedArray, StreamError, Struct, Terminated, VarInt, ZigZag,
+    this,
 )
 
-from .arch import ARCHES, PAGE_SHIFT, PAGE_SIZE, Arch
+from .arch import ARCHES, Arch
+from .layouts import PAGE_SHIFT, PAGE_SIZE, PROFILES, Profile, profile_for
 from .memory import AddressSpace, MemoryFault
-from .pool import PRCB_SIZE
 from .stop import KSTACK_REGION, KSTACK_SIZE
 from .symbols import SymbolTable
 from .target import Target
@@ -39,7 +44,7 @@ __all__ = ["save", "load", "dump_runs", "DumpError", "DumpCreateError", "DUMP_TY
            "MAGIC", "VERSION"]
 
 MAGIC = b"KDSIMDMP"
-VERSION = 1
+VERSION = 2
 
 # What kd prints under `Loading Dump File [...]` for each kind of kernel dump.
 DUMP_TYPE_BANNERS = {
@@ -85,8 +90,9 @@ PREAMBLE = Struct(
     "magic" / Const(MAGIC),
     "version" / Int16ul,
 )
-HEADER = PREAMBLE + Struct(
-    "arch" / Enum(Int8ul, x86=1, x64=2),
+_ARCH = Struct("arch" / Enum(Int8ul, x86=1, x64=2))
+_PROFILE = Struct("profile" / PaddedString(24, "ascii"))     # a kdsim.layouts profile name
+_REST = Struct(
     "dump_type" / Enum(Int8ul, full=1, mini=2),
     "processors" / Int32ul,
     "bugcheck_code" / Int32ul,            # a copy of nt!KiBugCheckData, for tools that peek
@@ -95,7 +101,9 @@ HEADER = PREAMBLE + Struct(
     # CRC-32 of the body, continued over the header's bytes before this field
     "checksum" / Int32ul,
 )
+HEADER = PREAMBLE + _ARCH + _PROFILE + _REST
 HEADER_SIZE = HEADER.sizeof()
+HEADERS = {1: PREAMBLE + _ARCH + _REST, 2: HEADER}        # by version
 
 STRING = PascalString(VarInt, "utf8")
 SYMBOL = Struct(
@@ -192,7 +200,7 @@ def _write(target: Target, handle: io.BufferedIOBase, kind: str, comment: str) -
         handle.write(bytes(HEADER_SIZE))            # the header goes in last
         BODY.build_stream(body, out)
         header = HEADER.build(dict(
-            version=VERSION, arch=target.arch.name, dump_type=kind,
+            version=VERSION, arch=target.arch.name, profile=target.profile.name, dump_type=kind,
             processors=target.processors, bugcheck_code=code, bugcheck_params=list(params),
             body_size=out.size, checksum=0))[:-4]
         handle.seek(0)
@@ -228,7 +236,7 @@ def dump_runs(target: Target, kind: str = "full") -> list[tuple[int, int]]:
     if owner_sym is not None and block is not None:
         try:
             owner = target.read_u32(owner_sym)
-            span(target.read_ptr(block + owner * P), PRCB_SIZE[target.arch.name])
+            span(target.read_ptr(block + owner * P), target.profile.kprcb.sizeof())
         except MemoryFault:
             pass
         span(((target.arch.driver_base + KSTACK_REGION) & target.arch.ptr_mask)
@@ -281,7 +289,7 @@ def load(path: str | os.PathLike[str]) -> Target:
     name = os.fspath(path)
     try:
         with open(path, "rb") as handle:
-            header, raw = _header(handle, name)
+            header, raw, size = _header(handle, name)
             stream = _Checksummed(handle)
             try:
                 body = BODY.parse_stream(stream)
@@ -293,26 +301,28 @@ def load(path: str | os.PathLike[str]) -> Target:
     except OSError as exc:
         code, text = _win32(exc, path, creating=False)
         raise DumpError(f"Could not open dump file [{name}], {code} \"{text}\"") from None
-    if zlib.crc32(raw[:HEADER_SIZE - 4], stream.crc) != header.checksum:
+    if zlib.crc32(raw[:size - 4], stream.crc) != header.checksum:
         raise _damaged(name, "checksum mismatch")
     if str(header.arch) not in ARCHES:
         raise _damaged(name, f"unknown architecture id {int(header.arch)}")
+    profile = _profile(header, name)
     if str(header.dump_type) not in DUMP_TYPE_BANNERS:
         raise _damaged(name, f"unknown dump type {int(header.dump_type)}")
     if header.processors < 1:
         raise _damaged(name, "no processors")
-    arch = ARCHES[str(header.arch)]
+    arch = profile.arch
     target = Target(arch, _memory(body, arch, name), _symbols(body.modules, arch, name),
                     header.processors,
                     meta={"seed": body.seed, "scenario": body.scenario, "comment": body.comment,
-                          "dump_type": str(header.dump_type)})
+                          "dump_type": str(header.dump_type)}, profile=profile)
     if _bugcheck(target) != (header.bugcheck_code, tuple(header.bugcheck_params)):
         raise _damaged(name, "the bug-check data in the header disagrees with memory")
     return target
 
 
-def _header(handle: IO[bytes], name: str) -> tuple[Any, bytes]:
-    """The parsed header and its bytes, once the magic, version and file size are right."""
+def _header(handle: IO[bytes], name: str) -> tuple[Any, bytes, int]:
+    """The parsed header, its bytes and its size (which depends on the version), once the
+    magic, version and file size are right."""
     size = os.fstat(handle.fileno()).st_size
     raw = handle.read(HEADER_SIZE)
     if raw[:len(MAGIC)] != MAGIC:
@@ -323,18 +333,42 @@ def _header(handle: IO[bytes], name: str) -> tuple[Any, bytes]:
     if len(raw) < PREAMBLE.sizeof():
         raise _truncated(name, len(raw))
     version = PREAMBLE.parse(raw[:PREAMBLE.sizeof()]).version
-    if version != VERSION:
+    layout = HEADERS.get(version)
+    if layout is None:
+        *older, newest = sorted(HEADERS)
         raise DumpError(f"Could not open dump file [{name}], unsupported kdsim dump version "
-                        f"{version} (this kdsim reads version {VERSION})")
-    if len(raw) < HEADER_SIZE:
+                        f"{version} (this kdsim reads versions {', '.join(map(str, older))} "
+                        f"and {newest})")
+    header_size = layout.sizeof()
+    raw = raw[:header_size]
+    if len(raw) < header_size:
         raise _truncated(name, size)
-    header = HEADER.parse(raw)
-    need = HEADER_SIZE + header.body_size
+    try:
+        header = layout.parse(raw)
+    except ConstructError as exc:
+        raise _damaged(name, f"malformed header: {_last_line(exc)}") from None
+    need = header_size + header.body_size
     if size < need:
         raise _truncated(name, size, need)
     if size > need:
         raise _damaged(name, f"{size - need} unexpected bytes after the end of the dump")
-    return header, raw
+    handle.seek(header_size)
+    return header, raw, header_size
+
+
+def _profile(header: Any, name: str) -> Profile:
+    """The profile the header names, checked against its architecture (version 1 names none:
+    the architecture's Windows 7 SP1 profile)."""
+    arch = ARCHES[str(header.arch)]
+    if "profile" not in header:
+        return profile_for(arch)
+    profile = PROFILES.get(header.profile)
+    if profile is None:
+        raise DumpError(f"Could not open dump file [{name}], unknown kdsim profile "
+                        f"'{header.profile}' (this kdsim knows {', '.join(PROFILES)})")
+    if profile.arch != arch:
+        raise _damaged(name, f"profile {profile.name} is not for architecture {arch.name}")
+    return profile
 
 
 def _memory(body: Any, arch: Arch, name: str) -> AddressSpace:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .arch import PAGE_SHIFT, PAGE_SIZE
-
-PAGE_MASK = PAGE_SIZE - 1
+from .layouts.constants import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
 
 class MemoryFault(Exception):

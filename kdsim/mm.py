@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .arch import PAGE_SHIFT, PAGE_SIZE, Arch
+from .arch import Arch
+from .layouts.constants import PAGE_SHIFT, PAGE_SIZE
 from .memory import AddressSpace
 from .ntdata import KernelGlobals
 

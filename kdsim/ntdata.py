@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import struct
 
-from .arch import PAGE_SIZE, Arch
+from .arch import Arch
+from .layouts.constants import PAGE_MASK
 from .memory import AddressSpace
 from .symbols import Module
 
@@ -43,15 +44,15 @@ class KernelGlobals:
 
     # small typed accessors for code that is not on a hot path
     def read_u32(self, addr: int) -> int:
-        return struct.unpack_from("<I", self.memory.page(addr), addr & (PAGE_SIZE - 1))[0]
+        return struct.unpack_from("<I", self.memory.page(addr), addr & PAGE_MASK)[0]
 
     def write_u32(self, addr: int, value: int) -> None:
-        struct.pack_into("<I", self.memory.page(addr, True), addr & (PAGE_SIZE - 1),
+        struct.pack_into("<I", self.memory.page(addr, True), addr & PAGE_MASK,
                          value & 0xFFFFFFFF)
 
     def read_ptr(self, addr: int) -> int:
-        return self._ptr.unpack_from(self.memory.page(addr), addr & (PAGE_SIZE - 1))[0]
+        return self._ptr.unpack_from(self.memory.page(addr), addr & PAGE_MASK)[0]
 
     def write_ptr(self, addr: int, value: int) -> None:
-        self._ptr.pack_into(self.memory.page(addr, True), addr & (PAGE_SIZE - 1),
+        self._ptr.pack_into(self.memory.page(addr, True), addr & PAGE_MASK,
                             value & self.arch.ptr_mask)

@@ -15,40 +15,26 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .arch import PAGE_SIZE, Arch
+from .arch import Arch
 from .bigpages import BigPageTable
 from .bugcheck import BAD_POOL_CALLER, BAD_POOL_HEADER, BugCheck
-from .layouts import HeaderCodec, field_run, layouts_for
+from .layouts import (
+    IN_USE, NONPAGED, PAGE_MASK, PAGE_SIZE, PAGED, POOL_SMALL_LISTS, PROTECTED_POOL, QUOTA,
+    TYPE_BITS, field_run, profile_for, tag_to_ulong,
+)
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
 from .stop import raised_in
-from .tracker import TagTracker, tag_key
+from .tracker import TagTracker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .verifier import Verifier
 
-# POOL_TYPE bits (internals.md section 3)
-NONPAGED = 0
-PAGED = 1
-IN_USE = 2                     # Win7: allocated PoolType = type bits | 2; free = 0
-CACHE_ALIGNED = 4
-QUOTA = 8
-SESSION = 0x20
-VERIFIER = 0x40
-TYPE_BITS = PAGED | CACHE_ALIGNED | QUOTA | SESSION | VERIFIER
-PROTECTED_POOL = 0x80000000
-
-LOOKASIDE_SIZES = 32           # BlockSize 1..32 are served by per-CPU lookaside lists
 LOOKASIDE_MAX_DEPTH = 256
 LOOKASIDE_START_DEPTH = 2
 LOOKASIDE_MIN_DEPTH = 4
 PENDING_FREE_LIMIT = 32        # EXP_MAXIMUM_POOL_FREES_PENDING
-PAGE_MASK = PAGE_SIZE - 1
-
-# KPRCB offsets of the pool lookaside arrays, {P, L} pointer pairs per block size.
-PRCB_OFFSETS = {"x86": (0x5A0, 0x6A0), "x64": (0x880, 0xA80)}
-PRCB_SIZE = {"x86": 0x3500, "x64": 0x4D00}
 
 
 @dataclass
@@ -86,8 +72,8 @@ class PoolManager:
         self.settings = settings or PoolSettings()
         self.hook: Verifier | None = None   # Driver Verifier / special pool, when enabled
         self.hit_site: tuple[str, int, tuple[int, ...]] | None = None   # where PoolHitTag hit
-        L = self.layouts = layouts_for(arch)
-        self.codec = HeaderCodec(arch)
+        L = self.layouts = profile_for(arch)
+        self.codec = L.codec
         self.G = arch.block
         self.shift = arch.block_shift
         self.P = arch.ptr_size
@@ -99,7 +85,7 @@ class PoolManager:
         self.hdr = struct.Struct("<II")               # Ulong1, PoolTag
         self.pmask = arch.ptr_mask
         self.max_small = arch.max_small
-        self.nlists = arch.list_heads
+        self.nlists = L.list_heads
         d = L.offset
         self.o_running_allocs = d("descriptor", "RunningAllocs")
         self.o_running_deallocs = d("descriptor", "RunningDeAllocs")
@@ -176,16 +162,16 @@ class PoolManager:
         # The allocator's own tables are page-granular nonpaged allocations tagged 'Pool',
         # recorded in the big-page table like any other, so !pool and !poolfind know them.
         for pos, pages in sorted(self.mm.nonpaged.runs.items()):
-            self.big.insert(self.mm.nonpaged.start + pos * PAGE_SIZE, tag_key("Pool"),
+            self.big.insert(self.mm.nonpaged.start + pos * PAGE_SIZE, tag_to_ulong("Pool"),
                             NONPAGED, pages * PAGE_SIZE)
         self.tracker.charge_boot("Pool", self.mm.nonpaged.in_use * PAGE_SIZE, paged=False)
 
     def _boot_lookasides(self) -> None:
-        g, P, arch = self.g, self.P, self.arch
-        la_size = self.layouts.lookaside.sizeof()
+        g, P, L = self.g, self.P, self.layouts
+        la_size = L.lookaside.sizeof()
         sets = 2 * (self.processors + 1)       # NP and paged, a P set per CPU plus the L set
-        prcb_size = PRCB_SIZE[arch.name]
-        total = sets * (LOOKASIDE_SIZES * la_size + PAGE_SIZE) + self.processors * prcb_size
+        prcb_size = L.kprcb.sizeof()
+        total = sets * (POOL_SMALL_LISTS * la_size + PAGE_SIZE) + self.processors * prcb_size
         cursor = self.mm.allocate_pool_pages(False, -(-total // PAGE_SIZE))
         self.lookaside_base = cursor
 
@@ -198,8 +184,9 @@ class PoolManager:
             return addr
 
         block = g.var("KiProcessorBlock", P * 32)
-        np_off, p_off = PRCB_OFFSETS[arch.name]
-        shared = [[place(la_size) for _ in range(LOOKASIDE_SIZES)] for _paged in (0, 1)]
+        np_off = L.offset("kprcb", "PPNPagedLookasideList")
+        p_off = L.offset("kprcb", "PPPagedLookasideList")
+        shared = [[place(la_size) for _ in range(POOL_SMALL_LISTS)] for _paged in (0, 1)]
         prcbs = []
         for cpu in range(self.processors):
             prcbs.append(place(prcb_size))
@@ -210,7 +197,7 @@ class PoolManager:
             for paged in (0, 1):
                 lists = []
                 arr = prcbs[cpu] + (p_off if paged else np_off)
-                for i in range(LOOKASIDE_SIZES):
+                for i in range(POOL_SMALL_LISTS):
                     p_addr = place(la_size)
                     l_addr = shared[paged][i]
                     slot = arr + i * 2 * P
@@ -220,13 +207,13 @@ class PoolManager:
             self.la.append(per_cpu)
         depth = LOOKASIDE_START_DEPTH if self.settings.lookasides else 0
         for paged in (0, 1):
-            for i in range(LOOKASIDE_SIZES):
+            for i in range(POOL_SMALL_LISTS):
                 addrs = {shared[paged][i], *(self.la[c][paged][i][0] for c in range(self.processors))}
                 for a in addrs:
                     self._w16(a + self.o_la_depth, depth)
                     self._w16(a + self.o_la_maxdepth, LOOKASIDE_MAX_DEPTH)
                     self._w32(a + self.o_la_type, paged)
-                    self._w32(a + self.o_la_tag, tag_key("Pool"))
+                    self._w32(a + self.o_la_tag, tag_to_ulong("Pool"))
                     self._w32(a + self.o_la_size, (i + 1) * self.G)
 
     # ======================================================================================
@@ -397,7 +384,7 @@ class PoolManager:
         shift = self.shift
         need = (max(nbytes, 1) + (self.G << 1) - 1) >> shift
         ptype = (pool_type & TYPE_BITS) | IN_USE
-        if need <= LOOKASIDE_SIZES:
+        if need <= POOL_SMALL_LISTS:
             e = self._lookaside_pop(cpu, paged, need)
             if e:
                 page = self.pages[e >> 12]
@@ -519,7 +506,7 @@ class PoolManager:
         self._addsz(desc.addr + self.o_total_bytes, pages * PAGE_SIZE)
         self._add32(desc.addr + self.o_running_allocs, 1)
         if not self.big.insert(va, tag, pool_type & TYPE_BITS, nbytes):
-            tag = tag_key("BIG ")
+            tag = tag_to_ulong("BIG ")
         self.tracker.update(tag, pages * PAGE_SIZE, paged, 1)
         return va
 
@@ -628,7 +615,7 @@ class PoolManager:
         if not address & PAGE_MASK:
             entry = self.big.find(address)
             pages = self.mm.paged.run_pages(address) or self.mm.nonpaged.run_pages(address)
-            return (entry[0] if entry else tag_key("BIG "), pages * PAGE_SIZE,
+            return (entry[0] if entry else tag_to_ulong("BIG "), pages * PAGE_SIZE,
                     self.mm.paged.contains(address))
         _, _, bs, ptype, ptag = self.header(address - self.G)
         return ptag, bs << self.shift, bool(ptype & PAGED)
@@ -674,7 +661,7 @@ class PoolManager:
             # Windows 7 does not bounds-check PoolIndex: it follows a wild descriptor pointer.
             raise self._fault(self.paged_desc[0].addr + index * self.layouts.descriptor.sizeof())
         self.tracker.update(ptag, bs << self.shift, paged, -1)
-        if bs <= LOOKASIDE_SIZES and not (paged and index == 0):
+        if bs <= POOL_SMALL_LISTS and not (paged and index == 0):
             if self._lookaside_push(cpu, paged, bs, e):
                 return
         desc = self.paged_desc[index] if paged else self.descriptors[0]
@@ -751,7 +738,7 @@ class PoolManager:
         pages = (self.mm.paged if paged else self.mm.nonpaged).run_pages(va)
         if not pages:
             raise BugCheck(BAD_POOL_CALLER, 0x50 if paged else 0x41, va, 0, 0)
-        key = found[0] if found else tag_key("BIG ")
+        key = found[0] if found else tag_to_ulong("BIG ")
         if tag and key & PROTECTED_POOL and (tag | PROTECTED_POOL) != key:
             raise BugCheck(BAD_POOL_CALLER, 0xA, va, key, tag)
         desc = self.paged_desc[0] if paged else self.descriptors[0]

@@ -16,17 +16,14 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from .arch import PAGE_SIZE, Arch
+from .arch import Arch
 from .bugcheck import BugCheck
+from .layouts import PAGE_MASK, PAGE_SIZE, SPECIAL_PAGED, SPECIAL_SIZE_MASK, profile_for
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .tracker import TagTracker
-from .verifier_layouts import verifier_layouts_for
 
-PAGE_MASK = PAGE_SIZE - 1
 SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION = 0xC1
-SPECIAL_PAGED = 0x8000               # in the header's Ulong1, above the bytes requested
-SIZE_MASK = 0x7FFF
 MIN_AVAILABLE_PAGES = 0x100          # MmAllocateSpecialPool refuses below this
 
 # 0xC1 parameter 4 (MS-BC-C1): what the free found wrong
@@ -57,7 +54,7 @@ class SpecialPool:
         self.pairs = (self.end - self.start) // (2 * PAGE_SIZE)
         # verify start needs a guard page before the data page: the first pair has none
         self.free_pairs: deque[int] = deque(range(int(verify_start), self.pairs))
-        self.header = verifier_layouts_for(arch).special_header
+        self.header = profile_for(arch).special_header
         mm.add("MmFreeSpecialNonPagedPtes", 2 * len(self.free_pairs))
 
     def contains(self, address: int) -> bool:
@@ -107,7 +104,7 @@ class SpecialPool:
         page = address & ~PAGE_MASK
         if not self.memory.is_mapped(page):
             return 0
-        return self._header(address)[0] & SIZE_MASK
+        return self._header(address)[0] & SPECIAL_SIZE_MASK
 
     def _header(self, address: int) -> tuple[int, int]:
         page = address & ~PAGE_MASK
@@ -122,7 +119,7 @@ class SpecialPool:
             raise BugCheck(SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, address, 0, 0,
                            FREE_NOT_ALLOCATED)
         ulong1, tag = self._header(address)
-        nbytes = ulong1 & SIZE_MASK
+        nbytes = ulong1 & SPECIAL_SIZE_MASK
         fill = (ulong1 >> 16) & 0xFF
         offset = address & PAGE_MASK
         end = page + PAGE_SIZE

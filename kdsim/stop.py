@@ -19,11 +19,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from construct import Array, Construct, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
-
-from .arch import Arch
 from .bugcheck import BugCheck
-from .layouts import field_offsets
+from .layouts import FRAME_ARGS, field_offsets, profile_for
 from .modules import frames as resolve_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,90 +39,18 @@ STOP_FUNCTIONS: dict[str, int] = {
     "IopUnloadDriver": 0x3A4000,
 }
 
-# The frames of each routine that raises bug checks, by logical name, as `Function+0xoffset`.
-ROUTINES: dict[str, dict[str, str]] = {
-    "x86": {
-        "ExAllocatePoolWithTag": "ExAllocatePoolWithTag+0x4f1",
-        "ExFreePoolWithTag": "ExFreePoolWithTag+0x1b1",
-        "MmAccessFault": "MmAccessFault+0x10c6",
-        "KiPageFault": "KiTrap0E+0xdc",
-        "MmFreeSpecialPool": "MmFreeSpecialPool+0x15c",
-        "VerifierExAllocatePoolWithTag": "VerifierExAllocatePoolWithTag+0x21",
-        "VerifierFreePoolWithTag": "VerifierFreePoolWithTag+0x1d",
-        "MmUnloadSystemImage": "MmUnloadSystemImage+0x1d0",
-        "IopUnloadDriver": "IopUnloadDriver+0x2a6",
-    },
-    "x64": {
-        "ExAllocatePoolWithTag": "ExAllocatePoolWithTag+0x5d3",
-        "ExFreePoolWithTag": "ExFreePoolWithTag+0x780",
-        "MmAccessFault": "MmAccessFault+0x1f2d",
-        "KiPageFault": "KiPageFault+0x16e",
-        "MmFreeSpecialPool": "MmFreeSpecialPool+0x2a4",
-        "VerifierExAllocatePoolWithTag": "VerifierExAllocatePoolWithTag+0x45",
-        "VerifierFreePoolWithTag": "VerifierFreePoolWithTag+0x30",
-        "MmUnloadSystemImage": "MmUnloadSystemImage+0x2e0",
-        "IopUnloadDriver": "IopUnloadDriver+0x3f1",
-    },
-}
-BREAK_FRAMES: dict[str, tuple[str, ...]] = {
-    "x86": ("RtlpBreakWithStatusInstruction", "KiBugCheckDebugBreak+0x1c",
-            "KeBugCheck2+0x68b", "KeBugCheckEx+0x1e"),
-    "x64": ("RtlpBreakWithStatusInstruction", "KiBugCheckDebugBreak+0x12",
-            "KeBugCheck2+0x71e", "KeBugCheckEx+0x104"),
-}
 BREAK_IN_FRAMES = ("RtlpBreakWithStatusInstruction", "KdCheckForDebugBreak+0x22",
                    "KeUpdateRunTime+0x51", "KiIdleLoop+0x1a")
 
 KSTACK_SIZE = 0x6000
 KSTACK_REGION = 0x5000000            # kernel stacks start this far after the first driver image
-FRAME_ARGS = 4
-
-# The start of a KPRCB, through ProcessorState.ContextFrame's stack, frame and instruction
-# pointers (Windows 7 SP1 offsets).
-KPRCB_X86 = Struct(
-    "MinorVersion" / Int16ul,
-    "MajorVersion" / Int16ul,
-    "CurrentThread" / Int32ul,
-    "NextThread" / Int32ul,
-    "IdleThread" / Int32ul,
-    Padding(0x18 - 0x10 + 0xB4),     # ProcessorState at 0x18, ContextFrame.Ebp at +0xb4
-    "Ebp" / Int32ul,
-    "Eip" / Int32ul,
-    "SegCs" / Int32ul,
-    "EFlags" / Int32ul,
-    "Esp" / Int32ul,
-)
-KPRCB_X64 = Struct(
-    "MxCsr" / Int32ul,
-    "LegacyNumber" / Int8ul,
-    "ReservedMustBeZero" / Int8ul,
-    "InterruptRequest" / Int8ul,
-    "IdleHalt" / Int8ul,
-    "CurrentThread" / Int64ul,
-    "NextThread" / Int64ul,
-    "IdleThread" / Int64ul,
-    Padding(0x40 - 0x20 + 0xE0 + 0x98),   # ProcessorState at 0x40, ContextFrame at +0xe0
-    "Rsp" / Int64ul,
-    "Rbp" / Int64ul,
-    Padding(0xF8 - 0xA8),
-    "Rip" / Int64ul,
-)
-KPRCB: dict[str, Construct] = {"x86": KPRCB_X86, "x64": KPRCB_X64}
-# (instruction, stack, frame) pointer field names
-CONTEXT_REGISTERS: dict[str, tuple[str, str, str]] = {
-    "x86": ("Eip", "Esp", "Ebp"), "x64": ("Rip", "Rsp", "Rbp")}
-
-
-def stack_frame(arch: Arch) -> Construct:
-    """One frame of a stop stack: the caller's frame, the return address, the arguments."""
-    ptr = Int64ul if arch.ptr_size == 8 else Int32ul
-    return Struct("Next" / ptr, "ReturnAddress" / ptr, "Args" / Array(FRAME_ARGS, ptr))
 
 
 def raised_in(bc: BugCheck, routines: str | tuple[str, ...],
               stack: tuple[int, ...] = ()) -> BugCheck:
-    """Attach where the kernel raised `bc`: its routines (innermost first, logical names of
-    ROUTINES) and the caller's return addresses, unless an inner routine already did."""
+    """Attach where the kernel raised `bc`: its routines (innermost first, keys of the
+    profile's `routines`) and the caller's return addresses, unless an inner routine already
+    did."""
     if bc.where is None:
         bc.where = ((routines,) if isinstance(routines, str) else tuple(routines), tuple(stack))
     return bc
@@ -144,9 +69,10 @@ class StopRecorder:
         self.sym_owner = machine.g.var("KeBugCheckOwner", 4)
         self.stacks = (arch.driver_base + KSTACK_REGION) & arch.ptr_mask
         machine.memory.map(self.stacks, machine.processors * KSTACK_SIZE)
-        self.frame = stack_frame(arch)
-        self.prcb_fields = field_offsets(KPRCB[arch.name])
-        self.registers = CONTEXT_REGISTERS[arch.name]
+        profile = self.profile = profile_for(arch)
+        self.frame = profile.stack_frame
+        self.prcb_fields = field_offsets(profile.kprcb)
+        self.registers = profile.context_registers
         self.ptr = struct.Struct("<Q" if arch.ptr_size == 8 else "<I")
 
     def _resolve(self, names: tuple[str, ...]) -> tuple[int, ...]:
@@ -155,10 +81,10 @@ class StopRecorder:
     def record(self, bc: BugCheck, cpu: int, thread: int) -> None:
         """The stop of `bc` on `cpu`: owner, current thread, the stack down to the caller."""
         routines, stack = bc.where or ((), ())
-        table = ROUTINES[self.arch.name]
+        table = self.profile.routines
         code_args = (bc.code, *bc.params[:FRAME_ARGS - 1])
         none = (0,) * FRAME_ARGS
-        breaks = self._resolve(BREAK_FRAMES[self.arch.name])
+        breaks = self._resolve(self.profile.break_frames)
         chain = [(breaks[0], none)] + [(a, code_args) for a in breaks[1:]]
         chain += [(a, none) for a in self._resolve(tuple(table[r] for r in routines)) + stack]
         self.machine.g.write_u32(self.sym_owner, cpu)

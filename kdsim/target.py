@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arch import Arch
 from .bugcheck import BUGCHECK_NAMES
+from .layouts import Profile, profile_for
 from .memory import AddressSpace, MemoryFault
 from .symbols import SymbolTable
 
@@ -36,8 +37,9 @@ class StopState:
 class Target:
     def __init__(self, arch: Arch, memory: AddressSpace, symbols: SymbolTable,
                  processors: int, machine: "Machine | None" = None,
-                 meta: dict[str, Any] | None = None):
+                 meta: dict[str, Any] | None = None, profile: Profile | None = None):
         self.arch = arch
+        self.profile = profile or profile_for(arch)      # the layouts its memory holds
         self.memory = memory
         self.symbols = symbols
         self.processors = processors
@@ -88,9 +90,21 @@ class Target:
     def symbolize(self, address: int) -> str | None:
         return self.symbols.symbolize(address)
 
-    def global_ptr(self, name: str) -> int:
-        """Value of a pointer-sized nt global, e.g. global_ptr('MmAvailablePages')."""
-        return self.read_ptr(self.symbol(f"nt!{name}"))
+    def global_ptr(self, name: str, default: int | None = None) -> int:
+        """Value of the pointer-sized nt global `name`, e.g. global_ptr('PoolTrackTable').
+        An absent symbol raises KeyError and an unreadable one MemoryFault, unless a default
+        is given: then both give the default."""
+        address = self.resolve(f"nt!{name}")
+        if address is None:
+            if default is None:
+                raise KeyError(f"nt!{name}")
+            return default
+        try:
+            return self.read_ptr(address)
+        except MemoryFault:
+            if default is None:
+                raise
+            return default
 
     # -- bug check -------------------------------------------------------------------------
     def stop_state(self) -> StopState | None:

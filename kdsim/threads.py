@@ -10,27 +10,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .pool import NONPAGED, PROTECTED_POOL
-from .tracker import tag_key
+from .layouts import NONPAGED, PROTECTED_POOL, profile_for, tag_to_ulong
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import PoolManager
 
 THREADS_PER_CPU = 4
 QUANTUM = 64                                   # ticks a thread runs before the next one
-OBJECT_SIZE = {4: 0x2B0, 8: 0x4F0}             # the request for a thread object, by pointer size
-BODY_OFFSET = {4: 0x30, 8: 0x60}               # ETHREAD from its pool header
 
 
 class Threads:
     def __init__(self, pool: "PoolManager", processors: int):
-        P = pool.arch.ptr_size
-        tag = tag_key("Thre") | PROTECTED_POOL
+        profile = profile_for(pool.arch)
+        tag = tag_to_ulong("Thre") | PROTECTED_POOL
         self.processors = processors
         self.ethreads: list[int] = []
         for n in range(processors * THREADS_PER_CPU):
-            block = pool.allocate_normal(NONPAGED, OBJECT_SIZE[P], tag, n % processors)
-            self.ethreads.append(block - pool.arch.header + BODY_OFFSET[P])
+            block = pool.allocate_normal(NONPAGED, profile.thread_object_size, tag,
+                                         n % processors)
+            self.ethreads.append(block - pool.arch.header + profile.thread_body_offset)
 
     def current(self, cpu: int, tick: int) -> int:
         """The ETHREAD running on `cpu` at `tick`."""

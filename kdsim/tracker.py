@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import struct
 
-from .arch import PAGE_SIZE, Arch
-from .layouts import field_run, layouts_for
+from .arch import Arch
+from .layouts import PAGE_MASK, PAGE_SIZE, PROTECTED_POOL, field_run, profile_for, tag_to_ulong
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
 
 TRACKER_ENTRIES = 2048               # hashed entries; one more at the end is the overflow slot
-PROTECTED_POOL = 0x80000000
 POOL_HIT_TAG_NONE = 0xFFFFFF0F       # nt!PoolHitTag's boot value: matches no tag
-PAGE_MASK = PAGE_SIZE - 1
 
 # ExpSeedHotTags: seeded at boot so that they get their home slot.
 HOT_TAGS = (
@@ -25,19 +23,6 @@ HOT_TAGS = (
 )
 
 
-def tag_key(tag: str | int) -> int:
-    """A tag as the ULONG stored in memory: 'Irp' -> bytes 'I','r','p',' ' little-endian."""
-    if isinstance(tag, int):
-        return tag & 0xFFFFFFFF
-    raw = tag.encode("latin-1")[:4].ljust(4, b" ")
-    return int.from_bytes(raw, "little")
-
-
-def tag_text(key: int) -> str:
-    """The four characters a tag displays as (protected bit stripped)."""
-    return (key & ~PROTECTED_POOL & 0xFFFFFFFF).to_bytes(4, "little").decode("latin-1")
-
-
 def tracker_hash(key: int, mask: int) -> int:
     h = key * 40543
     h ^= h >> 32
@@ -48,7 +33,7 @@ class TagTracker:
     def __init__(self, arch: Arch, memory: AddressSpace, g: KernelGlobals, mm: MemoryManager):
         self.memory = memory
         self.pages = memory.pages
-        L = layouts_for(arch)
+        L = profile_for(arch)
         self.entry_size = L.tracker.sizeof()
         self.size = TRACKER_ENTRIES + 1
         self.mask = TRACKER_ENTRIES - 1
@@ -78,7 +63,7 @@ class TagTracker:
         self._hit_spot = (self.pages[self.sym_hit >> 12], self.sym_hit & PAGE_MASK)
         self.hit: tuple[int, int] | None = None      # (tag, sign) of a pending hit
         for tag in HOT_TAGS:
-            self.slot(tag_key(tag))
+            self.slot(tag_to_ulong(tag))
 
     def _r32(self, a: int) -> int:
         return self.u32.unpack_from(self.pages[a >> 12], a & PAGE_MASK)[0]
@@ -99,7 +84,7 @@ class TagTracker:
         else:                                   # table full: the overflow slot absorbs it
             s = TRACKER_ENTRIES
             addr = self.table + s * self.entry_size
-            self.u32.pack_into(self.pages[addr >> 12], addr & PAGE_MASK, tag_key("Ovfl"))
+            self.u32.pack_into(self.pages[addr >> 12], addr & PAGE_MASK, tag_to_ulong("Ovfl"))
         return s
 
     def update(self, key: int, nbytes: int, paged: int, sign: int) -> None:
@@ -161,4 +146,4 @@ class TagTracker:
 
     def charge_boot(self, tag: str, nbytes: int, paged: bool) -> None:
         """Account the allocator's own boot-time pages (tag 'Pool'), as Windows does."""
-        self.update(tag_key(tag), nbytes, int(paged), 1)
+        self.update(tag_to_ulong(tag), nbytes, int(paged), 1)

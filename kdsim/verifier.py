@@ -24,16 +24,15 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .arch import PAGE_SIZE
 from .bugcheck import BugCheck
+from .layouts import (
+    NONPAGED, PAGE_SIZE, PAGED, POOL_TRACE_FRAMES, VERIFIER, VERIFIER_ENTRY_SIGNATURE,
+    VI_VERIFYING_DIRECTLY, profile_for, tag_to_ulong,
+)
 from .modules import frames as resolve_frames
-from .pool import NONPAGED, PAGED, VERIFIER
 from .special import SpecialPool
 from .stop import raised_in
 from .threads import Threads
-from .tracker import tag_key
-from .verifier_layouts import (POOL_TRACE_FRAMES, VERIFIER_ENTRY_SIGNATURE,
-                               VI_VERIFYING_DIRECTLY, verifier_layouts_for)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
@@ -169,7 +168,7 @@ class Verifier:
         self.memory = machine.memory
         self.pool = machine.pool
         self.P = arch.ptr_size
-        L = self.layouts = verifier_layouts_for(arch)
+        L = self.layouts = profile_for(arch)
         g = machine.g
         self.sym_data = g.var("MmVerifierData", L.verifier_data.sizeof())
         self.sym_traces = g.var("VfPoolTraces")
@@ -208,7 +207,7 @@ class Verifier:
         self._set_data("Level", s.flags)
         self.threads = Threads(pool, machine.processors)
         nbytes = LOG_LENGTH * self.layouts.pool_trace.sizeof()
-        self.traces = pool.allocate_normal(NONPAGED, nbytes, tag_key("VfPT"))
+        self.traces = pool.allocate_normal(NONPAGED, nbytes, tag_to_ulong("VfPT"))
         if self.traces:
             machine.g.write_ptr(self.sym_traces, self.traces)
             machine.g.write_u32(self.sym_length, LOG_LENGTH)
@@ -228,7 +227,7 @@ class Verifier:
         L, P = self.layouts, self.P
         size = L.driver_entry.sizeof()
         name = module.image.encode("utf-16-le")
-        entry = self.pool.allocate_normal(NONPAGED, size + len(name), tag_key("ViIn"))
+        entry = self.pool.allocate_normal(NONPAGED, size + len(name), tag_to_ulong("ViIn"))
         head = self.sym_drivers
         last = self._rptr(head + P)
         self.memory.write(entry, L.driver_entry.build({
@@ -393,7 +392,7 @@ class Verifier:
 
     def _grow(self, entry: int) -> bool:
         """Another page of _VI_POOL_ENTRYs for a driver, pushed on its PoolPageHeaders."""
-        page = self.pool.allocate_normal(NONPAGED, PAGE_SIZE, tag_key("Vepp"))
+        page = self.pool.allocate_normal(NONPAGED, PAGE_SIZE, tag_to_ulong("Vepp"))
         if not page:
             return False
         L = self.layouts

@@ -14,8 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .pool import PROTECTED_POOL
-from .tracker import tag_key
+from .layouts import PROTECTED_POOL, tag_to_ulong
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
@@ -52,7 +51,7 @@ class Pattern:
 
     def bind(self, machine: "Machine") -> None:
         from .modules import frames
-        self.key = tag_key(self.tag) | (PROTECTED_POOL if self.protected else 0)
+        self.key = tag_to_ulong(self.tag) | (PROTECTED_POOL if self.protected else 0)
         self.stack = frames(machine.symbols, self.frames)
 
     def run(self, engine: "Workload") -> None:

@@ -3,26 +3,25 @@
 `'Irp '` is the bytes 49 72 70 20 and the ULONG 0x20707249; driver source writes it reversed
 as the multi-char constant `' prI'`. Bit 31 of the ULONG is PROTECTED_POOL: the kernel strips
 it before comparing tags, so every lookup here strips it too. In this package a tag is a
-4-character str whose characters are its byte values (latin-1 view), blank padded.
+4-character str whose characters are its byte values (latin-1 view), blank padded.  The
+conversions between the two views are the layouts' (kdsim/layouts/tags.py), shared with the
+simulator and the debugger.
 """
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
-TAG_LEN = 4
-PROTECTED_POOL = 0x80000000
+from kdsim.layouts.constants import PROTECTED_POOL, TAG_LEN
+from kdsim.layouts.tags import tag_from_ulong, tag_to_ulong
+
+__all__ = [
+    "PROTECTED_POOL", "TAG_LEN", "TagLike", "compile_pattern", "display_tag", "normalize_pattern",
+    "normalize_tag", "printable", "printable_bytes", "tag_from_ulong", "tag_matches",
+    "tag_to_ulong",
+]
 
 TagLike = str | bytes | int
-
-
-def tag_from_ulong(value: int) -> str:
-    return (value & 0xFFFFFFFF & ~PROTECTED_POOL).to_bytes(TAG_LEN, "little").decode("latin-1")
-
-
-def tag_to_ulong(tag: str) -> int:
-    """The little-endian ULONG of a tag as displayed (`'Irp'` -> 0x20707249)."""
-    return int.from_bytes(tag.ljust(TAG_LEN).encode("latin-1"), "little")
 
 
 def normalize_tag(tag: TagLike) -> str:

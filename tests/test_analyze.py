@@ -11,11 +11,11 @@ from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
 from kdsim.drivers import Overrun
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.modules import frames
 from kdsim.pool import NONPAGED
 from kdsim.scenarios import scenario
-from kdsim.tracker import tag_key
 
 A_FRAMES = ("DrvA+0x1a2b", "nt!IofCallDriver+0x63", "nt!IopXxxControlFile+0x607",
             "nt!NtDeviceIoControlFile+0x56")
@@ -45,11 +45,11 @@ def seed_case_four(machine: Machine, scale: float = 1.0) -> None:
 
     def allocate(name: str, tag: str):
         def op(engine) -> None:
-            blocks[name] = engine.allocate(NONPAGED, 500, tag_key(tag), stack[name])
+            blocks[name] = engine.allocate(NONPAGED, 500, tag_to_ulong(tag), stack[name])
         return op
 
     def free_b(engine) -> None:
-        engine.free(blocks["B"], tag_key("DrvB"), stack["B"])
+        engine.free(blocks["B"], tag_to_ulong("DrvB"), stack["B"])
 
     culprit = Overrun("DrvA", "DrvA", 500, 600, 1.0, A_FRAMES, store="DrvA+0x1c00")
     machine.workload.add(Steps(allocate("C", "DrvC"), allocate("B", "DrvB"), culprit.run,

@@ -12,12 +12,12 @@ from commands.testing import run
 from kdsim import dump
 from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.modules import frames
 from kdsim.pool import NONPAGED
 from kdsim.stop import raised_in
 from kdsim.target import Target
-from kdsim.tracker import tag_key
 
 B_FRAMES = ("DrvB+0x2c10", "nt!IofCallDriver+0x63")
 
@@ -161,7 +161,7 @@ def test_g_refuses_an_absurd_tick_count() -> None:
 def test_a_dump_saved_after_the_crash_tells_the_same_story(arch: str, tmp_path) -> None:
     m = Machine(get_arch(arch), 2, verifier="/flags 0x9 /driver DrvB.sys")
     stack = frames(m.symbols, B_FRAMES)
-    block = m.pool.allocate(NONPAGED, 0x100, tag_key("BBBB"), 0, stack)
+    block = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("BBBB"), 0, stack)
     m.pool.free(block, 0, 0, stack)
     with pytest.raises(BugCheck) as caught:
         m.pool.free(block, 0, 0, stack)

@@ -13,15 +13,15 @@ from commands.dispatch import load_commands, parse_name
 from commands.registry import lookup
 from commands.session import Session
 from commands.testing import run
-from kdsim.arch import PAGE_SIZE, get_arch
+from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
 from kdsim.dump import (
-    BODY, DUMP_TYPE_BANNERS, HEADER, HEADER_SIZE, MAGIC, DumpCreateError, DumpError, dump_runs,
-    load, save,
+    BODY, DUMP_TYPE_BANNERS, HEADER, HEADER_SIZE, HEADERS, MAGIC, DumpCreateError, DumpError,
+    dump_runs, load, save,
 )
+from kdsim.layouts import PAGE_SIZE, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
-from kdsim.tracker import tag_key
 
 
 # -- a crashed default machine of each arch, saved and reopened ---------------------------------
@@ -29,8 +29,8 @@ class Crashed:
     def __init__(self, arch: str, directory: Path):
         self.machine = Machine.create(arch=arch, seed=11)
         pool = self.machine.pool
-        self.small = pool.allocate(NONPAGED, 0x40, tag_key("Dmpt"))
-        self.big = pool.allocate(PAGED, 0x2000, tag_key("Dmpb"))
+        self.small = pool.allocate(NONPAGED, 0x40, tag_to_ulong("Dmpt"))
+        self.big = pool.allocate(PAGED, 0x2000, tag_to_ulong("Dmpb"))
         header = self.small - self.machine.arch.header
         # a guard page, as special pool leaves them, so the no-access set is not empty
         self.guard = self.machine.arch.special_start
@@ -122,7 +122,7 @@ def test_dump_of_a_dump_is_the_same_file(crashed, tmp_path):
 @pytest.fixture
 def small_machine() -> Machine:
     machine = Machine(get_arch("x86"), seed=0)
-    machine.pool.allocate(NONPAGED, 0x100, tag_key("Smll"))
+    machine.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Smll"))
     return machine
 
 
@@ -187,7 +187,7 @@ def test_missing_directory_when_saving(small_machine, tmp_path):
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> bytes:
     machine = Machine(get_arch("x86"), seed=0)
-    machine.pool.allocate(NONPAGED, 0x100, tag_key("Smll"))
+    machine.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Smll"))
     machine.stop(BugCheck(0x19, 0x20, 1, 2, 3))
     path = tmp_path_factory.mktemp("good") / "good.dmp"
     save(machine.target(), path)
@@ -244,8 +244,8 @@ def test_wrong_magic(good, tmp_path):
 
 
 def test_unsupported_version(good, tmp_path):
-    assert refused(tmp_path, MAGIC + b"\x02\x00" + good[10:]) == \
-        "unsupported kdsim dump version 2 (this kdsim reads version 1)"
+    assert refused(tmp_path, MAGIC + b"\x03\x00" + good[10:]) == \
+        "unsupported kdsim dump version 3 (this kdsim reads versions 1 and 2)"
 
 
 def test_trailing_bytes(good, tmp_path):
@@ -315,6 +315,37 @@ def test_malformed_contents_with_a_good_checksum(good, tmp_path, changes, reason
     first_vpn = BODY.parse(good[HEADER_SIZE:]).runs[0].vpn
     assert refused(tmp_path, reassembled(good, **changes)) == \
         f"the file is damaged ({reason.format(vpn=first_vpn)})"
+
+
+def test_header_names_the_profile(crashed):
+    header = HEADER.parse(crashed.path.read_bytes()[:HEADER_SIZE])
+    assert header.profile == crashed.live.profile.name == f"win7sp1-{crashed.live.arch.name}"
+    assert crashed.dump.profile is crashed.live.profile
+
+
+def test_unknown_profile_is_refused(good, tmp_path):
+    assert refused(tmp_path, reassembled(good, profile="win10-x64")) == \
+        "unknown kdsim profile 'win10-x64' (this kdsim knows win7sp1-x86, win7sp1-x64)"
+
+
+def test_profile_of_another_arch_is_refused(good, tmp_path):
+    assert refused(tmp_path, reassembled(good, profile="win7sp1-x64")) == \
+        "the file is damaged (profile win7sp1-x64 is not for architecture x86)"
+
+
+def test_version_1_dump_opens_with_its_architectures_profile(good, tmp_path):
+    """Version 1 named only the architecture: its dumps are Windows 7 SP1 of that arch."""
+    header = HEADER.parse(good[:HEADER_SIZE])
+    body = good[HEADER_SIZE:]
+    header.version = 1
+    raw_header = HEADERS[1].build(header)[:-4]
+    path = tmp_path / "v1.dmp"
+    path.write_bytes(raw_header + zlib.crc32(raw_header, zlib.crc32(body)).to_bytes(4, "little")
+                     + body)
+    target = load(path)
+    assert target.profile.name == "win7sp1-x86"
+    assert target.stop_state().code == 0x19
+    assert refused(tmp_path, path.read_bytes()[:-1]).startswith("the file is truncated (")
 
 
 def test_malformed_structure_with_a_good_checksum(good, tmp_path):

@@ -12,16 +12,16 @@ from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.dump import load
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED
-from kdsim.tracker import tag_key
 
 
 
 @pytest.fixture
 def machine() -> Machine:
     machine = Machine(get_arch("x86"), seed=0)
-    machine.pool.allocate(NONPAGED, 0x100, tag_key("Smll"))
+    machine.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Smll"))
     return machine
 
 

@@ -13,7 +13,8 @@ from commands.errors import DebuggerError, ParseError
 from commands.expr import (evaluate, evaluate64, parse_leading, parse_number,
                            sign_extend32)
 from commands.registry import lookup
-from kdsim.arch import PAGE_SIZE, X64, X86, Arch
+from kdsim.arch import X64, X86, Arch
+from kdsim.layouts import PAGE_SIZE
 from kdsim.memory import AddressSpace
 from kdsim.symbols import SymbolTable
 from kdsim.target import Target

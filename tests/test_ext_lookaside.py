@@ -8,9 +8,9 @@ import pytest
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import PoolSettings
-from kdsim.tracker import tag_key
 
 # formats.md 9, docs sample: the block's layout, column for column
 BLOCK = [re.compile(r'^Lookaside "[^"]*" @ 0x(?:[0-9a-f]{8}|[0-9a-f]{16})  Tag\(hex\): '
@@ -35,11 +35,11 @@ def build(arch: str) -> tuple[Session, Machine]:
     """Five 0x10-byte Irp blocks freed, then two taken again: the P list of their size fills
     to its depth of 2, the rest go to the L list, the next allocations hit."""
     m = Machine(get_arch(arch), 0, processors=1, settings=PoolSettings(deferred_frees=False))
-    blocks = [m.pool.allocate(0, 0x10, tag_key("Irp ")) for _ in range(5)]
+    blocks = [m.pool.allocate(0, 0x10, tag_to_ulong("Irp ")) for _ in range(5)]
     for b in blocks:
         m.pool.free(b)
     for _ in range(2):
-        m.pool.allocate(0, 0x10, tag_key("Irp "))
+        m.pool.allocate(0, 0x10, tag_to_ulong("Irp "))
     return Session(m.target()), m
 
 

@@ -7,10 +7,10 @@ import pytest
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import QUOTA, PoolSettings
 from kdsim.target import Target
-from kdsim.tracker import tag_key
 
 PROTECTED = 0x80000000
 PROCESS = {"x86": 0x8507A030, "x64": 0xFFFFFA8001A3B060}
@@ -23,11 +23,11 @@ def build(arch: str) -> tuple[Machine, dict[str, int]]:
                 settings=PoolSettings(lookasides=False, deferred_frees=False))
     pool = m.pool
     blocks = {
-        "Ntfx": pool.allocate(0, 0xC0, tag_key("Ntfx")),
-        "Even": pool.allocate(0, 0x38, tag_key("Even") | PROTECTED),
-        "Hack": pool.allocate(0, 0x1F8, tag_key("Hack")),
-        "NpFn": pool.allocate(QUOTA, 0x60, tag_key("NpFn"), process=PROCESS[arch]),
-        "Irp": pool.allocate(0, 0x30, tag_key("Irp")),
+        "Ntfx": pool.allocate(0, 0xC0, tag_to_ulong("Ntfx")),
+        "Even": pool.allocate(0, 0x38, tag_to_ulong("Even") | PROTECTED),
+        "Hack": pool.allocate(0, 0x1F8, tag_to_ulong("Hack")),
+        "NpFn": pool.allocate(QUOTA, 0x60, tag_to_ulong("NpFn"), process=PROCESS[arch]),
+        "Irp": pool.allocate(0, 0x30, tag_to_ulong("Irp")),
     }
     pool.free(blocks["Even"])
     return m, blocks
@@ -90,7 +90,7 @@ def test_argument_is_an_expression_and_the_header_prints_its_value(x86):
 
 def test_star_marks_the_header_itself_and_protected_blocks(x86):
     session, b = x86
-    session.target.write(b["Irp"] - 4, (tag_key("Even") | PROTECTED).to_bytes(4, "little"))
+    session.target.write(b["Irp"] - 4, (tag_to_ulong("Even") | PROTECTED).to_bytes(4, "little"))
     out = run(session, "!pool f802fd20")
     assert ("*f802fd20 size:   38 previous size:  c58  (Allocated) *Even (Protected)\n"
             "\t\tPooltag Even : Event objects\n") in out
@@ -135,7 +135,7 @@ def test_description_comes_from_the_session_pooltag_file(x86, tmp_path):
 def test_large_allocation(x86):
     session, _ = x86
     m = session.target.machine
-    va = m.pool.allocate(0, 0x2100, tag_key("Proc") | PROTECTED)
+    va = m.pool.allocate(0, 0x2100, tag_to_ulong("Proc") | PROTECTED)
     expected = (f"Pool page {va + 0x1234:08x} region is Nonpaged pool\n"
                 f"*{va:08x} : large page allocation, tag is Proc, size is 0x2100 bytes\n"
                 "\t\tPooltag Proc : Process objects, Binary : nt!ps\n")
@@ -145,7 +145,7 @@ def test_large_allocation(x86):
 
 def test_paged_region(x86):
     session, _ = x86
-    va = session.target.machine.pool.allocate(1, 0x40, tag_key("MmSt"))
+    va = session.target.machine.pool.allocate(1, 0x40, tag_to_ulong("MmSt"))
     out = run(session, f"!pool {va:x}")
     assert out.splitlines()[0] == f"Pool page {va:08x} region is Paged pool"
     assert f"*{va - 8:08x} size:   48 previous size:    0  (Allocated) *MmSt" in out
@@ -252,7 +252,7 @@ def test_block_reaching_past_the_page_is_too_large(x86):
 def test_large_allocation_wins_over_a_broken_walk(x86):
     """A big allocation's page has no headers; the big-page table names it."""
     session, _ = x86
-    va = session.target.machine.pool.allocate(1, 0x1800, tag_key("Leak"))
+    va = session.target.machine.pool.allocate(1, 0x1800, tag_to_ulong("Leak"))
     session.target.write(va, b"\xff" * 16)
     out = run(session, f"!pool {va:x}")
     assert out.splitlines()[1:] == [
@@ -268,7 +268,7 @@ def special_machine(arch: str, mode: str = "") -> Machine:
 def test_special_pool_verify_end_x64():
     """The Project Zero transcript's line: page, bytes requested, data at the page end."""
     m = special_machine("x64")
-    data = m.verifier.special.allocate(False, 0x4F0, tag_key("Scbf"))
+    data = m.verifier.special.allocate(False, 0x4F0, tag_to_ulong("Scbf"))
     assert data == 0xFFFFF98000000B10
     assert run(Session(m.target()), "!pool fffff98000000b10") == (
         "Pool page fffff98000000b10 region is Special pool\n"
@@ -278,7 +278,7 @@ def test_special_pool_verify_end_x64():
 
 def test_special_pool_verify_start_paged_x86():
     m = special_machine("x86", "/verifystart")
-    data = m.verifier.special.allocate(True, 0x3C, tag_key("Leak"))
+    data = m.verifier.special.allocate(True, 0x3C, tag_to_ulong("Leak"))
     assert not data & 0xFFF
     out = run(Session(m.target()), f"!pool {data + 0x10:x} 0x80000000")
     assert out == (f"Pool page {data + 0x10:08x} region is Special pool\n"
@@ -288,7 +288,7 @@ def test_special_pool_verify_start_paged_x86():
 def test_freed_special_pool_and_guard_pages_cannot_be_read():
     m = special_machine("x86")
     special = m.verifier.special
-    data = special.allocate(False, 0x20, tag_key("Leak"))
+    data = special.allocate(False, 0x20, tag_to_ulong("Leak"))
     session = Session(m.target())
     guard = (data | 0xFFF) + 1
     assert run(session, f"!pool {guard:x}").splitlines()[-1] == (

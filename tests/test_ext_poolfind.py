@@ -10,9 +10,9 @@ from commands.poolread import PoolReader
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import PoolSettings
-from kdsim.tracker import tag_key
 
 PROTECTED = 0x80000000
 SETTINGS = PoolSettings(lookasides=False, deferred_frees=False)
@@ -22,8 +22,8 @@ def build(arch: str) -> tuple[Session, dict[str, int]]:
     """Leak blocks in both pools and two large ones; a freed Leak; decoy tag bytes inside an
     Mdl block, one of them where a header's tag would be."""
     m = Machine(get_arch(arch), 0, processors=1, settings=SETTINGS)
-    pool, leak = m.pool, tag_key("Leak")
-    b = {"np1": pool.allocate(0, 0x40, leak), "mdl": pool.allocate(0, 0x100, tag_key("Mdl ")),
+    pool, leak = m.pool, tag_to_ulong("Leak")
+    b = {"np1": pool.allocate(0, 0x40, leak), "mdl": pool.allocate(0, 0x100, tag_to_ulong("Mdl ")),
          "freed": pool.allocate(0, 0x80, leak), "np2": pool.allocate(0, 0x20, leak),
          "paged": pool.allocate(1, 0x300, leak), "big_paged": pool.allocate(1, 0x3000, leak),
          "big_np": pool.allocate(0, 0x5000, leak | PROTECTED)}
@@ -107,9 +107,9 @@ def test_small_and_large_options(x86):
 
 def test_tag_with_a_space_and_a_protected_free_block():
     m = Machine(get_arch("x86"), 0, processors=1, settings=SETTINGS)
-    keep = m.pool.allocate(0, 0x10, tag_key("AB C"))
-    gone = m.pool.allocate(0, 0x38, tag_key("Even") | PROTECTED)
-    m.pool.allocate(0, 0x38, tag_key("Even") | PROTECTED)
+    keep = m.pool.allocate(0, 0x10, tag_to_ulong("AB C"))
+    gone = m.pool.allocate(0, 0x38, tag_to_ulong("Even") | PROTECTED)
+    m.pool.allocate(0, 0x38, tag_to_ulong("Even") | PROTECTED)
     m.pool.free(gone)
     session = Session(m.target())
     out = run(session, '!poolfind -tag "AB C"')
@@ -165,7 +165,7 @@ def test_reports_exactly_the_live_blocks(arch, ops):
     m = Machine(get_arch(arch), 0, processors=1, settings=SETTINGS)
     live: dict[int, str] = {}
     for paged, tag, size, free_one in ops:
-        address = m.pool.allocate(int(paged), size, tag_key(tag))
+        address = m.pool.allocate(int(paged), size, tag_to_ulong(tag))
         live[address] = tag
         if free_one and len(live) > 1:
             victim = sorted(live)[size % len(live)]
@@ -184,8 +184,8 @@ def test_reports_exactly_the_live_blocks(arch, ops):
 
 def test_special_pool_search():
     m = Machine(get_arch("x64"), 0, processors=1, verifier="/flags 1 /driver myfault.sys")
-    m.verifier.special.allocate(False, 0x4F0, tag_key("Scbf"))
-    m.verifier.special.allocate(True, 0x3C, tag_key("Leak"))
+    m.verifier.special.allocate(False, 0x4F0, tag_to_ulong("Scbf"))
+    m.verifier.special.allocate(True, 0x3C, tag_to_ulong("Leak"))
     out = run(Session(m.target()), "!poolfind Leak 2")
     assert out.split("\n")[3:] == [
         "Searching Special pool (fffff98000000000 : fffff98008000000) for Tag: Leak", "",

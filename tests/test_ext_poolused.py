@@ -12,12 +12,11 @@ from hypothesis import strategies as st
 from commands.ext.poolused import live_tags, poolused
 from commands.session import Session
 from commands.testing import run
-from kdsim.arch import PAGE_SIZE, get_arch
-from kdsim.layouts import layouts_for
+from kdsim.arch import get_arch
+from kdsim.layouts import PAGE_SIZE, profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
 from kdsim.target import Target
-from kdsim.tracker import tag_key
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +28,7 @@ def build(arch: str) -> Machine:
     """An empty pool plus known blocks: a freed Irp, a fully freed Ntf0 (printed nowhere but
     counted in verbose TOTAL), big blocks in both pools and a tag with unprintable bytes."""
     m = Machine(get_arch(arch), 0)
-    alloc, key = m.pool.allocate, tag_key
+    alloc, key = m.pool.allocate, tag_to_ulong
     for _ in range(3):
         alloc(NONPAGED, 0x40, key("Abcd"))
     irps = [alloc(NONPAGED, 0x100, key("Irp")) for _ in range(2)]
@@ -291,12 +290,12 @@ def test_new_layout_sorted_by_nonpaged_x86(machines):
 def write_tracker(target: Target, entries: list[tuple]) -> None:
     """Replace nt!PoolTrackTable's contents: (tag, NP allocs, NP frees, NP bytes, P allocs,
     P frees, P bytes) per entry, built with the construct declaration."""
-    con = layouts_for(target.arch).tracker
+    con = profile_for(target.arch).tracker
     table = target.global_ptr("PoolTrackTable")
     target.write(table, bytes(target.global_ptr("PoolTrackTableSize") * con.sizeof()))
     for i, (tag, npa, npf, npb, pa, pf, pb) in enumerate(entries):
         target.write(table + i * con.sizeof(), con.build(dict(
-            Key=tag_key(tag), NonPagedAllocs=npa, NonPagedFrees=npf, NonPagedBytes=npb,
+            Key=tag_to_ulong(tag), NonPagedAllocs=npa, NonPagedFrees=npf, NonPagedBytes=npb,
             PagedAllocs=pa, PagedFrees=pf, PagedBytes=pb)))
 
 
@@ -351,7 +350,7 @@ SEED_001 = [
 
 def test_seed_001_from_real_allocations_on_x64():
     m = Machine(get_arch("x64"), 0)
-    leak, cm31, cicr = tag_key("Leak"), tag_key("CM31"), tag_key("CIcr")
+    leak, cm31, cicr = tag_to_ulong("Leak"), tag_to_ulong("CM31"), tag_to_ulong("CIcr")
     for _ in range(23):                          # the seed's 0xfa000-byte big allocations
         assert m.pool.allocate(PAGED, 0xFA000, leak)
     for i in range(20520):                       # 56- and 57-block chunks: 18514560 bytes
@@ -364,7 +363,7 @@ def test_seed_001_from_real_allocations_on_x64():
 def test_public_new_layout_verbose_sample_exactly():
     """formats.md 6.2, `!poolused 1 Hack` on Windows 10 x64, after the cache chatter."""
     m = Machine(get_arch("x64"), 0)
-    m.pool.allocate(NONPAGED, 0x60, tag_key("Hack"))
+    m.pool.allocate(NONPAGED, 0x60, tag_to_ulong("Hack"))
     assert run(session_for(m, "new"), "!poolused 1 Hack") == text(
         " Sorting by Tag",
         "",
@@ -432,10 +431,10 @@ def test_public_classic_verbose_nonpaged_sample():
 
 # -- computed from memory -------------------------------------------------------------------------
 def tracker_entry(target: Target, tag: str) -> int:
-    con = layouts_for(target.arch).tracker
+    con = profile_for(target.arch).tracker
     table = target.global_ptr("PoolTrackTable")
     for i in range(target.global_ptr("PoolTrackTableSize")):
-        if target.read_u32(table + i * con.sizeof()) == tag_key(tag):
+        if target.read_u32(table + i * con.sizeof()) == tag_to_ulong(tag):
             return table + i * con.sizeof()
     raise AssertionError(f"{tag} not in the tracker")
 
@@ -447,7 +446,7 @@ def test_zeroing_a_tracker_entry_in_memory_changes_the_output(arch):
     before = poolused(session, "")
     target = m.target()
     entry = tracker_entry(target, "Leak")
-    size = layouts_for(target.arch).tracker.sizeof()
+    size = profile_for(target.arch).tracker.sizeof()
     target.write(entry + 4, bytes(size - 4))          # keep the key, zero the counters
     after = poolused(session, "")
     assert [r.tag for r in before.rows if r.tag == "Leak"] == ["Leak"]
@@ -459,7 +458,7 @@ def test_zeroing_a_tracker_entry_in_memory_changes_the_output(arch):
 
 def test_protected_tags_print_without_the_protected_bit():
     m = Machine(get_arch("x86"), 0)
-    m.pool.allocate(NONPAGED, 0x20, tag_key("Proc") | 0x80000000)
+    m.pool.allocate(NONPAGED, 0x20, tag_to_ulong("Proc") | 0x80000000)
     assert [r.tag for r in poolused(session_for(m), "0 Pro?").rows] == ["Proc"]
 
 
@@ -477,7 +476,7 @@ def test_counts_match_the_blocks_really_live(arch, allocations):
     m = Machine(get_arch(arch), 0)
     expected: dict[tuple[str, int], list[int]] = {}
     for tag, pool, size, freed in allocations:
-        address = m.pool.allocate(pool, size, tag_key(tag))
+        address = m.pool.allocate(pool, size, tag_to_ulong(tag))
         if freed:
             m.pool.free(address)
             continue

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
+from kdsim.layouts import profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import PoolSettings
-from kdsim.tracker import tag_key
 
 TAGS = [(0x100, "Aaaa"), (0x80, "Bbbb"), (0x40, "Cccc"), (0x200, "Dddd"), (0x30, "Eeee")]
 
@@ -18,7 +18,7 @@ TAGS = [(0x100, "Aaaa"), (0x80, "Bbbb"), (0x40, "Cccc"), (0x200, "Dddd"), (0x30,
 def build(arch: str) -> tuple[Session, list[int]]:
     m = Machine(get_arch(arch), 0, processors=1,
                 settings=PoolSettings(lookasides=False, deferred_frees=False))
-    blocks = [m.pool.allocate(0, n, tag_key(t)) for n, t in TAGS]
+    blocks = [m.pool.allocate(0, n, tag_to_ulong(t)) for n, t in TAGS]
     return Session(m.target()), blocks
 
 
@@ -128,7 +128,7 @@ def test_one_flipped_bit_in_a_previous_size_is_found(arch, sizes, frees, pick, b
     both `!poolval` and `!pool` name that header."""
     m = Machine(get_arch(arch), 0, processors=1,
                 settings=PoolSettings(lookasides=False, deferred_frees=False))
-    blocks = [m.pool.allocate(i % 2, n, tag_key("Prop")) for i, n in enumerate(sizes)]
+    blocks = [m.pool.allocate(i % 2, n, tag_to_ulong("Prop")) for i, n in enumerate(sizes)]
     for i in sorted(set(frees)):
         if i < len(blocks) and blocks[i]:
             m.pool.free(blocks[i])
@@ -141,7 +141,7 @@ def test_one_flipped_bit_in_a_previous_size_is_found(arch, sizes, frees, pick, b
     victim = live[pick % len(live)]
     header = victim - m.arch.block
     ulong1 = int.from_bytes(session.target.read(header, 4), "little")
-    old = ulong1 & ((1 << m.arch.size_bits) - 1)
+    old = ulong1 & profile_for(m.arch).codec.size_mask
     session.target.write(header, (ulong1 ^ (1 << bit)).to_bytes(4, "little"))
     width = m.arch.hex_digits
     check = run(session, f"!poolval {victim:x}")

@@ -12,22 +12,21 @@ from commands.ext.vm import PAGE_FILE_NAME, PageFile, VmUsage, read_vm, render_v
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
-from kdsim.layouts import layouts_for
+from kdsim.layouts import profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
-from kdsim.tracker import tag_key
 
 
 def build(arch: str) -> Machine:
     """An empty pool plus a few blocks in both pools, one of them big."""
     m = Machine(get_arch(arch), 0)
     for _ in range(3):
-        m.pool.allocate(NONPAGED, 0x40, tag_key("Abcd"))
+        m.pool.allocate(NONPAGED, 0x40, tag_to_ulong("Abcd"))
     for _ in range(2):
-        m.pool.allocate(PAGED, 0x200, tag_key("CM31"))
-    m.pool.allocate(PAGED, 0x2000, tag_key("MmSt"))
-    m.pool.allocate(NONPAGED, 0x1800, tag_key("Leak"))
-    m.pool.allocate(PAGED, 0x30, tag_key("Ntf0"))
+        m.pool.allocate(PAGED, 0x200, tag_to_ulong("CM31"))
+    m.pool.allocate(PAGED, 0x2000, tag_to_ulong("MmSt"))
+    m.pool.allocate(NONPAGED, 0x1800, tag_to_ulong("Leak"))
+    m.pool.allocate(PAGED, 0x30, tag_to_ulong("Ntf0"))
     return m
 
 
@@ -351,7 +350,7 @@ def test_pool_usage_agrees_with_the_allocator(arch):
             m.pool.free(live.pop(rng.randrange(len(live))))
         else:
             size = rng.choice([0x20, 0x100, 0x400, 0xF00, 0x1800, 0x5000])
-            live.append(m.pool.allocate(rng.choice([NONPAGED, PAGED]), size, tag_key("Rnd?")))
+            live.append(m.pool.allocate(rng.choice([NONPAGED, PAGED]), size, tag_to_ulong("Rnd?")))
     vm = read_vm(m.target())
     assert vm.nonpaged_usage == m.mm.nonpaged.in_use
     assert vm.paged_usage == sum(vm.paged_pools) == m.mm.paged.in_use
@@ -365,7 +364,7 @@ def test_descriptor_pages_are_read_from_memory():
     target = m.target()
     before = read_vm(target).paged_pools
     descriptor = target.read_ptr(target.symbol("nt!ExpPagedPoolDescriptor") + 3 * 4)
-    offset = layouts_for(target.arch).offset("descriptor", "TotalPages")
+    offset = profile_for(target.arch).offset("descriptor", "TotalPages")
     target.write(descriptor + offset, (40).to_bytes(4, "little"))
     lines = run(session_for(m), "!vm").split("\n")
     assert "      PagedPool 3 Usage:      40   (     160 Kb)" in lines
@@ -379,7 +378,7 @@ def test_descriptor_pages_are_read_from_memory():
 ])
 def test_a_failed_allocation_adds_the_warning(layout, warning):
     m = build("x86")
-    assert m.pool.allocate(NONPAGED, 0x10000000, tag_key("Huge")) == 0
+    assert m.pool.allocate(NONPAGED, 0x10000000, tag_to_ulong("Huge")) == 0
     lines = run(session_for(m, layout), "!vm").split("\n")
     at = lines.index(warning)
     assert lines[at - 2].lstrip().startswith("PagedPool Maximum:")

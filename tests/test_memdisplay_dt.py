@@ -6,11 +6,11 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from commands.core.dt import TypeDump, declared_slots
+from commands.core.dt import TypeDump
 from commands.errors import DebuggerError
 from commands.registry import lookup
 from kdsim.arch import X64, X86
-from kdsim.layouts import layouts_for
+from kdsim.layouts import declared_slots, profile_for
 from test_expr import FakeSession, build_target, lines, run
 
 X86_HEADERS = {
@@ -128,8 +128,8 @@ def test_instance_dump_x64_null_process(x64: FakeSession) -> None:
 
 
 def test_values_agree_with_the_construct_layouts(x86: FakeSession) -> None:
-    parsed = layouts_for(X86).pool_header.parse(X86_HEADERS[0x91C26128])
-    slots = declared_slots(layouts_for(X86).pool_header)
+    parsed = profile_for(X86).pool_header.parse(X86_HEADERS[0x91C26128])
+    slots = declared_slots(profile_for(X86).pool_header)
     text = run(x86, "dt nt!_POOL_HEADER 91c26128")
     for name in ("PreviousSize", "PoolIndex", "BlockSize", "PoolType"):
         value = getattr(parsed.Ulong1, name)

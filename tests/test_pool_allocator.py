@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kdsim.arch import PAGE_SIZE, get_arch
+from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
+from kdsim.layouts import PAGE_SIZE, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED, PoolSettings
-from kdsim.tracker import tag_key, tag_text
 
 ARCHES = ("x86", "x64")
 TAGS = ("Aaaa", "Bbbb", "Cccc", "Dddd")
@@ -67,7 +67,7 @@ def check_invariants(m: Machine, live: dict[int, tuple[int, int, int]]) -> None:
     tbl, n, esz = m.pool.big.table, m.pool.big.entries, m.pool.big.esize
     for i in range(n):
         va = m.pool.big._rptr(tbl + i * esz)
-        if not va & 1 and m.pool.big.find(va)[0] != tag_key("Pool"):   # not the kernel's own
+        if not va & 1 and m.pool.big.find(va)[0] != tag_to_ulong("Pool"):   # not the kernel's own
             listed[va] = m.pool.big.find(va)
     assert set(listed) == set(big_live)
     for va, (key, nbytes) in listed.items():
@@ -75,7 +75,7 @@ def check_invariants(m: Machine, live: dict[int, tuple[int, int, int]]) -> None:
     # tracker totals equal the live allocations (per tag and pool)
     tr = m.pool.tracker
     for tag in TAGS:
-        key = tag_key(tag)
+        key = tag_to_ulong(tag)
         for paged in (0, 1):
             mine = [v for v in live.values() if v[0] == key and v[2] == paged]
             base = tr.table + tr.slot(key) * tr.entry_size
@@ -103,7 +103,7 @@ def run_ops(m: Machine, sequence, live: dict) -> None:
     for op in sequence:
         if op[0] == "alloc":
             _, ptype, size, tag = op
-            key = tag_key(tag)
+            key = tag_to_ulong(tag)
             addr = m.pool.allocate(ptype, size, key, cpu=len(live) % m.processors)
             assert addr, "allocation failed"
             if addr % PAGE_SIZE:
@@ -161,15 +161,15 @@ def test_split_rule_front_then_back(arch):
     the remainder, downwards: [A][free ...][C][B]."""
     m = Machine(get_arch(arch), seed=1, settings=PoolSettings(lookasides=False))
     G = m.arch.block
-    a = m.pool.allocate(NONPAGED, 0x100, tag_key("Aaaa"))
-    b = m.pool.allocate(NONPAGED, 0x100, tag_key("Bbbb"))
-    c = m.pool.allocate(NONPAGED, 0x100, tag_key("Cccc"))
+    a = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Aaaa"))
+    b = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Bbbb"))
+    c = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Cccc"))
     page = a - G
     assert page % PAGE_SIZE == 0
     chunk = m.arch.block_size(0x100) * G
     assert b - G == page + PAGE_SIZE - chunk
     assert c - G == page + PAGE_SIZE - 2 * chunk
-    tags = [tag_text(t) for *_, t in walk_page(m, page)]
+    tags = [tag_from_ulong(t) for *_, t in walk_page(m, page)]
     assert tags[0] == "Aaaa" and tags[-2:] == ["Cccc", "Bbbb"]
 
 
@@ -178,12 +178,12 @@ def test_fragmentation_emerges_from_f18_pattern(arch):
     """The first seed case in miniature: a 0xF18-byte block takes a fresh page, a small block
     lands in the remainder, the big one is freed: the page stays with one small block."""
     m = Machine(get_arch(arch), seed=1, settings=PoolSettings(deferred_frees=False))
-    big = m.pool.allocate(NONPAGED, 0xF18 - m.arch.block, tag_key("MmCm"))
-    small = m.pool.allocate(NONPAGED, 0x10, tag_key("ReEv"))
+    big = m.pool.allocate(NONPAGED, 0xF18 - m.arch.block, tag_to_ulong("MmCm"))
+    small = m.pool.allocate(NONPAGED, 0x10, tag_to_ulong("ReEv"))
     assert big >> 12 == small >> 12
     m.pool.free(big)
     chunks = walk_page(m, big & ~0xFFF)
-    states = [(ptype != 0, tag_text(tag)) for _, _, _, ptype, tag in chunks]
+    states = [(ptype != 0, tag_from_ulong(tag)) for _, _, _, ptype, tag in chunks]
     assert states[0] == (False, "MmCm")
     assert (True, "ReEv") in states
     assert m.mm.get("MmAllocatedNonPagedPool") >= 1
@@ -194,8 +194,8 @@ def test_double_free_is_bad_pool_caller_7(arch):
     m = Machine(get_arch(arch), seed=1,
                 settings=PoolSettings(lookasides=False, deferred_frees=False))
     m.pool.disable_lookasides()
-    p = m.pool.allocate(NONPAGED, 0x300, tag_key("Aaaa"))
-    keep = m.pool.allocate(NONPAGED, 0x300, tag_key("Bbbb"))
+    p = m.pool.allocate(NONPAGED, 0x300, tag_to_ulong("Aaaa"))
+    keep = m.pool.allocate(NONPAGED, 0x300, tag_to_ulong("Bbbb"))
     m.pool.free(p)
     with pytest.raises(BugCheck) as err:
         m.pool.free(p)
@@ -210,9 +210,9 @@ def test_overwritten_next_header_is_bad_pool_header_20(arch):
     freed: BlockSize no longer equals the neighbour's PreviousSize."""
     m = Machine(get_arch(arch), seed=1, settings=PoolSettings(lookasides=False))
     G = m.arch.block
-    a = m.pool.allocate(NONPAGED, 0x100, tag_key("Aaaa"))
-    b = m.pool.allocate(NONPAGED, 0x100, tag_key("Bbbb"))      # sits at the page end
-    c = m.pool.allocate(NONPAGED, 0x100, tag_key("Cccc"))      # just before b
+    a = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Aaaa"))
+    b = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Bbbb"))      # sits at the page end
+    c = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("Cccc"))      # just before b
     assert b == c + m.arch.block_size(0x100) * G                         # b follows c
     m.memory.write(b - G, b"\x41" * 8)                                    # smash b's header
     with pytest.raises(BugCheck) as err:
@@ -228,12 +228,12 @@ def test_corrupted_free_list_link_is_bad_pool_header_3(arch):
                 settings=PoolSettings(lookasides=False, deferred_frees=False))
     m.pool.disable_lookasides()
     G = m.arch.block
-    blocks = [m.pool.allocate(NONPAGED, 0x80, tag_key("Aaaa")) for _ in range(6)]
+    blocks = [m.pool.allocate(NONPAGED, 0x80, tag_to_ulong("Aaaa")) for _ in range(6)]
     m.pool.free(blocks[2])                  # a free chunk between two live ones
     m.memory.write(blocks[2], b"\x00" * m.arch.ptr_size)  # its Flink
     with pytest.raises(BugCheck) as err:
         for _ in range(200):
-            m.pool.allocate(NONPAGED, 0x80, tag_key("Bbbb"))
+            m.pool.allocate(NONPAGED, 0x80, tag_to_ulong("Bbbb"))
     assert err.value.code in (0x19, 0xC5)
     if err.value.code == 0x19:
         assert err.value.params[0] == 3
@@ -246,7 +246,7 @@ def test_pool_exhaustion_counts_failures(arch):
     from kdsim.mm import DEFAULT_MEMORY
     cfg = replace(DEFAULT_MEMORY[arch], nonpaged_max_pages=80)
     m = Machine(get_arch(arch), seed=1, memory=cfg)
-    got = [m.pool.allocate(NONPAGED, 0x800, tag_key("Aaaa")) for _ in range(400)]
+    got = [m.pool.allocate(NONPAGED, 0x800, tag_to_ulong("Aaaa")) for _ in range(400)]
     assert 0 in got
     assert m.mm.get("ExPoolFailures") == got.count(0)
     assert m.mm.get("MmAllocatedNonPagedPool") <= 80
@@ -256,7 +256,7 @@ def test_pool_exhaustion_counts_failures(arch):
 def test_big_allocations_pack_two_per_2mb_like_the_seed(arch):
     """0xfa000-byte paged allocations never straddle a 2 MB boundary (seeds/001 addresses)."""
     m = Machine(get_arch(arch), seed=1)
-    got = [m.pool.allocate(PAGED, 0xFA000, tag_key("Leak")) for _ in range(6)]
+    got = [m.pool.allocate(PAGED, 0xFA000, tag_to_ulong("Leak")) for _ in range(6)]
     offsets = sorted((a - got[0]) % 0x200000 for a in got)
     assert set(offsets) == {0, 0xFA000}
     assert all(m.pool.big.find(a)[1] == 0xFA000 for a in got)
@@ -281,14 +281,14 @@ def test_big_page_table_grows_and_keeps_every_entry():
     m = Machine(get_arch("x64"), seed=1)
     big = m.pool.big
     first_table, first_entries = big.table, big.entries
-    got = [m.pool.allocate(NONPAGED, 0x1000, tag_key("Bigg")) for _ in range(first_entries)]
+    got = [m.pool.allocate(NONPAGED, 0x1000, tag_to_ulong("Bigg")) for _ in range(first_entries)]
     assert big.entries > first_entries and big.table != first_table
     target = m.target()
     assert target.global_ptr("PoolBigPageTable") == big.table
     assert target.global_ptr("PoolBigPageTableSize") == big.entries
-    assert all(big.find(a)[0] == tag_key("Bigg") for a in got)
-    assert big.find(big.table)[0] == tag_key("Pool")
-    assert (big.find(first_table) or (0,))[0] != tag_key("Pool")     # freed (maybe reused)
+    assert all(big.find(a)[0] == tag_to_ulong("Bigg") for a in got)
+    assert big.find(big.table)[0] == tag_to_ulong("Pool")
+    assert (big.find(first_table) or (0,))[0] != tag_to_ulong("Pool")     # freed (maybe reused)
     for a in got[::2]:
         m.pool.free(a)
     assert all(big.find(a) is None for a in got[::2])

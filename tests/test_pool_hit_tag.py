@@ -7,9 +7,10 @@ from commands.dispatch import load_commands
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED
-from kdsim.tracker import POOL_HIT_TAG_NONE, tag_key
+from kdsim.tracker import POOL_HIT_TAG_NONE
 
 
 @pytest.mark.parametrize("arch", ["x86", "x64"])
@@ -17,14 +18,14 @@ def test_the_tracker_notes_the_hit_tag_from_memory(arch):
     m = Machine(get_arch(arch), seed=1)
     hit = m.target().symbol("nt!PoolHitTag")
     assert m.target().read_u32(hit) == POOL_HIT_TAG_NONE
-    m.pool.allocate(NONPAGED, 0x40, tag_key("Abcd"))
+    m.pool.allocate(NONPAGED, 0x40, tag_to_ulong("Abcd"))
     assert m.pool.take_hit() is None
-    m.memory.write(hit, tag_key("Abcd").to_bytes(4, "little"))
-    p = m.pool.allocate(NONPAGED, 0x40, tag_key("Abcd"), cpu=1, stack=(0x1234,))
-    assert m.pool.take_hit() == (tag_key("Abcd"), 1, "ExAllocatePoolWithTag", 1, (0x1234,))
+    m.memory.write(hit, tag_to_ulong("Abcd").to_bytes(4, "little"))
+    p = m.pool.allocate(NONPAGED, 0x40, tag_to_ulong("Abcd"), cpu=1, stack=(0x1234,))
+    assert m.pool.take_hit() == (tag_to_ulong("Abcd"), 1, "ExAllocatePoolWithTag", 1, (0x1234,))
     assert m.pool.take_hit() is None
     m.pool.free(p, cpu=0, stack=(0x5678,))
-    assert m.pool.take_hit() == (tag_key("Abcd"), -1, "ExFreePoolWithTag", 0, (0x5678,))
+    assert m.pool.take_hit() == (tag_to_ulong("Abcd"), -1, "ExFreePoolWithTag", 0, (0x5678,))
 
 
 @pytest.mark.parametrize("arch", ["x86", "x64"])

@@ -8,16 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdsim.arch import PAGE_SIZE, get_arch
+from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
+from kdsim.layouts import PAGE_SIZE, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.memory import MemoryFault
 from kdsim.mm import DEFAULT_MEMORY
 from kdsim.modules import frames
 from kdsim.pool import NONPAGED, PAGED
-from kdsim.tracker import tag_key
 
-TAG = tag_key("AAAA")
+TAG = tag_to_ulong("AAAA")
 
 
 def machine(arch: str = "x86", flags: str = "0x1", extra: str = "", **kwargs) -> Machine:

@@ -9,12 +9,12 @@ from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
+from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.modules import frames
 from kdsim.pool import NONPAGED, PAGED
 from kdsim.scenarios import scenario
 from kdsim.target import Target
-from kdsim.tracker import tag_key
 from kdsim.verifier import STANDARD_FLAGS, VerifierSettings, parse_settings
 
 MYFAULT = ("myfault+0x11f6", "myfault+0x142f", "nt!IovCallDriver+0xa0",
@@ -77,7 +77,7 @@ def test_threads_are_thre_objects_in_nonpaged_pool() -> None:
     thread = m.verifier.current_thread(0)
     assert thread & 0xFFF == 0x60 or (thread - 0x60) & 0xF == 0
     header = thread - 0x60
-    assert int.from_bytes(m.memory.read(header + 4, 4), "little") == tag_key("Thre") | 1 << 31
+    assert int.from_bytes(m.memory.read(header + 4, 4), "little") == tag_to_ulong("Thre") | 1 << 31
 
 
 # -- the second seed case -----------------------------------------------------------------------
@@ -87,10 +87,10 @@ def leak_machine() -> tuple[Machine, int]:
     m = Machine(get_arch("x64"), 1, verifier="/flags 0x9 /driver myfault.sys")
     wl = m.workload
     wl.t = 70
-    page = m.pool.allocate(PAGED, 0x1000, tag_key("CM31"), 1)
+    page = m.pool.allocate(PAGED, 0x1000, tag_to_ulong("CM31"), 1)
     m.pool.free(page, 0, 1, frames(m.symbols, REGISTRY_FLUSH))
     wl.t = 140
-    leak = m.pool.allocate(PAGED, 0xFA000, tag_key("Leak"), 0, frames(m.symbols, MYFAULT))
+    leak = m.pool.allocate(PAGED, 0xFA000, tag_to_ulong("Leak"), 0, frames(m.symbols, MYFAULT))
     assert leak == page
     return m, leak
 
@@ -148,7 +148,7 @@ def test_the_ring_keeps_the_newest_records() -> None:
     m = Machine(get_arch("x86"), 1, verifier="/flags 1 /driver DrvA.sys")
     stack = frames(m.symbols, ("DrvA+0x10",))
     for _ in range(3):
-        m.pool.free(m.pool.allocate(NONPAGED, 16, tag_key("AAAA"), 0, stack), 0, 0, stack)
+        m.pool.free(m.pool.allocate(NONPAGED, 16, tag_to_ulong("AAAA"), 0, stack), 0, 0, stack)
     index = m.g.read_u32(m.symbols.resolve("nt!VfPoolTracesIndex"))
     assert index == 6
     out = run(Session(m.target()), "!verifier 0x80 2")
@@ -160,10 +160,10 @@ def test_the_ring_keeps_the_newest_records() -> None:
 def tracked_machine() -> Machine:
     m = Machine(get_arch("x86"), 1, verifier="/flags 0x9 /driver DrvA.sys")
     stack = frames(m.symbols, ("DrvA+0x1a2b", "nt!IofCallDriver+0x63"))
-    keep = [m.pool.allocate(PAGED if i % 2 else NONPAGED, 0x40 + i, tag_key("AAAA"), 0, stack)
+    keep = [m.pool.allocate(PAGED if i % 2 else NONPAGED, 0x40 + i, tag_to_ulong("AAAA"), 0, stack)
             for i in range(4)]
     m.pool.free(keep[0], 0, 0, stack)
-    m.big = m.pool.allocate(NONPAGED, 0x2000, tag_key("AAAA"), 0, stack)   # normal pool
+    m.big = m.pool.allocate(NONPAGED, 0x2000, tag_to_ulong("AAAA"), 0, stack)   # normal pool
     return m
 
 
@@ -248,14 +248,14 @@ def test_verifier_help_and_disable() -> None:
     assert run(s, "!verifier -disable") == ""
     assert run(s, "!verifier").startswith("\nVerify Level 0 ... enabled options are:\n\n")
     stack = frames(m.symbols, ("DrvA+0x1a2b",))
-    assert m.mm.nonpaged.contains(m.pool.allocate(NONPAGED, 0x40, tag_key("AAAA"), 0, stack))
+    assert m.mm.nonpaged.contains(m.pool.allocate(NONPAGED, 0x40, tag_to_ulong("AAAA"), 0, stack))
 
 
 # -- 0xC4 ---------------------------------------------------------------------------------------
 def test_a_zero_byte_allocation_by_a_verified_driver_is_c4_0() -> None:
     m = Machine(get_arch("x86"), 1, verifier="/flags 1 /driver DrvA.sys")
     with pytest.raises(BugCheck) as caught:
-        m.pool.allocate(PAGED, 0, tag_key("AAAA"), 0, frames(m.symbols, ("DrvA+0x10",)))
+        m.pool.allocate(PAGED, 0, tag_to_ulong("AAAA"), 0, frames(m.symbols, ("DrvA+0x10",)))
     assert (caught.value.code, caught.value.params) == (0xC4, (0, 0, PAGED, 0))
 
 
@@ -282,7 +282,7 @@ def test_unloading_with_outstanding_allocations_is_c4_62() -> None:
 def test_unloading_after_freeing_everything_is_fine() -> None:
     m = Machine(get_arch("x86"), 1, verifier="/flags 0x8 /driver DrvA.sys")
     stack = frames(m.symbols, ("DrvA+0x10",))
-    m.pool.free(m.pool.allocate(NONPAGED, 0x40, tag_key("AAAA"), 0, stack), 0, 0, stack)
+    m.pool.free(m.pool.allocate(NONPAGED, 0x40, tag_to_ulong("AAAA"), 0, stack), 0, 0, stack)
     m.verifier.driver_unloading("DrvA.sys")
     assert "Unloaded         00000000       00000000    DrvA.sys" in run(
         Session(m.target()), "!verifier 1")

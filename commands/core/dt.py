@@ -1,19 +1,17 @@
 """`dt`: the pool structures laid out as the real `dt` prints them (formats.md section 3).
 
-Offsets, widths and bit positions come from the construct declarations in kdsim/layouts.py.
-This module adds only what `dt` shows that those declarations do not hold: union members that
-overlay declared fields (`Ulong1`, `PoolTagHash`, `NonPagedLock`...), the type names `dt` prints,
-and the storage unit of each bitfield (x86 `_POOL_HEADER` packs USHORTs, so `BlockSize` is
-`+0x002 Pos 0`; Win7 x64 packs one ULONG, so it is `+0x000 Pos 16`).
+Offsets, widths and bit positions come from the construct declarations of the target's profile
+(kdsim/layouts).  This module adds only what `dt` shows that those declarations do not hold:
+union members that overlay declared fields (`Ulong1`, `PoolTagHash`, `NonPagedLock`...), the
+type names `dt` prints, and the storage unit of each bitfield (x86 `_POOL_HEADER` packs
+USHORTs, so `BlockSize` is `+0x002 Pos 0`; Win7 x64 packs one ULONG, so it is `+0x000 Pos 16`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from construct import Array, Construct, Renamed, Struct, Transformed
-
-from kdsim.layouts import layouts_for
+from kdsim.layouts import declared_slots
 from kdsim.memory import MemoryFault
 
 from ..errors import DebuggerError
@@ -22,6 +20,7 @@ from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
+    from kdsim.layouts import Profile
     from kdsim.target import Target
 
     from ..session import Session
@@ -35,48 +34,6 @@ POOL_TYPES = {
     38: "NonPagedPoolCacheAlignedMustSSession",
 }
 ENUMS = {"_POOL_TYPE": POOL_TYPES}
-
-
-# -- what the layouts declare -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Slot:
-    """Where a declared field lives: byte offset and size, or an absolute bit range."""
-
-    offset: int
-    size: int
-    bit: int                       # absolute bit offset (offset * 8 for a whole field)
-    bits: int
-    count: int | None = None       # element count of an Array
-
-
-def declared_slots(con: Construct) -> dict[str, Slot]:
-    """Every named field of a flat Struct, including the bitfields of a byte-swapped BitStruct
-    (its first field holds the most significant bits of the little-endian integer)."""
-    slots: dict[str, Slot] = {}
-    pos = 0
-    for sub in con.subcons:
-        size = sub.sizeof()
-        inner = sub.subcon if isinstance(sub, Renamed) else sub
-        bitfields = _bitfields(inner)
-        if bitfields is not None:
-            top = size * 8
-            for bitfield in bitfields.subcons:
-                width = bitfield.sizeof()
-                top -= width
-                slots[bitfield.name] = Slot(pos, size, pos * 8 + top, width)
-        if sub.name:
-            count = inner.count if isinstance(inner, Array) else None
-            slots[sub.name] = Slot(pos, size, pos * 8, size * 8, count)
-        pos += size
-    return slots
-
-
-def _bitfields(con: Construct) -> Struct | None:
-    """The Struct inside ByteSwapped(BitStruct(...)), i.e. Transformed(Transformed(Struct))."""
-    inner = getattr(getattr(con, "subcon", None), "subcon", None)
-    if isinstance(con, Transformed) and isinstance(inner, Struct):
-        return inner
-    return None
 
 
 # -- what dt shows ------------------------------------------------------------------------------
@@ -94,7 +51,7 @@ class Decl:
 
 @dataclass(frozen=True)
 class TypeSpec:
-    layout: str                    # attribute of kdsim.layouts.Layouts
+    layout: str                    # attribute of kdsim.layouts.Profile
     decls: tuple[Decl, ...]
 
 
@@ -207,8 +164,8 @@ class _Line:
     bits: int = 0
 
 
-def _lines(spec: TypeSpec, arch: "Arch") -> list[tuple[Decl, _Line]]:
-    slots = declared_slots(getattr(layouts_for(arch), spec.layout))
+def _lines(spec: TypeSpec, profile: "Profile") -> list[tuple[Decl, _Line]]:
+    slots = declared_slots(getattr(profile, spec.layout))
     out = []
     for decl in spec.decls:
         if decl.at is not None:
@@ -252,9 +209,9 @@ def type_dump(target: "Target", name: str, address: int | None) -> TypeDump:
         return result
     arch = target.arch
     spec = TYPES[canonical](arch)
-    raw = _read(target, address, getattr(layouts_for(arch), spec.layout).sizeof())
+    raw = _read(target, address, getattr(target.profile, spec.layout).sizeof())
     result.unreadable = address is not None and raw is None
-    for decl, line in _lines(spec, arch):
+    for decl, line in _lines(spec, target.profile):
         member = Member(line.offset, decl.name, line.type)
         if address is not None:
             member.value = "??" if raw is None else _value(

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from kdsim.layouts import field_offsets
 from kdsim.memory import MemoryFault
-from kdsim.stop import CONTEXT_REGISTERS, KPRCB, stack_frame
 
 from ..expr import evaluate
 from ..registry import command
@@ -51,11 +50,11 @@ def read_stack(target: "Target", processor: int, limit: int = DEFAULT_FRAMES) ->
     if block is None:
         return []
     prcb = target.read_ptr(block + processor * arch.ptr_size)
-    fields = field_offsets(KPRCB[arch.name])
-    ip_name, _, fp_name = CONTEXT_REGISTERS[arch.name]
+    fields = field_offsets(target.profile.kprcb)
+    ip_name, _, fp_name = target.profile.context_registers
     site = target.read_ptr(prcb + fields[ip_name])
     at = target.read_ptr(prcb + fields[fp_name])
-    layout = stack_frame(arch)
+    layout = target.profile.stack_frame
     frames: list[Frame] = []
     while at and site and len(frames) < limit:
         try:
@@ -76,7 +75,7 @@ def current_thread(target: "Target", processor: int) -> int:
     """KPRCB.CurrentThread of `processor`."""
     arch = target.arch
     prcb = target.read_ptr(target.symbol("nt!KiProcessorBlock") + processor * arch.ptr_size)
-    return target.read_ptr(prcb + field_offsets(KPRCB[arch.name])["CurrentThread"])
+    return target.read_ptr(prcb + target.profile.offset("kprcb", "CurrentThread"))
 
 
 # -- k ---------------------------------------------------------------------------------------

@@ -29,14 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kdsim.layouts import layouts_for
-from kdsim.pool import PRCB_OFFSETS
+from kdsim.layouts import POOL_SMALL_LISTS, struct_of
 from pooltag import display_tag
 
 from ..core.dt import POOL_TYPES
 from ..errors import couldnt_resolve, syntax_error_at
 from ..expr import evaluate, parse_leading
-from ..poolread import struct_of
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,7 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..session import Session
 
-POOL_LISTS = 32
 DISPLAY, RESET, SET_DEPTH = 0, 1, 2
 RAISE_IF_ALLOCATION_FAILURE = 0x10
 COUNTERS = ("TotalAllocates", "AllocateHits", "TotalFrees", "FreeHits", "LastTotalAllocates",
@@ -91,7 +88,7 @@ class LookasideReport:
 # -- reading ------------------------------------------------------------------------------------
 def read_lookaside(target: "Target", address: int) -> Lookaside:
     """The _GENERAL_LOOKASIDE_POOL at `address` (MemoryFault if it cannot be read)."""
-    layout = layouts_for(target.arch).lookaside
+    layout = target.profile.lookaside
     fmt = struct_of(layout)
     names = [sub.name for sub in layout.subcons if sub.name]
     f = dict(zip(names, fmt.unpack(target.read(address, fmt.size))))
@@ -108,15 +105,16 @@ def pool_lookasides(target: "Target", per_processor: bool) -> list[int]:
     count = target.read_u32(_symbol(target, "nt!KeNumberProcessors"))
     block = _symbol(target, "nt!KiProcessorBlock")
     prcbs = [target.read_ptr(block + cpu * ptr) for cpu in range(count)]
-    offsets = PRCB_OFFSETS[target.arch.name]
+    offsets = [target.profile.offset("kprcb", name)
+               for name in ("PPNPagedLookasideList", "PPPagedLookasideList")]
 
     def pair(prcb: int, paged: int, i: int) -> tuple[int, int]:
         slot = prcb + offsets[paged] + i * 2 * ptr
         return target.read_ptr(slot), target.read_ptr(slot + ptr)
 
-    shared = [pair(prcbs[0], paged, i)[1] for paged in (0, 1) for i in range(POOL_LISTS)]
+    shared = [pair(prcbs[0], paged, i)[1] for paged in (0, 1) for i in range(POOL_SMALL_LISTS)]
     own = [pair(prcb, paged, i)[0] for prcb in prcbs for paged in (0, 1)
-           for i in range(POOL_LISTS)] if per_processor else []
+           for i in range(POOL_SMALL_LISTS)] if per_processor else []
     return shared + own
 
 
@@ -128,7 +126,7 @@ def _symbol(target: "Target", name: str) -> int:
 
 
 def _update(target: "Target", address: int, option: int, depth: int) -> None:
-    layouts = layouts_for(target.arch)
+    layouts = target.profile
     if option == RESET:
         for name in COUNTERS:
             target.write(address + layouts.offset("lookaside", name), bytes(4))

@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kdsim.layouts import PAGE_MASK
 from kdsim.memory import MemoryFault
 from pooltag import TagDatabase, display_tag, pool_description
 
 from ..expr import address_and_number
-from ..poolread import (PAGE_MASK, PREVIOUS, SPECIAL_REGION, TOO_LARGE, BigPage, PageCheck,
-                        PoolHeader, PoolReader, SpecialBlock, WalkError, row_text, special_line)
+from ..poolread import (PREVIOUS, SPECIAL_REGION, TOO_LARGE, BigPage, PageCheck, PoolHeader,
+                        PoolReader, SpecialBlock, WalkError, row_text, special_line)
 from ..registry import command
 from .poolval import analysis_lines
 

@@ -36,14 +36,13 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from kdsim.arch import PAGE_SIZE
+from kdsim.layouts import PAGE_SIZE, PROTECTED_POOL
 from pooltag import display_tag, normalize_tag, tag_from_ulong, tag_matches, tag_to_ulong
 from pooltag.tags import normalize_pattern
 
 from ..dispatch import execute
 from ..errors import DebuggerError
-from ..poolread import (PROTECTED_POOL, BigPage, PoolHeader, PoolReader, SpecialBlock, row_text,
-                        special_line)
+from ..poolread import BigPage, PoolHeader, PoolReader, SpecialBlock, row_text, special_line
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover

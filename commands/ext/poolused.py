@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
-from kdsim.layouts import LAYOUTS
+from kdsim.layouts import Profile, struct_of
 from pooltag import (TagDatabase, display_tag, poolused_description, printable, tag_from_ulong,
                      tag_matches)
 
-from ..errors import couldnt_resolve, numeric_missing, syntax_error_at
+from ..errors import numeric_missing, nt_global, syntax_error_at
 from ..expr import evaluate
-from ..poolread import struct_of
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,10 +75,10 @@ class PoolUsed:
 
 # -- reading the tracker ----------------------------------------------------------------------
 @cache
-def _entry_format(arch_name: str) -> tuple[struct.Struct, tuple[int, ...]]:
+def _entry_format(profile: Profile) -> tuple[struct.Struct, tuple[int, ...]]:
     """A struct for one _POOL_TRACKER_TABLE entry and where Key and the six counters sit in
     its unpacked tuple."""
-    tracker = LAYOUTS[arch_name].tracker
+    tracker = profile.tracker
     names = [sub.name for sub in tracker.subcons if sub.name]
     fields = ("Key", "NonPagedAllocs", "NonPagedFrees", "NonPagedBytes", "PagedAllocs",
               "PagedFrees", "PagedBytes")
@@ -91,18 +90,11 @@ def _pool_count(allocs: int, frees: int, used: int) -> PoolCount:
     return PoolCount(allocs, frees, diff - (1 << 32) if diff >> 31 else diff, used)
 
 
-def _global(target: "Target", name: str) -> int:
-    address = target.resolve(f"nt!{name}")
-    if address is None:
-        raise couldnt_resolve(f"nt!{name}")
-    return target.read_ptr(address)
-
-
 def tracker_entries(target: "Target") -> list[tuple[int, PoolCount, PoolCount]]:
     """(tag ULONG, nonpaged, paged) for every used slot of nt!PoolTrackTable."""
-    table = _global(target, "PoolTrackTable")
-    size = _global(target, "PoolTrackTableSize")
-    entry, (k, npa, npf, npb, pa, pf, pb) = _entry_format(target.arch.name)
+    table = nt_global(target, "PoolTrackTable")
+    size = nt_global(target, "PoolTrackTableSize")
+    entry, (k, npa, npf, npb, pa, pf, pb) = _entry_format(target.profile)
     raw = target.read(table, size * entry.size)
     return [(e[k], _pool_count(e[npa], e[npf], e[npb]), _pool_count(e[pa], e[pf], e[pb]))
             for e in entry.iter_unpack(raw) if e[k]]

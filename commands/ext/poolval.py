@@ -29,8 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kdsim.layouts import PAGE_MASK
+
 from ..expr import address_and_number
-from ..poolread import PAGE_MASK, PageCheck, PoolReader, row_text
+from ..poolread import PageCheck, PoolReader, row_text
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,7 +1,7 @@
 """`!verifier [Flags [Image]]`, `!verifier 0x80 [Quantity | Address]`: Driver Verifier's
 settings, statistics, verified drivers and their pool, and the pool Allocate/Free log.
 
-Everything is read from memory (kdsim/verifier_layouts.py declares the structures):
+Everything is read from memory (the target's profile, kdsim/layouts, declares the structures):
 nt!MmVerifierData (level and statistics), the _MI_VERIFIER_DRIVER_ENTRY list at
 nt!MiSuspectDriverList with each driver's _VI_POOL_ENTRY pages, and the _VF_POOL_TRACE ring at
 nt!VfPoolTraces (nt!VfPoolTracesLength records, the newest at nt!VfPoolTracesIndex).
@@ -20,14 +20,12 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kdsim.arch import PAGE_SIZE
-from kdsim.verifier_layouts import POOL_TRACE_FRAMES, verifier_layouts_for
+from kdsim.layouts import PAGE_SIZE, POOL_TRACE_FRAMES, struct_of
 from pooltag import display_tag
 
 from ..core.stack import symbol_of
 from ..errors import DebuggerError
 from ..expr import parse_leading
-from ..poolread import struct_of
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,21 +139,21 @@ class EmptyLog:
 
 def read_statistics(target: "Target") -> dict[str, int]:
     """nt!MmVerifierData, field by field."""
-    layout = verifier_layouts_for(target.arch).verifier_data
+    layout = target.profile.verifier_data
     parsed = layout.parse(target.read(target.symbol("nt!MmVerifierData"), layout.sizeof()))
     return {k: v for k, v in parsed.items() if isinstance(v, int)}
 
 
 def read_unicode(target: "Target", address: int) -> str:
     """A UNICODE_STRING at `address`."""
-    layout = verifier_layouts_for(target.arch).unicode_string
+    layout = target.profile.unicode_string
     s = layout.parse(target.read(address, layout.sizeof()))
     return target.read(s.Buffer, s.Length).decode("utf-16-le", "replace") if s.Length else ""
 
 
 def read_drivers(target: "Target", allocations: bool = False) -> list[DriverInfo]:
     """The verified drivers on nt!MiSuspectDriverList (and their outstanding allocations)."""
-    L = verifier_layouts_for(target.arch)
+    L = target.profile
     head = target.symbol("nt!MiSuspectDriverList")
     out: list[DriverInfo] = []
     entry = target.read_ptr(head)
@@ -178,7 +176,7 @@ def read_drivers(target: "Target", allocations: bool = False) -> list[DriverInfo
 
 def _tracked(target: "Target", page: int) -> list[Allocation]:
     """The in-use _VI_POOL_ENTRYs of a driver's chain of tracking pages."""
-    L = verifier_layouts_for(target.arch)
+    L = target.profile
     size = L.pool_entry.sizeof()
     first = -(-L.pool_page_header.sizeof() // size) * size
     out: list[Allocation] = []
@@ -196,8 +194,8 @@ def _tracked(target: "Target", page: int) -> list[Allocation]:
 
 def read_log(target: "Target") -> tuple[int, list[tuple[int, int, int, tuple[int, ...]]]]:
     """(VfPoolTracesLength, the records newest first as (address, size, thread, frames))."""
-    rec = verifier_layouts_for(target.arch).pool_trace
-    base = target.read_ptr(target.symbol("nt!VfPoolTraces"))
+    rec = target.profile.pool_trace
+    base = target.global_ptr("VfPoolTraces")
     length = target.read_u32(target.symbol("nt!VfPoolTracesLength"))
     if not base or not length:
         return length, []
@@ -343,11 +341,6 @@ def render_verifier(result: object, session: "Session") -> str:
 
 
 # -- the command ------------------------------------------------------------------------------
-def _system_range(arch: "Arch") -> int:
-    """MmSystemRangeStart: a value at or above it is an address, below it a quantity."""
-    return 0x80000000 if arch.ptr_size == 4 else 0xFFFF080000000000
-
-
 @command("!verifier", syntax="!verifier [Flags [Image | Quantity | Address]]",
          render=render_verifier,
          help="Driver Verifier: level, options and statistics; with Flags 1 the verified "
@@ -377,7 +370,8 @@ def verifier(session: "Session", args: str) -> VerifierSummary | PoolLog | Empty
             value = parse_leading(rest, target, session.settings["radix"]).value
         if flags != LOG_FLAG:
             return EmptyLog(flags)
-        if value is not None and value >= _system_range(target.arch):
+        # at or above MmSystemRangeStart a value is an address, below it a quantity
+        if value is not None and value >= target.profile.system_range_start:
             return pool_log(target, value, None)
         return pool_log(target, None, value)
     return summary(target, flags, rest.split()[0] if rest else None)

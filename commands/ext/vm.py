@@ -28,10 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kdsim.arch import PAGE_SIZE
-from kdsim.layouts import layouts_for
+from kdsim.layouts import PAGE_SIZE
 
-from ..errors import couldnt_resolve
+from ..errors import couldnt_resolve, nt_global
 from ..expr import evaluate
 from ..registry import command
 
@@ -101,9 +100,9 @@ def _symbol(target: "Target", name: str) -> int:
 def read_vm(target: "Target", flags: int = 0) -> VmUsage:
     """The counters `!vm` prints, read from the target."""
     def counter(name: str) -> int:
-        return target.read_ptr(_symbol(target, name))
+        return nt_global(target, name)
 
-    layout = layouts_for(target.arch)
+    layout = target.profile
     total_pages = layout.offset("descriptor", "TotalPages")
     total_big = layout.offset("descriptor", "TotalBigPages")
     pools = target.read_u32(_symbol(target, "ExpNumberOfPagedPools")) + 1

@@ -60,7 +60,7 @@ LAB = Lab(
     solution="leak.cmd",
 )
 
-VERIFIER = "/flags 0x9 /driver myfault.sys"
+VERIFIER_SETTINGS = "/flags 0x9 /driver myfault.sys"
 LEAK_BYTES = 0xFA000
 # the stack of seeds/001 below the verifier's two frames
 MYFAULT_FRAMES = ("myfault+0x11f6", "myfault+0x142f", "nt!IovCallDriver+0xa0",
@@ -91,7 +91,7 @@ class Timer:
 
 
 @scenario("leak", "Seed case 2: myfault.sys leaks 0xfa000-byte paged 'Leak' blocks; verifier "
-          "logs its stacks", arch="x64", lab=LAB, verifier=VERIFIER)
+          "logs its stacks", arch="x64", lab=LAB, verifier=VERIFIER_SETTINGS)
 def build(machine: "Machine", scale: float) -> None:
     populate(machine, 0.6 * scale)
     leak = Pattern("myfault", "Leak", PAGED, (LEAK_BYTES,), None, 0.0, MYFAULT_FRAMES)
