@@ -60,12 +60,11 @@ class Timing:
     def worst(self) -> float:
         return max(self.runs)
 
-    def summary(self, scale: float = 1.0, unit: str = "s", digits: int = 2) -> str:
-        """'best 1.23 s, median 1.30 s of 3 runs' (scale 1000 with unit 'ms' for milliseconds)."""
+    def summary(self) -> str:
+        """'1.23 s' for one run, else 'best 1.23 s, median 1.30 s of 3 runs'."""
         if len(self.runs) == 1:
-            return f"{self.best * scale:.{digits}f} {unit}"
-        return (f"best {self.best * scale:.{digits}f} {unit}, median "
-                f"{self.median * scale:.{digits}f} {unit} of {len(self.runs)} runs")
+            return f"{self.best:.2f} s"
+        return f"best {self.best:.2f} s, median {self.median:.2f} s of {len(self.runs)} runs"
 
 
 # A measured job: `setup` runs untimed before every run and hands its result to `run`.

@@ -365,6 +365,12 @@ class ReferencePool:
             self._insert_tail(desc, va + (need << self.shift), fbs)
         return va
 
+    def _drop_page(self, desc: _Descriptor, va: int) -> None:
+        """A page that came wholly free goes back to the page layer."""
+        self._add_pages(desc, -1)
+        self.memory.unmap(va, PAGE_SIZE)
+        heapq.heappush(self.freed[desc.paged], (va - self.pool_base[desc.paged]) >> PAGE_SHIFT)
+
     def _add_pages(self, desc: _Descriptor, delta: int) -> None:
         spot = desc.addr + self.o_d_pages
         page, off = self.pages[spot >> PAGE_SHIFT], spot & PAGE_MASK
@@ -515,9 +521,7 @@ class ReferencePool:
             if noff < off:
                 off, prev, tag = noff, n1 & sm, ntag
         if off == 0 and bs << shift == PAGE_SIZE:
-            self._add_pages(desc, -1)
-            self.memory.unmap(base, PAGE_SIZE)
-            heapq.heappush(self.freed[desc.paged], (base - self.pool_base[desc.paged]) >> PAGE_SHIFT)
+            self._drop_page(desc, base)
             return
         self.hdr.pack_into(page, off, prev | desc.index << self.idx_shift | bs << 16, tag)
         end = off + (bs << shift)
