@@ -1,57 +1,103 @@
-"""Allocator benchmarks (issue 2): mixed-workload operations per second, time to boot the
-default machine, and time and peak memory to build a machine at the first seed case's scale
-(~240,000 live nonpaged and ~200,000 live paged allocations).
+"""Allocator benchmarks (issues 2 and 10): time and peak memory to build a machine at the first
+seed case's scale (~240,000 live nonpaged and ~200,000 live paged allocations), mixed
+allocate/free operations per second against the pure-Python reference
+(bench/reference_allocator.py) in the same run, and time to boot the default machine.
 
-Run: python bench/bench_allocator.py [--quick]
+Run from the repository root: python -m bench.bench_allocator [--quick] [--repeats N]
 """
 from __future__ import annotations
 
+import argparse
 import random
-import resource
-import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import (
+    peak_rss_mb, print_machine, ratio, ratio_text, timed, timed_rounds, verdict,
+)
+from bench.reference_allocator import ReferencePool
+from kdsim.arch import get_arch
+from kdsim.layouts import PAGE_SIZE
+from kdsim.machine import Machine
+from kdsim.population import staying, traffic
+from kdsim.layouts import tag_to_ulong
 
-from bench.machine_info import describe  # noqa: E402
-from kdsim.arch import get_arch  # noqa: E402
-from kdsim.layouts import PAGE_SIZE, tag_to_ulong  # noqa: E402
-from kdsim.machine import Machine  # noqa: E402
-from kdsim.population import staying, traffic  # noqa: E402
+MIXED_OPS = 200_000
+MIXED_LIVE = 20_000            # blocks held before frees begin
+RATIO_TARGET = 0.6             # allocator ops/s over the reference's (issue 10)
 
 
-def mixed_ops_per_second(arch: str, ops: int = 200_000) -> float:
-    """Random allocate/free around 20,000 live blocks, sizes from lookaside-sized to big."""
-    m = Machine(get_arch(arch), seed=1)
+@dataclass(frozen=True)
+class Mixed:
+    """A mixed workload, drawn before timing: per operation a size, a coin and a pick."""
+
+    sizes: list[int]
+    coin: list[float]
+    picks: list[int]
+    tags: list[int]
+
+
+def mixed_workload(ops: int = MIXED_OPS) -> Mixed:
+    """Random allocate/free sizes from lookaside-sized to nearly a page, six tags."""
     rng = random.Random(5)
     tags = [tag_to_ulong(t) for t in ("Irp ", "File", "Mdl ", "CM31", "Ntfx", "Even")]
     sizes = [rng.choice((0x38, 0x40, 0x94, 0xB0, 0x100, 0x200, 0x3A0, 0x800, 0xF18))
              for _ in range(ops)]
     coin = [rng.random() for _ in range(ops)]
     picks = [rng.randrange(1 << 30) for _ in range(ops)]
-    alloc, free = m.pool.allocate, m.pool.free
+    return Mixed(sizes, coin, picks, tags)
+
+
+def run_mixed(alloc: Callable[[int, int, int, int], int], free: Callable[[int, int, int], None],
+              work: Mixed, live_target: int = MIXED_LIVE) -> list[int]:
+    """Allocate until `live_target` blocks are live, then allocate or free a random live
+    block at even odds; alternate pools and CPUs.  Returns the live blocks."""
+    sizes, coin, picks, tags = work.sizes, work.coin, work.picks, work.tags
     live: list[int] = []
-    start = time.process_time()
-    for i in range(ops):
-        if len(live) < 20_000 or coin[i] < 0.5:
+    for i in range(len(sizes)):
+        if len(live) < live_target or coin[i] < 0.5:
             live.append(alloc(i & 1, sizes[i], tags[i % 6], i & 1))
         else:
             j = picks[i] % len(live)
             live[j], live[-1] = live[-1], live[j]
             free(live.pop(), 0, i & 1)
-    return ops / (time.process_time() - start)
+    return live
 
 
-def default_create_seconds(arch: str) -> float:
-    start = time.perf_counter()
-    Machine.create(arch, seed=1)
-    return time.perf_counter() - start
+def mixed_vs_reference(arch: str, repeats: int) -> None:
+    """kdsim's allocator and the reference on the same workload, alternating, CPU time."""
+    work = mixed_workload()
+    shape = Machine(get_arch(arch), seed=1)
+
+    def on_allocator(m: Machine) -> None:
+        run_mixed(m.pool.allocate, m.pool.free, work)
+
+    def on_reference(ref: ReferencePool) -> tuple[ReferencePool, int]:
+        return ref, len(run_mixed(ref.allocate, ref.free, work))
+
+    kd, ref = timed_rounds([
+        (lambda: Machine(get_arch(arch), seed=1), on_allocator),
+        (lambda: ReferencePool(get_arch(arch), shape.processors, shape.settings.paged_pools),
+         on_reference),
+    ], repeats, clock=time.process_time)
+    kd_ops, ref_ops = len(work.sizes) / kd.best, len(work.sizes) / ref.best
+    pool, live = ref.result
+    census = pool.verify()
+    check = "ok" if census.tracked_live == live else f"FAILED ({census.tracked_live} tracked)"
+    print(f"{arch}: mixed workload, {len(work.sizes):,} allocate/free operations around "
+          f"{MIXED_LIVE:,} live blocks, best of {repeats} runs each (CPU time):")
+    print(f"  allocator {kd_ops:,.0f} ops/s; reference {ref_ops:,.0f} ops/s "
+          f"(reference self-check: {census.pages:,} pages tiled by their headers, "
+          f"{live:,} live blocks tracked: {check})")
+    print(f"  {ratio_text('allocator ops/s', kd_ops, 'reference ops/s', ref_ops)}; "
+          f"{verdict(ratio(kd_ops, ref_ops), '≥', RATIO_TARGET)}")
 
 
-def seed_scale(quick: bool) -> tuple[float, int, int, int, int, float]:
+def seed_scale(quick: bool) -> tuple[float, int, int, int, int]:
     """Build the first seed case's scale on x86: the default population scaled to ~240k
-    nonpaged and ~200k paged live blocks, interleaved with traffic."""
+    nonpaged and ~200k paged live blocks, interleaved with traffic.  Returns (seconds,
+    nonpaged and paged live blocks, nonpaged and paged pool bytes)."""
     factor = 0.1 if quick else 1.0
     m = Machine(get_arch("x86"), seed=1)
     wl = m.workload
@@ -67,31 +113,33 @@ def seed_scale(quick: bool) -> tuple[float, int, int, int, int, float]:
     for pat, _ in stay:
         pat.weight = pat.weight / total * tw * 4
     wl.add(*moving, *(p for p, _ in stay))
-    start = time.perf_counter()
-    m.step(int(sum(want.values()) / 0.8))
-    elapsed = time.perf_counter() - start
+    elapsed = timed(lambda: m.step(int(sum(want.values()) / 0.8))).best
     np_live, p_live, _, _ = m.pool.tracker.totals()
-    live = {0: np_live, 1: p_live}
     np_bytes = m.mm.get("MmAllocatedNonPagedPool") * PAGE_SIZE
     p_bytes = m.mm.get("MmPagedPoolCommit") * PAGE_SIZE
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return elapsed, live[0], live[1], np_bytes, p_bytes, peak_mb
+    return elapsed, np_live, p_live, np_bytes, p_bytes
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
-    print(f"machine: {describe()}")
-    for arch in ("x86", "x64"):
-        print(f"{arch}: mixed workload {mixed_ops_per_second(arch):,.0f} allocate/free ops per "
-              f"second (target >= 150,000)")
-        print(f"{arch}: default machine created in {default_create_seconds(arch):.2f} s "
-              f"(target < 1 s)")
-    secs, np_live, p_live, np_bytes, p_bytes, peak = seed_scale(quick)
-    pool_mb = (np_bytes + p_bytes) / 2**20
-    print(f"x86 seed scale{' (quick: 1/10)' if quick else ''}: {np_live:,} nonpaged + "
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="seed scale at 1/10")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each timing")
+    args = parser.parse_args()
+    print_machine()
+    # first, so that the process's peak memory is this build's
+    secs, np_live, p_live, np_bytes, p_bytes = seed_scale(args.quick)
+    peak = peak_rss_mb()
+    limit = 3 * (np_bytes + p_bytes) / 2**20 + 200
+    print(f"x86 seed scale{' (quick: 1/10)' if args.quick else ''}: {np_live:,} nonpaged + "
           f"{p_live:,} paged live blocks, pool {np_bytes / 2**20:.0f} MB + "
-          f"{p_bytes / 2**20:.0f} MB, built in {secs:.2f} s (target < 5 s); peak memory "
-          f"{peak:.0f} MB (target < {3 * pool_mb + 200:.0f} MB = 3 x pool + 200 MB)")
+          f"{p_bytes / 2**20:.0f} MB, built in {secs:.2f} s; {verdict(secs, '<', 5, 's')}")
+    print(f"  peak memory {peak:.0f} MB; {verdict(peak, '<', round(limit), 'MB')} "
+          "(3 × pool + 200 MB)")
+    for arch in ("x86", "x64"):
+        mixed_vs_reference(arch, args.repeats)
+        boot = timed(lambda: Machine.create(arch, seed=1), args.repeats)
+        print(f"{arch}: default machine created in {boot.summary()}; "
+              f"{verdict(boot.best, '<', 1, 's')}")
 
 
 if __name__ == "__main__":

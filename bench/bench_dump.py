@@ -4,25 +4,21 @@ Boots an empty x64 machine, grows its paged pool to about 100 MB with big alloca
 pages carry varied bytes, then saves and reloads it a few times and prints the best rate of
 each, with the machine it ran on.
 
-    python bench/bench_dump.py [--mb 100] [--repeat 3] [--dir DIR]
+Run from the repository root: python -m bench.bench_dump [--mb 100] [--repeat 3] [--dir DIR]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import tempfile
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kdsim.arch import get_arch  # noqa: E402
-from kdsim.dump import load, save  # noqa: E402
-from kdsim.layouts import tag_to_ulong  # noqa: E402
-from kdsim.machine import Machine  # noqa: E402
-from kdsim.pool import PAGED  # noqa: E402
+from bench.harness import print_machine, timed_rounds, verdict
+from kdsim.arch import get_arch
+from kdsim.dump import load, save
+from kdsim.machine import Machine
+from kdsim.pool import PAGED
+from kdsim.target import Target
+from kdsim.layouts import tag_to_ulong
 
 BLOCK = 0x10000          # 64 KB per big allocation
 
@@ -49,24 +45,26 @@ def main() -> None:
     target = grown_machine(args.mb).target()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = os.path.join(tmp, "bench.dmp")
-        saves, loads = [], []
-        for _ in range(args.repeat):
+
+        def fresh_path() -> str:
             if os.path.exists(path):
                 os.unlink(path)       # time the write, not the truncation of the last file
-            start = time.perf_counter()
-            size = save(target, path)
-            saves.append(size / (time.perf_counter() - start) / 1e6)
-            start = time.perf_counter()
-            loaded = load(path)
-            loads.append(size / (time.perf_counter() - start) / 1e6)
+            return path
+
+        saves, loads = timed_rounds([(fresh_path, lambda p: save(target, p)),
+                                     (lambda: path, load)], args.repeat)
+        size: int = saves.result
+        loaded: Target = loads.result
         assert loaded.memory.pages == target.memory.pages
 
-    print(f"machine: {platform.machine()} {platform.system()} {platform.release()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    save_rates = [size / s / 1e6 for s in saves.runs]
+    load_rates = [size / s / 1e6 for s in loads.runs]
+    print_machine()
     print(f"dump: {size / 1e6:.1f} MB, {len(target.memory.pages)} pages, "
           f"best of {args.repeat}")
-    print(f"save: {max(saves):7.0f} MB/s   (runs: {', '.join(f'{r:.0f}' for r in saves)})")
-    print(f"load: {max(loads):7.0f} MB/s   (runs: {', '.join(f'{r:.0f}' for r in loads)})")
+    for what, rates in (("save", save_rates), ("load", load_rates)):
+        print(f"{what}: {max(rates):7.0f} MB/s   (runs: {', '.join(f'{r:.0f}' for r in rates)}); "
+              f"{verdict(max(rates), '≥', 200, 'MB/s')}")
 
 
 if __name__ == "__main__":

@@ -8,27 +8,22 @@ Builds an x86 machine holding about 240,000 live nonpaged and 200,000 live paged
 * `!poolfind` in each pool, against a plain `bytes.find` loop over the same pool pages
   (target: at most 3 times the find loop).
 
-Run: `python bench/bench_pool_commands.py [--seed N]`.  Not part of the test suite.
+Run from the repository root: `python -m bench.bench_pool_commands [--seed N]`.  Not part of
+the test suite.
 """
 from __future__ import annotations
 
 import argparse
-import platform
 import random
-import statistics
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from commands.poolread import PoolReader  # noqa: E402
-from commands.session import Session  # noqa: E402
-from commands.testing import run  # noqa: E402
-from kdsim.arch import get_arch  # noqa: E402
-from kdsim.layouts import tag_to_ulong  # noqa: E402
-from kdsim.machine import Machine  # noqa: E402
-from kdsim.population import STAYING, TRAFFIC  # noqa: E402
+from bench.harness import Timing, print_machine, ratio, ratio_text, timed, verdict
+from commands.poolread import PoolReader
+from commands.session import Session
+from commands.testing import run
+from kdsim.arch import get_arch
+from kdsim.machine import Machine
+from kdsim.population import STAYING, TRAFFIC
+from kdsim.layouts import tag_to_ulong
 
 NONPAGED_LIVE, PAGED_LIVE = 240_000, 200_000
 LEAKS = 23                       # seeds/001: 23 large Leak blocks of 0xfa000 bytes
@@ -45,16 +40,6 @@ def tag_mix() -> dict[int, list[tuple[int, tuple[int, ...], bool, float]]]:
     for _drv, tag, pool, sizes, _s64, ranged, weight, _life, _frames in TRAFFIC:
         mix[pool].append((tag_to_ulong(tag), sizes, ranged, weight * 500))
     return mix
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build(seed: int) -> tuple[Machine, list[int]]:
@@ -102,53 +87,43 @@ def pool_chunks(session: Session, pool: int) -> tuple[list[bytes], int]:
     return chunks, sum(len(c) for c in chunks)
 
 
-def best_of(n: int, func) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--samples", type=int, default=300, help="!pool addresses to time")
     args = parser.parse_args()
 
-    print(f"platform : {platform.platform()}")
-    print(f"cpu      : {cpu_name()} ({platform.machine()})")
-    print(f"python   : {platform.python_implementation()} {platform.python_version()}")
-    t = time.perf_counter()
-    m, live = build(args.seed)
-    print(f"machine  : x86 seed {args.seed}, {len(live)} live blocks "
+    print_machine()
+    built = timed(lambda: build(args.seed))
+    m, live = built.result
+    print(f"x86 seed {args.seed}: {len(live)} live blocks "
           f"({NONPAGED_LIVE} nonpaged + {PAGED_LIVE} paged asked), "
-          f"{len(m.memory.pages)} mapped pages, built in {time.perf_counter() - t:.1f} s")
+          f"{len(m.memory.pages)} mapped pages, built in {built.best:.1f} s")
     session = Session(m.target())
 
     run(session, "!pool 0")                       # load the commands before timing
     rng = random.Random(args.seed)
-    times = []
-    for address in rng.sample(live, args.samples):
-        t = time.perf_counter()
-        run(session, f"!pool {address + 4:x}")
-        times.append((time.perf_counter() - t) * 1000)
-    print(f"\n!pool ({args.samples} addresses): median {statistics.median(times):.2f} ms, "
-          f"mean {statistics.fmean(times):.2f} ms, max {max(times):.2f} ms (target < 5 ms)")
+    times = [timed(lambda: run(session, f"!pool {address + 4:x}")).best
+             for address in rng.sample(live, args.samples)]
+    pool = Timing(tuple(times))
+    print(f"\n!pool ({args.samples} addresses): median {pool.median * 1000:.2f} ms, "
+          f"mean {pool.mean * 1000:.2f} ms, max {pool.worst * 1000:.2f} ms; "
+          f"{verdict(pool.worst * 1000, '<', 5, 'ms')}")
 
     print()
     # the seed's search, a tag of the I/O traffic, and the most numerous tag of each pool
-    for pool, tag in ((1, "Leak"), (0, "Irp "), (0, "Vad "), (1, "CM31")):
-        chunks, size = pool_chunks(session, pool)
+    for pool_index, tag in ((1, "Leak"), (0, "Irp "), (0, "Vad "), (1, "CM31")):
+        chunks, size = pool_chunks(session, pool_index)
         needle = tag.encode()
-        baseline = best_of(3, lambda: find_loop(chunks, needle))
-        command = best_of(3, lambda: run(session, f"!poolfind {tag.strip()} {pool}"))
-        rows = run(session, f"!poolfind {tag.strip()} {pool}").count("\n*")
-        print(f"!poolfind {tag.strip()} {pool}: {rows} blocks in {size >> 20} MB of "
-              f"{'paged' if pool else 'nonpaged'} pool: {command * 1000:.0f} ms; "
-              f"bytes.find loop {baseline * 1000:.0f} ms; ratio {command / baseline:.2f} "
-              f"(target <= 3)")
+        command = f"!poolfind {tag.strip()} {pool_index}"
+        baseline = timed(lambda: find_loop(chunks, needle), 3).best
+        found = timed(lambda: run(session, command), 3)
+        rows = found.result.count("\n*")
+        print(f"{command}: {rows} blocks in {size >> 20} MB of "
+              f"{'paged' if pool_index else 'nonpaged'} pool: {found.best * 1000:.0f} ms; "
+              f"bytes.find loop {baseline * 1000:.0f} ms; "
+              f"{ratio_text(command + ' time', found.best, 'bytes.find time', baseline)}; "
+              f"{verdict(ratio(found.best, baseline), '≤', 3)}")
 
 
 if __name__ == "__main__":

@@ -4,25 +4,20 @@ nonpaged and 200,000 paged live allocations over a few hundred tags.
 Targets: `!poolused` under 50 ms, `!vm` under 10 ms, each timed as the whole command (parse,
 read the target, render) through the dispatcher.
 
-Run: python bench/bench_poolused_vm.py [seed]
+Run from the repository root: python -m bench.bench_poolused_vm [seed]
 """
 from __future__ import annotations
 
 import random
-import statistics
 import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.machine_info import describe  # noqa: E402
-from commands.session import Session  # noqa: E402
-from commands.testing import run  # noqa: E402
-from kdsim.arch import get_arch  # noqa: E402
-from kdsim.layouts import tag_to_ulong  # noqa: E402
-from kdsim.machine import Machine  # noqa: E402
-from kdsim.pool import NONPAGED, PAGED  # noqa: E402
+from bench.harness import print_machine, timed, verdict
+from commands.session import Session
+from commands.testing import run
+from kdsim.arch import get_arch
+from kdsim.machine import Machine
+from kdsim.pool import NONPAGED, PAGED
+from kdsim.layouts import tag_to_ulong
 
 LIVE = {NONPAGED: 240_000, PAGED: 200_000}
 TAGS = 400
@@ -46,31 +41,20 @@ def populate(seed: int) -> Machine:
     return m
 
 
-def timed(session: Session, command: str, repeat: int = 30) -> tuple[float, float]:
-    """(median, worst) milliseconds over `repeat` runs after one warm-up run."""
-    run(session, command)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run(session, command)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), max(times)
-
-
 def main() -> None:
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    print(f"machine: {describe()}")
-    start = time.perf_counter()
-    m = populate(seed)
+    print_machine()
+    built = timed(lambda: populate(seed))
+    m: Machine = built.result
     print(f"x86 seed scale (seed {seed}): {LIVE[NONPAGED]:,} nonpaged + {LIVE[PAGED]:,} paged "
-          f"live allocations over {TAGS} tags, built in {time.perf_counter() - start:.1f} s")
+          f"live allocations over {TAGS} tags, built in {built.best:.1f} s")
     session = Session(m.target())
     print(run(session, "!poolused /t5 2"), end="")
     for command, target_ms in COMMANDS:
-        median, worst = timed(session, command)
-        verdict = "ok" if median < target_ms else "SLOW"
-        print(f"{command:<16} median {median:7.2f} ms, worst {worst:7.2f} ms "
-              f"(target < {target_ms} ms: {verdict})")
+        # milliseconds over 30 runs after one warm-up run
+        t = timed(lambda: run(session, command), 30, warmup=1)
+        print(f"{command:<16} median {t.median * 1000:7.2f} ms, worst {t.worst * 1000:7.2f} ms; "
+              f"{verdict(t.median * 1000, '<', target_ms, 'ms')}")
 
 
 if __name__ == "__main__":
