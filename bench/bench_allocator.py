@@ -18,6 +18,7 @@ from bench.machine_info import describe  # noqa: E402
 from kdsim.arch import PAGE_SIZE, get_arch  # noqa: E402
 from kdsim.machine import Machine  # noqa: E402
 from kdsim.population import staying, traffic  # noqa: E402
+from kdsim.scenarios import boot  # noqa: E402
 from kdsim.tracker import tag_key  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def mixed_ops_per_second(arch: str, ops: int = 200_000) -> float:
 
 def default_create_seconds(arch: str) -> float:
     start = time.perf_counter()
-    Machine.create(arch, seed=1)
+    boot(arch, seed=1)
     return time.perf_counter() - start
 
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine_info import describe  # noqa: E402
 from kdsim.machine import Machine  # noqa: E402
-from kdsim.scenarios import SCENARIOS, list_scenarios  # noqa: E402
+from kdsim.scenarios import SCENARIOS, boot, list_scenarios  # noqa: E402
 
 SCALES = (1.0, 0.25)
 TARGETS = {("fragmentation", 1.0): 5.0}
@@ -24,7 +24,7 @@ TARGETS = {("fragmentation", 1.0): 5.0}
 
 def open_lab(name: str, seed: int, scale: float) -> tuple[float, Machine]:
     start = time.perf_counter()
-    machine = Machine.create(seed=seed, scenario=name, scale=scale)
+    machine = boot(seed=seed, scenario=name, scale=scale)
     return time.perf_counter() - start, machine
 
 

@@ -17,7 +17,7 @@ RtlpBreakWithStatusInstruction <- KiBugCheckDebugBreak <- KeBugCheck2 <- KeBugCh
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from construct import Array, Construct, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
@@ -27,7 +27,21 @@ from .layouts import field_offsets
 from .modules import frames as resolve_frames
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .machine import Machine
+    from .memory import AddressSpace
+    from .ntdata import KernelGlobals
+    from .symbols import Module, SymbolTable
+
+
+class Host(Protocol):
+    """What the stop recorder uses of its machine."""
+
+    arch: Arch
+    memory: "AddressSpace"
+    symbols: "SymbolTable"
+    nt: "Module"
+    g: "KernelGlobals"
+    processors: int
+
 
 # nt functions the stop stacks pass through that modules.NT_FUNCTIONS does not publish (RVA).
 STOP_FUNCTIONS: dict[str, int] = {
@@ -134,7 +148,7 @@ def raised_in(bc: BugCheck, routines: str | tuple[str, ...],
 class StopRecorder:
     """Publishes what a stop writes (nt!KeBugCheckOwner, the kernel stacks) and writes it."""
 
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Host):
         arch = machine.arch
         self.arch = arch
         self.machine = machine

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from construct import Array, Construct, Renamed, Struct, Transformed
 
 from kdsim.layouts import layouts_for
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 
 from ..errors import DebuggerError
 from ..expr import evaluate

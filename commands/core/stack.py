@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kdsim.layouts import field_offsets
-from kdsim.memory import MemoryFault
 from kdsim.stop import CONTEXT_REGISTERS, KPRCB, stack_frame
+from kdsim.target import MemoryFault
 
 from ..expr import evaluate
 from ..registry import command

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 from pooltag import TagDatabase, display_tag, pool_description
 
 from ..expr import address_and_number

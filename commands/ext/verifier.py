@@ -351,7 +351,7 @@ def _system_range(arch: "Arch") -> int:
 
 
 @command("!verifier", syntax="!verifier [Flags [Image | Quantity | Address]]",
-         render=render_verifier,
+         render=render_verifier, action_forms=("-disable",),
          help="Driver Verifier: level, options and statistics; with Flags 1 the verified "
               "drivers, 3 their outstanding pool allocations, 0xf the fault injection and IRQL "
               "logs too; `!verifier 0x80 Address` the pool Allocate/Free log records of the "
@@ -364,10 +364,10 @@ def verifier(session: "Session", args: str) -> object:
     if text == "?":
         return USAGE
     if text.lower() == "-disable":
-        machine = target.machine
-        if machine is None:
+        control = target.control
+        if control is None:
             raise DebuggerError("!verifier -disable needs a live target")
-        machine.verifier.disable()
+        control.disable_verifier()
         return None
     flags, rest = 0, ""
     if text:
