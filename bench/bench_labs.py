@@ -12,7 +12,7 @@ import sys
 
 from bench.harness import print_machine, timed, verdict
 from kdsim.machine import Machine
-from kdsim.scenarios import SCENARIOS, list_scenarios
+from kdsim.scenarios import SCENARIOS, boot, list_scenarios
 
 SCALES = (1.0, 0.25)
 TARGETS = {("fragmentation", 1.0): 5.0}
@@ -27,7 +27,7 @@ def main() -> None:
           "  (live blocks)")
     for name in labs:
         for scale in SCALES:
-            opened = timed(lambda: Machine.create(seed=seed, scenario=name, scale=scale))
+            opened = timed(lambda: boot(seed=seed, scenario=name, scale=scale))
             machine: Machine = opened.result
             nonpaged, paged, _, _ = machine.pool.tracker.totals()
             target = TARGETS.get((name, scale))

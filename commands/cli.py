@@ -84,9 +84,9 @@ def version() -> str:
 
 
 def scenarios() -> list[tuple[str, str]] | None:
-    """The scenarios the machine offers, or None while kdsim.scenarios has none."""
+    """The scenarios the machine offers, or None while the simulator offers none."""
     try:
-        from kdsim.scenarios import list_scenarios
+        from kdsim.control import list_scenarios
     except ImportError:
         return None
     return list(list_scenarios())
@@ -98,7 +98,7 @@ def open_machine(args: argparse.Namespace) -> "Target":
         if known is not None and args.scenario not in {name for name, _ in known}:
             raise UsageError(f"unknown scenario '{args.scenario}'", "see --list-scenarios")
     try:
-        from kdsim.machine import Machine
+        from kdsim.control import open_machine as boot
     except ImportError as exc:
         raise StartupError(f"the simulated machine is not available ({exc})") from None
     if args.scale is not None and not 0 < args.scale <= 4:
@@ -106,15 +106,15 @@ def open_machine(args: argparse.Namespace) -> "Target":
     options = {"arch": args.arch, "seed": args.seed, "scenario": args.scenario,
                "scale": args.scale, "verifier": args.verifier}
     try:
-        machine = Machine.create(**{k: v for k, v in options.items() if v is not None})
+        return boot(**{k: v for k, v in options.items() if v is not None})
     except (ValueError, KeyError) as exc:
         raise UsageError(str(exc.args[0]) if exc.args else type(exc).__name__) from None
-    return machine.target()
 
 
 def open_dump(path: str) -> "Target":
     """The target of a dump file (`-z`); a damaged or foreign file is one line, status 1."""
-    from kdsim.dump import DumpError, load
+    from kdsim.control import DumpError
+    from kdsim.control import open_dump as load
     try:
         return load(path)
     except DumpError as exc:
@@ -123,7 +123,7 @@ def open_dump(path: str) -> "Target":
 
 def dump_banner(path: str, target: "Target") -> str:
     """What kd prints when it opens a dump."""
-    from kdsim.dump import DUMP_TYPE_BANNERS
+    from kdsim.control import DUMP_TYPE_BANNERS
     lines = [f"Loading Dump File [{path}]",
              DUMP_TYPE_BANNERS[target.meta.get("dump_type", "full")]]
     if target.meta.get("comment"):

@@ -17,7 +17,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, NamedTuple
 
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 
 from .errors import DebuggerError, memory_access, no_export, syntax_error
 from .registry import Command, lookup

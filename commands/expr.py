@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 
 from .errors import (DebuggerError, bad_register, couldnt_resolve, extra_character,
                      memory_access, numeric_missing, syntax_error_at)

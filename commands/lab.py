@@ -11,7 +11,7 @@ import textwrap
 import weakref
 from typing import TYPE_CHECKING
 
-from kdsim.scenarios import Lab, get_scenario
+from kdsim.control import Lab, scenario_lab
 
 from .errors import DebuggerError
 from .registry import command
@@ -35,7 +35,7 @@ def current_lab(session: "Session") -> tuple[str, Lab | None]:
     if not name:
         return "", None
     try:
-        return name, get_scenario(name).lab
+        return name, scenario_lab(name)
     except ValueError:          # a dump of a scenario this version does not know
         return name, None
 

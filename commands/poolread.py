@@ -1,25 +1,29 @@
 """Reading the pool through the target, as the debugger extensions do.
 
-Everything here works from memory and symbols only (DESIGN.md's one rule): `_POOL_HEADER`s
-decoded with the kernel's own layouts, the small-pool page walk `!pool` does, the page
-validation behind `!poolval` and the corruption diagnosis, the `nt!PoolBigPageTable` scan, and
-which pool an address belongs to (from `nt!MmNonPagedPoolStart` and friends), and the one
-line a header prints as in `!pool`, `!poolfind` and `!poolval`.  The commands build their
-results from these readers.
+Everything here works from memory and symbols only, through `Target`'s read interface
+(DESIGN.md's one rule): `_POOL_HEADER`s decoded with the kernel's own layouts, the small-pool
+page walk `!pool` does, the page validation behind `!poolval` and the corruption diagnosis,
+the `nt!PoolBigPageTable` scan, the tag tracker's table (`!poolused`, tag completion), which
+pool an address belongs to (from `nt!MmNonPagedPoolStart` and friends), and the one line a
+header prints as in `!pool`, `!poolfind` and `!poolval`.  The commands build their results
+from these readers.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Iterator
 
 from kdsim.layouts import (
     BIG_PAGE_FREE, PAGE_MASK, PAGE_SIZE, PROTECTED_POOL, QUOTA, SPECIAL_PAGED, SPECIAL_SIZE_MASK,
-    struct_of,
+    Profile, struct_of,
 )
-from kdsim.memory import MemoryFault
-from pooltag import display_tag
+from kdsim.target import MemoryFault
+from pooltag import display_tag, printable, tag_from_ulong
 from pooltag.tags import printable_bytes
+
+from .errors import nt_global
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
@@ -350,22 +354,13 @@ class PoolReader:
         return UNKNOWN_REGION
 
     def valid_runs(self, start: int, end: int) -> Iterator[tuple[int, int]]:
-        """(address, bytes) of the runs of readable pages inside [start, end): the pages a
-        scan of a pool range can read, as the debugger learns them from the page tables."""
-        first, last = start >> 12, (end + PAGE_MASK) >> 12
-        for vpn, count in self.target.memory.runs():
-            lo, hi = max(vpn, first), min(vpn + count, last)
-            if lo < hi:
-                yield lo << 12, (hi - lo) << 12
+        """(address, bytes) of the runs of readable pages inside [start, end)."""
+        return self.target.mapped_runs(start, end)
 
     def pages(self, start: int, end: int) -> Iterator[tuple[int, bytes | bytearray]]:
         """(address, contents) of every readable page in [start, end), for scans of a whole
-        pool: the target's own page buffers, not copies (a pool is hundreds of megabytes),
-        so callers only read them."""
-        page = self.target.memory.page
-        for run, size in self.valid_runs(start, end):
-            for va in range(run, run + size, PAGE_SIZE):
-                yield va, page(va)
+        pool (the target's own page buffers: callers only read them)."""
+        return self.target.mapped_pages(start, end)
 
     # -- the big-page table -----------------------------------------------------------------------
     def big_table(self) -> tuple[int, int]:
@@ -390,6 +385,39 @@ class PoolReader:
     def big_page_at(self, address: int) -> BigPage | None:
         """The large allocation that holds `address`, if any."""
         return next((b for b in self.big_pages() if b.contains(address)), None)
+
+
+# -- the tag tracker ----------------------------------------------------------------------------
+TRACKER_COUNTERS = ("Key", "NonPagedAllocs", "NonPagedFrees", "NonPagedBytes", "PagedAllocs",
+                    "PagedFrees", "PagedBytes")
+
+
+@cache
+def _tracker_format(profile: Profile) -> tuple[struct.Struct, tuple[int, ...]]:
+    """A struct for one _POOL_TRACKER_TABLE entry and where TRACKER_COUNTERS sit in its
+    unpacked tuple."""
+    tracker = profile.tracker
+    names = [sub.name for sub in tracker.subcons if sub.name]
+    return struct_of(tracker), tuple(names.index(f) for f in TRACKER_COUNTERS)
+
+
+def tracker_rows(target: "Target") -> list[tuple[int, ...]]:
+    """TRACKER_COUNTERS of every used slot of nt!PoolTrackTable (the tag ULONG first)."""
+    table = nt_global(target, "PoolTrackTable")
+    size = nt_global(target, "PoolTrackTableSize")
+    entry, fields = _tracker_format(target.profile)
+    raw = target.read(table, size * entry.size)
+    key = fields[0]
+    return [tuple(e[i] for i in fields) for e in entry.iter_unpack(raw) if e[key]]
+
+
+def live_tags(target: "Target") -> list[str]:
+    """Tags with something outstanding in either pool, for completion (printable ones only,
+    trailing blanks dropped: `Irp` completes `Irp `)."""
+    tags = {tag_from_ulong(key).rstrip()
+            for key, npa, npf, npb, pa, pf, pb in tracker_rows(target)
+            if npa != npf or npb or pa != pf or pb}
+    return sorted(t for t in tags if t and printable(t) == t)
 
 
 def _chains_to_end(slots: list[PoolHeader], count: int) -> list[bool]:

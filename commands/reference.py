@@ -45,7 +45,7 @@ def markdown() -> str:
 
 
 def scenarios_markdown() -> str:
-    from kdsim.scenarios import list_scenarios
+    from kdsim.control import list_scenarios
     rows = [f"| `{name}` | {description} |" for name, description in list_scenarios()]
     return "\n".join(["| scenario | what it is |", "| --- | --- |", *rows])
 

@@ -5,6 +5,10 @@ A command function takes the session and the raw argument text (everything after
 name) and returns a result: None, a str (printed as is) or a result object, which the
 command's `render` function turns into the real debugger's text (the Volatility 3 pattern:
 commands compute, renderers print).
+
+Commands read the target; only those registered as acting (`target_action`, or a display
+command's `action_forms` such as `!verifier -disable`) may use its control surface, and a test
+holds every other command module to that (tests/test_architecture.py).
 """
 from __future__ import annotations
 
@@ -31,6 +35,12 @@ class Command:
     category: str
     render: Renderer | None
     target_action: bool             # acts on the simulated machine (marked so in .help)
+    action_forms: tuple[str, ...]   # arguments with which a display command acts
+
+    @property
+    def acts(self) -> bool:
+        """May use the target's control surface."""
+        return self.target_action or bool(self.action_forms)
 
 
 REGISTRY: dict[str, Command] = {}
@@ -47,12 +57,13 @@ def _category(name: str) -> str:
 
 def command(name: str, *, aliases: tuple[str, ...] = (), syntax: str = "", help: str = "",
             category: str | None = None, render: Renderer | None = None,
-            target_action: bool = False) -> Callable[[CommandFunc], CommandFunc]:
+            target_action: bool = False,
+            action_forms: tuple[str, ...] = ()) -> Callable[[CommandFunc], CommandFunc]:
     """Register `func` under `name` (and its aliases)."""
 
     def register(func: CommandFunc) -> CommandFunc:
         cmd = Command(name, func, tuple(aliases), syntax or name, help.strip(),
-                      category or _category(name), render, target_action)
+                      category or _category(name), render, target_action, tuple(action_forms))
         for key in (name, *aliases):
             low = key.lower()
             if low in _BY_ALIAS and _BY_ALIAS[low].func is not func:

@@ -11,10 +11,10 @@ import sys
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable
 
+from .poolread import live_tags
 from .render import colorize
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kdsim.machine import Machine
     from kdsim.target import Target
 
 
@@ -93,11 +93,6 @@ class Session:
 
     # -- the target ------------------------------------------------------------------------
     @property
-    def machine(self) -> "Machine | None":
-        """The live machine behind the target (None on a dump)."""
-        return self.target.machine
-
-    @property
     def prompt(self) -> str:
         if self.target.processors > 1:
             return f"{self.processor}: kd> "
@@ -105,7 +100,6 @@ class Session:
 
     def known_tags(self) -> list[str]:
         """Pool tags present on the target (read from nt!PoolTrackTable), for completion."""
-        from .ext.poolused import live_tags
         try:
             return live_tags(self.target)
         except Exception:           # a dump without the tracker: nothing to offer

@@ -8,7 +8,8 @@
 * `.reboot` restarts the machine from boot: same scenario and seed, the pending verifier
   settings.
 
-None of them can act on a dump: kd answers `No runnable debuggees` there.  The banners are
+They act through the target's control surface (kdsim/control.py), the only commands that may;
+none of them can act on a dump: kd answers `No runnable debuggees` there.  The banners are
 read from memory (nt!KiBugCheckData, nt!KeBugCheckOwner, nt!MiSuspectDriverList), so opening a
 crashed machine or its dump prints the same text (`fatal_error_text`).
 """
@@ -19,7 +20,7 @@ import signal
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
-from kdsim.verifier import FLAG_NAMES, VerifierSettings, parse_settings
+from kdsim.control import FLAG_NAMES, MachineStopped, Stop, VerifierSettings, parse_settings
 
 from .errors import DebuggerError, ParseError
 from .expr import evaluate
@@ -27,14 +28,13 @@ from .ext.verifier import read_drivers
 from .registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kdsim.machine import Machine
+    from kdsim.control import Control
     from kdsim.target import Target
 
     from .session import Session
 
 DEFAULT_TICKS = 10000
 MAX_TICKS = 0x1000000
-CHUNK = 1000                          # ticks between looks at Ctrl+C
 BUILD = 7601
 BREAK_IN_BANNER = (
     "*" * 79,
@@ -113,13 +113,13 @@ def verifier_banner(target: "Target") -> list[str]:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _live(session: "Session", name: str, args: str) -> "Machine":
-    """The live machine; on a dump kd's caret error under the command (a caret column
-    counts from the arguments, which follow the name and, when present, one blank)."""
-    machine = session.machine
-    if machine is None:
+def _live(session: "Session", name: str, args: str) -> "Control":
+    """The live machine's control; on a dump kd's caret error under the command (a caret
+    column counts from the arguments, which follow the name and, when present, one blank)."""
+    control = session.target.control
+    if control is None:
         raise ParseError("No runnable debuggees", -len(name) - (1 if args.strip() else 0))
-    return machine
+    return control
 
 
 @contextmanager
@@ -148,7 +148,7 @@ def _ctrl_c() -> Iterator[list[bool]]:
               "(default 0n10000) or until Ctrl+C; a bug check stops it with KD's Fatal System "
               "Error banner.")
 def go(session: "Session", args: str) -> str:
-    machine = _live(session, "g", args)
+    control = _live(session, "g", args)
     target = session.target
     text = args.strip()
     ticks = DEFAULT_TICKS
@@ -156,26 +156,18 @@ def go(session: "Session", args: str) -> str:
         ticks = evaluate(text, target, session.settings["radix"], offset=args.index(text))
         if ticks > MAX_TICKS:
             raise DebuggerError(f"g runs at most 0x{MAX_TICKS:x} ticks at a time")
-    if machine.crash is not None:
-        raise DebuggerError("The machine has stopped at a bug check; .reboot restarts it.")
-    hit = None
-    with _ctrl_c() as pressed:
-        while ticks and machine.crash is None and hit is None and not pressed[0]:
-            run = min(ticks, CHUNK)
-            machine.step(run)
-            ticks -= run
-            hit = machine.pool.take_hit()
-    if machine.crash is not None:
-        session.processor = stop_processor(target)
+    try:
+        with _ctrl_c() as pressed:
+            result = control.run(ticks, lambda: pressed[0])
+    except MachineStopped:
+        raise DebuggerError("The machine has stopped at a bug check; .reboot restarts it.") \
+            from None
+    session.processor = result.processor
+    if result.stop is Stop.BUGCHECK:
         return fatal_error_text(target)
-    if hit is not None:                    # nt!PoolHitTag: DbgBreakPoint in the tag tracker
-        _, sign, routine, cpu, stack = hit
-        machine.stops.record_hit(cpu, machine.verifier.current_thread(cpu), routine, sign, stack)
-        session.processor = cpu
+    if result.stop is Stop.POOL_HIT:       # nt!PoolHitTag: DbgBreakPoint in the tag tracker
         return "\n".join(["Break instruction exception - code 80000003 (first chance)",
                           *_instruction_at(target, "nt!DbgBreakPoint")])
-    machine.stops.record_break(0, machine.verifier.current_thread(0))
-    session.processor = 0
     return break_in_text(target)
 
 
@@ -206,19 +198,19 @@ def settings_lines(settings: VerifierSettings) -> list[str]:
               "special pool catches underruns instead of overruns; `/reset` turns it off.\n"
               "Without arguments: the settings of the next boot.")
 def verifier_settings(session: "Session", args: str) -> str:
-    machine = _live(session, ".verifier", args)
-    verifier = machine.verifier
+    control = _live(session, ".verifier", args)
     text = args.strip()
     if not text or text.lower() == "/querysettings":
-        lines = settings_lines(verifier.pending)
-        if verifier.pending != verifier.settings:
+        pending = control.pending_verifier()
+        lines = settings_lines(pending)
+        if pending != control.verifier_settings():
             lines += ["", "", REBOOT_REQUIRED]
         return "\n".join(lines)
     try:
         settings = parse_settings(text)
     except ValueError as exc:
         raise DebuggerError(f"verifier: {exc}") from None
-    verifier.pending = settings
+    control.set_pending_verifier(settings)
     if not settings.enabled:
         return "\n".join(["Deleting the verifier settings.", "", REBOOT_REQUIRED])
     return "\n".join(["New verifier settings:", "", *settings_lines(settings), "", "",
@@ -230,14 +222,9 @@ def verifier_settings(session: "Session", args: str) -> str:
          help="Restart the machine from boot. Same scenario and seed, with the verifier "
               "settings made by .verifier.")
 def reboot(session: "Session", args: str) -> str:
-    from kdsim.machine import Machine
-    machine = _live(session, ".reboot", args)
-    fresh = Machine.create(machine.arch.name, machine.seed, machine.scenario,
-                           scale=machine.scale,
-                           verifier=machine.verifier.pending)
-    session.target = fresh.target()
+    session.target = _live(session, ".reboot", args).reboot()
     session.processor = 0
-    arch = fresh.arch
+    arch = session.target.arch
     lines = ["Shutdown occurred...unloading all symbol tables.", "Waiting to reconnect...",
              f"Connected to Windows 7 {BUILD} {'x64' if arch.ptr_size == 8 else 'x86 compatible'}"
              f" target, ptr64 {'TRUE' if arch.ptr_size == 8 else 'FALSE'}",

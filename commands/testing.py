@@ -6,9 +6,6 @@ import io
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-from kdsim.arch import get_arch
-from kdsim.memory import AddressSpace
-from kdsim.symbols import SymbolTable
 from kdsim.target import Target
 
 from . import registry
@@ -32,10 +29,7 @@ def run(session: "Session", line: str) -> str:
 
 def blank_target(arch: str = "x86", processors: int = 1) -> Target:
     """A target with an empty address space and an `nt` module without symbols."""
-    spec = get_arch(arch)
-    symbols = SymbolTable()
-    symbols.add_module("nt", "ntoskrnl.exe", spec.nt_base, 0x400000)
-    return Target(spec, AddressSpace(), symbols, processors)
+    return Target.empty(arch, processors)
 
 
 @contextmanager

@@ -285,7 +285,7 @@ def _discard(path: str | os.PathLike[str]) -> None:
 
 # -- loading ------------------------------------------------------------------------------------
 def load(path: str | os.PathLike[str]) -> Target:
-    """Open a dump file as a Target (machine=None); DumpError says why it could not be."""
+    """Open a dump file as a Target (control=None); DumpError says why it could not be."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as handle:

@@ -1,15 +1,18 @@
 """The simulated Windows 7 machine: memory, modules, the pool, the workload, and how it stops.
 
-`Machine.create()` boots a machine and plays its scenario's boot workload; `step(n)` lets the
-workload run on; a BugCheck raised anywhere in the kernel is recorded in nt!KiBugCheckData
-(what the debugger reads) and stops the machine, as KeBugCheckEx would.
+A scenario boots a machine and plays its boot workload (`kdsim.scenarios.boot`); `step(n)` lets
+the workload run on; a BugCheck raised anywhere in the kernel is recorded in nt!KiBugCheckData
+(what the debugger reads) and stops the machine, as KeBugCheckEx would.  `target()` is the
+debugger's view of it, with the live control surface (kdsim/live.py).
 """
 from __future__ import annotations
 
 import struct
+from typing import Any, Protocol
 
 from .arch import Arch
 from .bugcheck import BugCheck
+from .live import LiveControl
 from .memory import AddressSpace, MemoryFault
 from .mm import DEFAULT_MEMORY, MachineMemory, MemoryManager
 from .modules import load_modules
@@ -23,6 +26,13 @@ from .workload import Workload
 DEFAULT_PROCESSORS = 2
 
 
+class Booter(Protocol):
+    """What booted a machine (a scenario), so that a reboot boots it the same way."""
+
+    def boot(self, arch: str | None = None, seed: int = 0, scale: float = 1.0,
+             **options: Any) -> "Machine": ...
+
+
 class Machine:
     def __init__(self, arch: Arch, seed: int = 0, processors: int = DEFAULT_PROCESSORS,
                  memory: MachineMemory | None = None, settings: PoolSettings | None = None,
@@ -31,6 +41,7 @@ class Machine:
         self.seed = seed
         self.scenario = scenario
         self.scale = 1.0                   # the scenario's size (set by Scenario.boot)
+        self.booted_by: Booter | None = None      # the scenario that booted it, if any
         self.processors = processors
         self.memory = AddressSpace()
         self.symbols, self.nt = load_modules(arch)
@@ -53,13 +64,15 @@ class Machine:
         self.stops.record_break(0, self.verifier.current_thread(0))
 
     # -- life cycle ------------------------------------------------------------------------
-    @classmethod
-    def create(cls, arch: str | None = None, seed: int = 0, scenario: str | None = None,
-               scale: float = 1.0, **options) -> "Machine":
-        """Boot a machine and run its scenario (the default Windows 7 machine if none)."""
-        from .scenarios import get_scenario
-        spec = get_scenario(scenario or "default")
-        return spec.boot(arch, seed, scale, **options)
+    def reboot(self) -> "Machine":
+        """The machine booted again as it was (its scenario, arch, seed and scale; a machine
+        built directly, from its arch, seed, processors and memory) with the Driver Verifier
+        settings left for the next boot."""
+        pending = self.verifier.pending
+        if self.booted_by is None:
+            return Machine(self.arch, self.seed, self.processors, self.config,
+                           scenario=self.scenario, verifier=pending)
+        return self.booted_by.boot(self.arch.name, self.seed, self.scale, verifier=pending)
 
     def step(self, n: int) -> BugCheck | None:
         """Let the workload run n ticks; returns the bug check if the machine stopped."""
@@ -82,7 +95,8 @@ class Machine:
         self.stops.record(bc, cpu, self.verifier.current_thread(cpu))
 
     def target(self) -> Target:
-        return Target(self.arch, self.memory, self.symbols, self.processors, machine=self,
+        return Target(self.arch, self.memory, self.symbols, self.processors,
+                      control=LiveControl(self),
                       meta={"seed": self.seed, "scenario": self.scenario})
 
     # -- what drivers do ---------------------------------------------------------------------

@@ -17,14 +17,29 @@ RtlpBreakWithStatusInstruction <- KiBugCheckDebugBreak <- KeBugCheck2 <- KeBugCh
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .bugcheck import BugCheck
 from .layouts import FRAME_ARGS, field_offsets, profile_for
 from .modules import frames as resolve_frames
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .machine import Machine
+    from .arch import Arch
+    from .memory import AddressSpace
+    from .ntdata import KernelGlobals
+    from .symbols import Module, SymbolTable
+
+
+class Host(Protocol):
+    """What the stop recorder uses of its machine."""
+
+    arch: "Arch"
+    memory: "AddressSpace"
+    symbols: "SymbolTable"
+    nt: "Module"
+    g: "KernelGlobals"
+    processors: int
+
 
 # nt functions the stop stacks pass through that modules.NT_FUNCTIONS does not publish (RVA).
 STOP_FUNCTIONS: dict[str, int] = {
@@ -59,7 +74,7 @@ def raised_in(bc: BugCheck, routines: str | tuple[str, ...],
 class StopRecorder:
     """Publishes what a stop writes (nt!KeBugCheckOwner, the kernel stacks) and writes it."""
 
-    def __init__(self, machine: "Machine"):
+    def __init__(self, machine: Host):
         arch = machine.arch
         self.arch = arch
         self.machine = machine

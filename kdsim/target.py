@@ -2,26 +2,27 @@
 
 A live simulated machine and a dump loaded from disk are both a `Target`: bytes at addresses
 (an unmapped or guard page raises `MemoryFault`), symbols, arch facts and the bug-check state,
-which itself is read from `nt!KiBugCheckData` in memory.  `machine` is the live Machine for the
-few commands that act on the simulated machine (`g`, `.reboot`, `.verifier`); it is None on a
-dump, and nothing that displays state may use it.
+which itself is read from `nt!KiBugCheckData` in memory.  `control` is the live machine's
+control surface (kdsim/control.py) for the few commands that act on it (`g`, `.reboot`,
+`.verifier`, `!verifier -disable`); it is None on a dump, and nothing that displays state may
+use it (tests/test_architecture.py).
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .arch import Arch
+from .arch import Arch, get_arch
 from .bugcheck import BUGCHECK_NAMES
-from .layouts import Profile, profile_for
+from .layouts import PAGE_SHIFT, PAGE_SIZE, Profile, profile_for
 from .memory import AddressSpace, MemoryFault
 from .symbols import SymbolTable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .machine import Machine
+    from .control import Control
 
-__all__ = ["Target", "StopState", "MemoryFault"]
+__all__ = ["Target", "StopState", "MemoryFault", "BUGCHECK_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -36,20 +37,28 @@ class StopState:
 
 class Target:
     def __init__(self, arch: Arch, memory: AddressSpace, symbols: SymbolTable,
-                 processors: int, machine: "Machine | None" = None,
+                 processors: int, control: "Control | None" = None,
                  meta: dict[str, Any] | None = None, profile: Profile | None = None):
         self.arch = arch
         self.profile = profile or profile_for(arch)      # the layouts its memory holds
         self.memory = memory
         self.symbols = symbols
         self.processors = processors
-        self.machine = machine
+        self.control = control
         self.meta = meta or {}
         self._ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
 
+    @classmethod
+    def empty(cls, arch: str = "x86", processors: int = 1) -> "Target":
+        """A target with no memory and an `nt` module without symbols (for tests)."""
+        spec = get_arch(arch)
+        symbols = SymbolTable()
+        symbols.add_module("nt", "ntoskrnl.exe", spec.nt_base, 0x400000)
+        return cls(spec, AddressSpace(), symbols, processors)
+
     @property
     def live(self) -> bool:
-        return self.machine is not None
+        return self.control is not None
 
     # -- memory ----------------------------------------------------------------------------
     def read(self, address: int, size: int) -> bytes:
@@ -60,6 +69,27 @@ class Target:
 
     def is_valid(self, address: int) -> bool:
         return self.memory.is_mapped(address & self.arch.ptr_mask)
+
+    def mapped_runs(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """(address, bytes) of each run of consecutive readable pages inside [start, end), in
+        address order: what a scan of a whole pool can read, as a debugger learns it from the
+        page tables."""
+        first, last = start >> PAGE_SHIFT, (end + PAGE_SIZE - 1) >> PAGE_SHIFT
+        for vpn, count in self.memory.runs():
+            lo, hi = max(vpn, first), min(vpn + count, last)
+            if lo < hi:
+                yield lo << PAGE_SHIFT, (hi - lo) << PAGE_SHIFT
+
+    def mapped_pages(self, start: int, end: int) -> Iterator[tuple[int, bytes | bytearray]]:
+        """(address, contents) of every readable page inside [start, end): the target's own
+        page buffers, not copies (a pool is hundreds of megabytes), so callers only read
+        them."""
+        pages = self.memory.pages
+        for run, size in self.mapped_runs(start, end):
+            vpn = run >> PAGE_SHIFT
+            for va in range(run, run + size, PAGE_SIZE):
+                yield va, pages[vpn]
+                vpn += 1
 
     def read_u8(self, address: int) -> int:
         return self.read(address, 1)[0]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .bugcheck import BugCheck
 from .layouts import (
@@ -35,8 +35,27 @@ from .stop import raised_in
 from .threads import Threads
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .machine import Machine
-    from .symbols import Module
+    from .arch import Arch
+    from .memory import AddressSpace
+    from .mm import MemoryManager
+    from .ntdata import KernelGlobals
+    from .pool import PoolManager
+    from .symbols import Module, SymbolTable
+    from .workload import Workload
+
+
+class Host(Protocol):
+    """What Driver Verifier uses of its machine."""
+
+    arch: "Arch"
+    memory: "AddressSpace"
+    symbols: "SymbolTable"
+    g: "KernelGlobals"
+    mm: "MemoryManager"
+    pool: "PoolManager"
+    workload: "Workload"
+    processors: int
+
 
 # verifier /flags bits (internals.md 13.1) and the names verifier.exe prints for them
 SPECIAL_POOL = 0x1
@@ -159,7 +178,7 @@ class Verifier:
     verifier is off); the pool hook, threads, log, special pool and driver entries only when
     the settings verify something."""
 
-    def __init__(self, machine: "Machine", settings: "VerifierSettings | str | None" = None):
+    def __init__(self, machine: Host, settings: "VerifierSettings | str | None" = None):
         self.machine = machine
         self.settings = as_settings(settings)
         self.pending = self.settings          # what `.verifier` set for the next boot

@@ -17,9 +17,23 @@ from typing import TYPE_CHECKING, Protocol
 from .layouts import PROTECTED_POOL, tag_to_ulong
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .machine import Machine
+    from .pool import PoolManager
+    from .symbols import SymbolTable
 
 FOREVER = None
+
+
+class Host(Protocol):
+    """What the workload and its drivers use of the machine they run on."""
+
+    pool: "PoolManager"
+    processors: int
+    symbols: "SymbolTable"
+
+    def current_process(self) -> int: ...
+
+    def driver_write(self, address: int, data: bytes, ip: int = 0,
+                     stack: tuple[int, ...] = ()) -> None: ...
 
 
 class Activity(Protocol):
@@ -49,7 +63,7 @@ class Pattern:
     key: int = field(init=False, default=0)
     stack: tuple[int, ...] = field(init=False, default=())
 
-    def bind(self, machine: "Machine") -> None:
+    def bind(self, machine: Host) -> None:
         from .modules import frames
         self.key = tag_to_ulong(self.tag) | (PROTECTED_POOL if self.protected else 0)
         self.stack = frames(machine.symbols, self.frames)
@@ -72,7 +86,7 @@ class Pattern:
 class Workload:
     """The clock, the seeded RNG, and the queue of scheduled frees."""
 
-    def __init__(self, machine: "Machine", seed: int):
+    def __init__(self, machine: Host, seed: int):
         self.machine = machine
         self.pool = machine.pool
         self.rng = random.Random(seed)

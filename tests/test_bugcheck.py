@@ -16,6 +16,7 @@ from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.modules import frames
 from kdsim.pool import NONPAGED
+from kdsim.scenarios import boot
 from kdsim.stop import raised_in
 from kdsim.target import Target
 
@@ -103,7 +104,7 @@ nt!RtlpBreakWithStatusInstruction:
 
 # -- g ----------------------------------------------------------------------------------------
 def test_g_runs_the_workload_and_breaks_back_in() -> None:
-    m = Machine.create("x86", 4, "test-empty-bugcheck")
+    m = boot("x86", 4, "test-empty-bugcheck")
     s = Session(m.target())
     out = run(s, "g 0n25")
     assert m.workload.t == 25
@@ -135,7 +136,7 @@ scenario("test-crash-at-3", "bug-checks at tick 3", arch="x86")(_build)
 
 
 def test_g_stops_at_a_bug_check_and_moves_to_its_processor() -> None:
-    m = Machine.create("x86", 4, "test-crash-at-3")
+    m = boot("x86", 4, "test-crash-at-3")
     s = Session(m.target())
     assert run(s, "g") == fatal_error_text(s.target) + "\n"
     assert m.workload.t == 3 and s.prompt == "1: kd> "
@@ -152,7 +153,7 @@ def test_g_on_a_dump_has_no_runnable_debuggee() -> None:
 
 
 def test_g_refuses_an_absurd_tick_count() -> None:
-    s = Session(Machine.create("x86", 4, "test-empty-bugcheck").target())
+    s = Session(boot("x86", 4, "test-empty-bugcheck").target())
     assert run(s, "g 1000001") == "g runs at most 0x1000000 ticks at a time\n"
 
 

@@ -12,6 +12,7 @@ import pytest
 from commands import cli
 from commands.registry import lookup
 from commands.testing import blank_target
+from kdsim import control
 
 ROOT = Path(__file__).resolve().parent.parent
 # kdsim with a bare hand-built target instead of the simulated machine.
@@ -113,9 +114,7 @@ def _main(monkeypatch, capsys, *args: str, stdin: bytes = b"") -> tuple[int, str
 
 
 def _fake_machine(monkeypatch, create):
-    module = types.ModuleType("kdsim.machine")
-    module.Machine = type("Machine", (), {"create": staticmethod(create)})
-    monkeypatch.setitem(sys.modules, "kdsim.machine", module)
+    monkeypatch.setattr(control, "open_machine", lambda **options: create(**options).target())
 
 
 def test_machine_is_created_lazily_with_the_given_options(monkeypatch, capsys):
@@ -141,7 +140,7 @@ def test_machine_errors(monkeypatch, capsys):
     monkeypatch.setattr(cli, "scenarios", lambda: None)
     assert _main(monkeypatch, capsys, "--scenario", "nope") == (
         2, "", "kdsim: unknown scenario 'nope' (see kdsim -h)\n")
-    monkeypatch.setitem(sys.modules, "kdsim.machine", None)
+    monkeypatch.setitem(sys.modules, "kdsim.control", None)
     status, out, err = _main(monkeypatch, capsys)
     assert status == 1 and out == ""
     assert err.startswith("kdsim: the simulated machine is not available (")
@@ -158,10 +157,9 @@ def test_internal_error_is_one_line(monkeypatch, capsys):
 
 
 def test_scenarios(monkeypatch, capsys):
-    module = types.ModuleType("kdsim.scenarios")
-    module.list_scenarios = lambda: [("fragmentation", "pool fragmentation (seed case 1)"),
-                                     ("leak", "a driver leaks nonpaged pool")]
-    monkeypatch.setitem(sys.modules, "kdsim.scenarios", module)
+    monkeypatch.setattr(control, "list_scenarios",
+                        lambda: [("fragmentation", "pool fragmentation (seed case 1)"),
+                                 ("leak", "a driver leaks nonpaged pool")])
     assert _main(monkeypatch, capsys, "--list-scenarios") == (0, (
         "fragmentation  pool fragmentation (seed case 1)\n"
         "leak           a driver leaks nonpaged pool\n"), "")

@@ -22,12 +22,13 @@ from kdsim.dump import (
 from kdsim.layouts import PAGE_SIZE, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
+from kdsim.scenarios import boot
 
 
 # -- a crashed default machine of each arch, saved and reopened ---------------------------------
 class Crashed:
     def __init__(self, arch: str, directory: Path):
-        self.machine = Machine.create(arch=arch, seed=11)
+        self.machine = boot(arch=arch, seed=11)
         pool = self.machine.pool
         self.small = pool.allocate(NONPAGED, 0x40, tag_to_ulong("Dmpt"))
         self.big = pool.allocate(PAGED, 0x2000, tag_to_ulong("Dmpb"))
@@ -54,7 +55,7 @@ def test_round_trip_keeps_every_byte(crashed):
     assert dump.memory.noaccess == live.memory.noaccess == {crashed.guard >> 12}
     assert dump.arch is live.arch
     assert dump.processors == live.processors
-    assert dump.machine is None and not dump.live
+    assert dump.control is None and not dump.live
 
 
 def test_round_trip_keeps_symbols_in_order(crashed):

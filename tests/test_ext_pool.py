@@ -134,7 +134,7 @@ def test_description_comes_from_the_session_pooltag_file(x86, tmp_path):
 
 def test_large_allocation(x86):
     session, _ = x86
-    m = session.target.machine
+    m = session.target.control.machine
     va = m.pool.allocate(0, 0x2100, tag_to_ulong("Proc") | PROTECTED)
     expected = (f"Pool page {va + 0x1234:08x} region is Nonpaged pool\n"
                 f"*{va:08x} : large page allocation, tag is Proc, size is 0x2100 bytes\n"
@@ -145,7 +145,7 @@ def test_large_allocation(x86):
 
 def test_paged_region(x86):
     session, _ = x86
-    va = session.target.machine.pool.allocate(1, 0x40, tag_to_ulong("MmSt"))
+    va = session.target.control.machine.pool.allocate(1, 0x40, tag_to_ulong("MmSt"))
     out = run(session, f"!pool {va:x}")
     assert out.splitlines()[0] == f"Pool page {va:08x} region is Paged pool"
     assert f"*{va - 8:08x} size:   48 previous size:    0  (Allocated) *MmSt" in out
@@ -153,7 +153,7 @@ def test_paged_region(x86):
 
 def test_unreadable_page_live_and_in_a_dump(x86):
     session, b = x86
-    m = session.target.machine
+    m = session.target.control.machine
     freed = b["Ntfx"] + 0x3000                      # in nonpaged pool's range, never mapped
     expected = (f"Pool page {freed:08x} region is Unknown\n"
                 f"f8032000 is not a valid large pool allocation, checking large session pool...\n"
@@ -252,7 +252,7 @@ def test_block_reaching_past_the_page_is_too_large(x86):
 def test_large_allocation_wins_over_a_broken_walk(x86):
     """A big allocation's page has no headers; the big-page table names it."""
     session, _ = x86
-    va = session.target.machine.pool.allocate(1, 0x1800, tag_to_ulong("Leak"))
+    va = session.target.control.machine.pool.allocate(1, 0x1800, tag_to_ulong("Leak"))
     session.target.write(va, b"\xff" * 16)
     out = run(session, f"!pool {va:x}")
     assert out.splitlines()[1:] == [

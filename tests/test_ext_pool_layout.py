@@ -9,7 +9,7 @@ import pytest
 
 from commands.session import Session
 from commands.testing import run
-from kdsim.machine import Machine
+from kdsim.scenarios import boot
 
 ADDR = r"(?:[0-9a-f]{8}|[0-9a-f]{16})"
 HEADER = re.compile(rf"^Pool page {ADDR} region is "
@@ -73,7 +73,7 @@ def test_patterns_accept_the_real_lines(pattern, line):
 
 @pytest.fixture(scope="module", params=["x86", "x64"])
 def session(request) -> Session:
-    return Session(Machine.create(arch=request.param, seed=7).target())
+    return Session(boot(arch=request.param, seed=7).target())
 
 
 def _find_rows(session: Session, tag: str, pool: int) -> list[str]:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands.ext.poolused import live_tags, poolused
+from commands.ext.poolused import poolused
+from commands.poolread import live_tags
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch

@@ -14,8 +14,7 @@ from commands.registry import lookup
 from commands.session import Session
 from commands.testing import blank_target, run
 from kdsim import dump
-from kdsim.machine import Machine
-from kdsim.scenarios import SCENARIOS, Lab, list_scenarios, scenario
+from kdsim.scenarios import SCENARIOS, Lab, boot, list_scenarios, scenario
 
 TEST_LAB = Lab(
     title="A test lab",
@@ -34,7 +33,7 @@ NO_LAB = ("No lab is loaded (scenario 'default' has none).  kdsim --list-scenari
 
 
 def lab_session(name: str = "test-lab") -> Session:
-    return Session(Machine.create("x86", 3, name).target())
+    return Session(boot("x86", 3, name).target())
 
 
 def test_the_commands_are_wired_into_the_debugger() -> None:
@@ -71,7 +70,7 @@ def test_hints_are_counted_per_session_and_per_lab() -> None:
     run(first, ".hint")
     assert run(second, ".hint").startswith("Hint 1 of 3")
     assert run(first, ".hint").startswith("Hint 2 of 3")
-    first.target = Machine.create("x86", 3, "test-lab-too").target()
+    first.target = boot("x86", 3, "test-lab-too").target()
     assert run(first, ".hint").startswith("Hint 1 of 3")
 
 
@@ -104,7 +103,7 @@ def test_check_without_an_answer_says_what_it_asks() -> None:
 
 
 def test_without_a_lab_every_lab_command_says_so() -> None:
-    s = Session(Machine.create("x86", 3).target())
+    s = Session(boot("x86", 3).target())
     for command in (".lab", ".hint", ".check Leak"):
         assert run(s, command) == NO_LAB
     bare = Session(blank_target())

@@ -13,6 +13,7 @@ from kdsim.bugcheck import BugCheck
 from kdsim.layouts import PAGE_SIZE, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED, PoolSettings
+from kdsim.scenarios import boot
 
 ARCHES = ("x86", "x64")
 TAGS = ("Aaaa", "Bbbb", "Cccc", "Dddd")
@@ -264,14 +265,14 @@ def test_big_allocations_pack_two_per_2mb_like_the_seed(arch):
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_default_machine_is_deterministic_and_healthy(arch):
-    a = Machine.create(arch, seed=7)
-    b = Machine.create(arch, seed=7)
+    a = boot(arch, seed=7)
+    b = boot(arch, seed=7)
     assert a.memory.pages.keys() == b.memory.pages.keys()
     assert all(a.memory.pages[k] == b.memory.pages[k] for k in a.memory.pages)
     assert a.crash is None
     for va in small_pool_pages(a):
         walk_page(a, va)
-    c = Machine.create(arch, seed=8)
+    c = boot(arch, seed=8)
     assert any(a.memory.pages.get(k) != v for k, v in c.memory.pages.items())
 
 

@@ -11,6 +11,7 @@ from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED
 from kdsim.tracker import POOL_HIT_TAG_NONE
+from kdsim.scenarios import boot
 
 
 @pytest.mark.parametrize("arch", ["x86", "x64"])
@@ -31,7 +32,7 @@ def test_the_tracker_notes_the_hit_tag_from_memory(arch):
 @pytest.mark.parametrize("arch", ["x86", "x64"])
 def test_g_breaks_at_dbgbreakpoint_with_the_callers_stack(arch):
     load_commands()
-    m = Machine.create(arch, seed=3)
+    m = boot(arch, seed=3)
     session = Session(m.target())
     assert run(session, "ed nt!PoolHitTag ' prI'") == ""        # 'Irp ' as a C constant
     out = run(session, "g 0n50000").splitlines()

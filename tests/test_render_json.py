@@ -18,7 +18,7 @@ from commands.registry import all_commands
 from commands.render import render_json
 from commands.session import Session
 from commands.testing import run
-from kdsim.machine import Machine
+from kdsim.scenarios import boot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,8 +68,8 @@ def _crashed_lines(session: Session) -> list[str]:
 
 @pytest.mark.parametrize("arch", ["x86", "x64"])
 def test_every_result_prints_as_plain_json(arch: str, tmp_path: Path) -> None:
-    healthy = Session(Machine.create(arch, 1).target())
-    crashed = Session(Machine.create(arch, 1, "overrun-special", scale=0.25).target())
+    healthy = Session(boot(arch, 1).target())
+    crashed = Session(boot(arch, 1, "overrun-special", scale=0.25).target())
     for session in (healthy, crashed):
         run(session, ".output json")
     lines = [(healthy, line) for line in _healthy_lines(healthy, tmp_path)]

@@ -170,7 +170,7 @@ def test_prompt_follows_the_target():
     assert session.prompt == "1: kd> "
     session.target = blank_target("x86")
     assert session.prompt == "kd> "
-    assert session.machine is None
+    assert session.target.control is None
 
 
 def _tokens(text: str) -> list[tuple[object, str]]:

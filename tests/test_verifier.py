@@ -13,7 +13,7 @@ from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.modules import frames
 from kdsim.pool import NONPAGED, PAGED
-from kdsim.scenarios import scenario
+from kdsim.scenarios import boot, scenario
 from kdsim.target import Target
 from kdsim.verifier import STANDARD_FLAGS, VerifierSettings, parse_settings
 
@@ -290,7 +290,7 @@ def test_unloading_after_freeing_everything_is_fine() -> None:
 
 # -- .verifier and .reboot ----------------------------------------------------------------------
 def test_dot_verifier_sets_the_next_boot_and_reboot_applies_it() -> None:
-    s = Session(Machine.create("x86", 5, "test-empty").target())
+    s = Session(boot("x86", 5, "test-empty").target())
     assert run(s, ".verifier /flags 0x9 /driver myfault.sys") == """\
 New verifier settings:
 
@@ -316,7 +316,7 @@ The system reboot is required for the changes to take effect.
 """
     assert run(s, ".verifier").endswith("myfault.sys\n\n\nThe system reboot is required for "
                                         "the changes to take effect.\n")
-    assert s.machine.pool.hook is None
+    assert s.target.control.machine.pool.hook is None
     out = run(s, ".reboot")
     assert out.startswith("Shutdown occurred...unloading all symbol tables.\n"
                           "Waiting to reconnect...\n"
@@ -325,18 +325,19 @@ The system reboot is required for the changes to take effect.
                           + "*" * 79 + "\n*\n"
                           "* This is the string you add to your checkin description\n"
                           "* Driver Verifier: Enabled for myfault.sys on Build 7601 ")
-    assert s.machine.pool.hook is s.machine.verifier
-    assert s.machine.seed == 5 and s.machine.scenario == "test-empty"
+    rebooted = s.target.control.machine
+    assert rebooted.pool.hook is rebooted.verifier
+    assert rebooted.seed == 5 and rebooted.scenario == "test-empty"
     assert run(s, ".verifier").endswith("Verified drivers:\n\nmyfault.sys\n")
     assert run(s, ".verifier /reset") == ("Deleting the verifier settings.\n\n"
                                           "The system reboot is required for the changes to "
                                           "take effect.\n")
     run(s, ".reboot")
-    assert s.machine.pool.hook is None
+    assert s.target.control.machine.pool.hook is None
 
 
 def test_dot_verifier_rejects_bad_syntax_and_dumps() -> None:
-    m = Machine.create("x86", 5, "test-empty")
+    m = boot("x86", 5, "test-empty")
     s = Session(m.target())
     assert run(s, ".verifier /flags 1 /bogus") == "verifier: unknown option '/bogus'\n"
     dump = Session(Target(m.arch, m.memory, m.symbols, m.processors))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kdsim.layouts import declared_slots
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 
 from ..errors import DebuggerError
 from ..expr import evaluate

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kdsim.dump import DumpCreateError, DumpError, save
+from kdsim.control import DumpCreateError, DumpError, save_dump
 
 from ..errors import DebuggerError
 from ..registry import command
@@ -72,7 +72,7 @@ def dot_dump(session: "Session", args: str) -> DumpWritten:
     path = unique_name(request.path) if request.unique else request.path
     target = session.target
     try:
-        size = save(target, path, kind=request.kind, comment=request.comment,
+        size = save_dump(target, path, kind=request.kind, comment=request.comment,
                     overwrite=request.overwrite)
     except DumpCreateError as err:
         raise DebuggerError(err.message) from None

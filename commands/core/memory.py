@@ -15,7 +15,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 
 from ..errors import ParseError, memory_access, numeric_missing
 from ..expr import evaluate, parse_leading

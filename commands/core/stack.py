@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdsim.layouts import field_offsets
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 
 from ..expr import evaluate
 from ..registry import command

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kdsim.bugcheck import BUGCHECK_NAMES
+from kdsim.target import BUGCHECK_NAMES
 
 from ..core.stack import BugcheckData, Frame, read_stack, stack_lines, symbol_of
 from ..errors import DebuggerError

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kdsim.layouts import PAGE_MASK
-from kdsim.memory import MemoryFault
+from kdsim.target import MemoryFault
 from pooltag import TagDatabase, display_tag, pool_description
 
 from ..expr import address_and_number

@@ -18,17 +18,14 @@ headings over an empty table.  `/t N` (seed 000, undocumented) keeps the first N
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING
 
-from kdsim.layouts import Profile, struct_of
-from pooltag import (TagDatabase, display_tag, poolused_description, printable, tag_from_ulong,
-                     tag_matches)
+from pooltag import TagDatabase, display_tag, poolused_description, tag_matches
 
-from ..errors import numeric_missing, nt_global, syntax_error_at
+from ..errors import numeric_missing, syntax_error_at
 from ..expr import evaluate
+from ..poolread import tracker_rows
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,17 +71,6 @@ class PoolUsed:
 
 
 # -- reading the tracker ----------------------------------------------------------------------
-@cache
-def _entry_format(profile: Profile) -> tuple[struct.Struct, tuple[int, ...]]:
-    """A struct for one _POOL_TRACKER_TABLE entry and where Key and the six counters sit in
-    its unpacked tuple."""
-    tracker = profile.tracker
-    names = [sub.name for sub in tracker.subcons if sub.name]
-    fields = ("Key", "NonPagedAllocs", "NonPagedFrees", "NonPagedBytes", "PagedAllocs",
-              "PagedFrees", "PagedBytes")
-    return struct_of(tracker), tuple(names.index(f) for f in fields)
-
-
 def _pool_count(allocs: int, frees: int, used: int) -> PoolCount:
     diff = (allocs - frees) & 0xFFFFFFFF
     return PoolCount(allocs, frees, diff - (1 << 32) if diff >> 31 else diff, used)
@@ -92,20 +78,8 @@ def _pool_count(allocs: int, frees: int, used: int) -> PoolCount:
 
 def tracker_entries(target: "Target") -> list[tuple[int, PoolCount, PoolCount]]:
     """(tag ULONG, nonpaged, paged) for every used slot of nt!PoolTrackTable."""
-    table = nt_global(target, "PoolTrackTable")
-    size = nt_global(target, "PoolTrackTableSize")
-    entry, (k, npa, npf, npb, pa, pf, pb) = _entry_format(target.profile)
-    raw = target.read(table, size * entry.size)
-    return [(e[k], _pool_count(e[npa], e[npf], e[npb]), _pool_count(e[pa], e[pf], e[pb]))
-            for e in entry.iter_unpack(raw) if e[k]]
-
-
-def live_tags(target: "Target") -> list[str]:
-    """Tags with something outstanding in either pool, for completion (printable ones only,
-    trailing blanks dropped: `Irp` completes `Irp `)."""
-    tags = {tag_from_ulong(key).rstrip() for key, np, p in tracker_entries(target)
-            if not (np.empty and p.empty)}
-    return sorted(t for t in tags if t and printable(t) == t)
+    return [(key, _pool_count(npa, npf, npb), _pool_count(pa, pf, pb))
+            for key, npa, npf, npb, pa, pf, pb in tracker_rows(target)]
 
 
 def _sum(counts: list[PoolCount]) -> PoolCount:

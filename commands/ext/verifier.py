@@ -342,7 +342,7 @@ def render_verifier(result: object, session: "Session") -> str:
 
 # -- the command ------------------------------------------------------------------------------
 @command("!verifier", syntax="!verifier [Flags [Image | Quantity | Address]]",
-         render=render_verifier,
+         render=render_verifier, action_forms=("-disable",),
          help="Driver Verifier: level, options and statistics; with Flags 1 the verified "
               "drivers, 3 their outstanding pool allocations, 0xf the fault injection and IRQL "
               "logs too; `!verifier 0x80 Address` the pool Allocate/Free log records of the "
@@ -355,10 +355,10 @@ def verifier(session: "Session", args: str) -> VerifierSummary | PoolLog | Empty
     if text == "?":
         return USAGE
     if text.lower() == "-disable":
-        machine = target.machine
-        if machine is None:
+        control = target.control
+        if control is None:
             raise DebuggerError("!verifier -disable needs a live target")
-        machine.verifier.disable()
+        control.disable_verifier()
         return None
     flags, rest = 0, ""
     if text:

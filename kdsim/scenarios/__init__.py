@@ -2,13 +2,15 @@
 
 A scenario's build function plays drivers on the machine (kdsim/workload.py); whatever the
 lab is about must come out of the allocator, never be written into memory by the scenario.
+Booting a machine is this package's job (`boot`); the machine remembers its scenario, so that
+a reboot boots it the same way.
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ..arch import get_arch
 from ..machine import Machine
@@ -38,10 +40,11 @@ class Scenario:
     lab: Lab | None = None
 
     def boot(self, arch: str | None = None, seed: int = 0, scale: float = 1.0,
-             **options) -> Machine:
+             **options: Any) -> Machine:
         kwargs = {**self.options, **options}
         machine = Machine(get_arch(arch or self.arch), seed, scenario=self.name, **kwargs)
         machine.scale = scale
+        machine.booted_by = self
         self.build(machine, scale)
         return machine
 
@@ -68,6 +71,13 @@ def get_scenario(name: str) -> Scenario:
         return SCENARIOS[name]
     except KeyError:
         raise ValueError(f"unknown scenario '{name}' (see --list-scenarios)") from None
+
+
+def boot(arch: str | None = None, seed: int = 0, scenario: str | None = None,
+         scale: float = 1.0, **options: Any) -> Machine:
+    """Boot a machine and run its scenario (the default Windows 7 machine if none); options
+    are Machine constructor arguments (verifier=, processors=, ...)."""
+    return get_scenario(scenario or "default").boot(arch, seed, scale, **options)
 
 
 def list_scenarios() -> list[tuple[str, str]]:

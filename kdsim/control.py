@@ -1,0 +1,79 @@
+"""The debugger's one doorway into the simulator besides `Target` and the layouts.
+
+* `Control`: the actions that change a live machine (`g`, `.reboot`, `.verifier`, `!verifier
+  -disable`, PoolHitTag breaks).  A live target carries one (`Target.control`, implemented by
+  kdsim/live.py); a dump carries None, and the commands answer with kd's refusal.  Register
+  writes and saving a snapshot will join it here.
+* How the debugger gets a target: `open_machine` boots a scenario, `open_dump` loads a dump
+  file, `save_dump` writes one; `list_scenarios` and `scenario_lab` describe the scenarios.
+* The simulator's facts the debugger shows as data: Driver Verifier settings (verifier.exe's
+  syntax and option names) and the dump banners.
+
+Commands import nothing else from kdsim but `kdsim.target`, `kdsim.arch` and `kdsim.layouts`
+(tests/test_architecture.py).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Protocol
+
+from .dump import DUMP_TYPE_BANNERS, DumpCreateError, DumpError, load
+from .dump import save as save_dump
+from .live import MachineStopped, RunResult, Stop
+from .scenarios import Lab, boot, get_scenario, list_scenarios
+from .target import Target
+from .verifier import FLAG_NAMES, VerifierSettings, parse_settings
+
+__all__ = ["Control", "RunResult", "Stop", "MachineStopped", "open_machine", "open_dump",
+           "save_dump", "list_scenarios", "scenario_lab", "Lab", "VerifierSettings",
+           "parse_settings", "FLAG_NAMES", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError"]
+
+
+class Control(Protocol):
+    """What the debugger may do to a live machine."""
+
+    def run(self, ticks: int, interrupted: Callable[[], bool]) -> RunResult:
+        """Let the machine run up to `ticks` ticks, calling `interrupted` now and then (True:
+        break in now).  The stop is recorded in memory; the result says which it was and on
+        what processor.  MachineStopped if the machine has already bug-checked."""
+        ...
+
+    def reboot(self) -> Target:
+        """Boot the machine again (same scenario, arch, seed and scale) with the pending
+        Driver Verifier settings; the new machine's target."""
+        ...
+
+    def verifier_settings(self) -> VerifierSettings:
+        """The Driver Verifier settings the machine booted with."""
+        ...
+
+    def pending_verifier(self) -> VerifierSettings:
+        """The settings the next boot will use (`.verifier` without arguments)."""
+        ...
+
+    def set_pending_verifier(self, settings: VerifierSettings) -> None:
+        """`.verifier /flags ...`: settings for the next boot."""
+        ...
+
+    def disable_verifier(self) -> None:
+        """`!verifier -disable`: verify no new allocation until the next boot."""
+        ...
+
+
+def open_machine(*, scenario: str | None = None, arch: str | None = None, seed: int = 0,
+                 scale: float = 1.0, verifier: VerifierSettings | str | None = None) -> Target:
+    """Boot a scenario (the default machine if None) on its own arch unless `arch` is given;
+    `verifier` replaces the scenario's Driver Verifier settings.  ValueError for an unknown
+    scenario or bad settings."""
+    options = {} if verifier is None else {"verifier": verifier}
+    return boot(arch, seed, scenario, scale, **options).target()
+
+
+def open_dump(path: str | os.PathLike[str]) -> Target:
+    """The target of a dump file; DumpError says why it cannot be opened."""
+    return load(path)
+
+
+def scenario_lab(name: str) -> Lab | None:
+    """The lab of a scenario (None if it has none); ValueError if there is no such scenario."""
+    return get_scenario(name).lab
