@@ -36,10 +36,10 @@ def render_written(result: SnapshotWritten, session: "Session") -> str:
 
 @command(".snapshot", syntax=".snapshot [/o] FileName", category="target", target_action=True,
          render=render_written,
-         help="Save the live machine to a snapshot file that `kdsim --resume` opens: memory "
-              "and everything the simulator keeps beside it, so the resumed machine runs on "
-              "(g), reboots (.reboot) and takes verifier settings. /o overwrites an existing "
-              "file (otherwise it is kept).")
+         help="Save the live machine to a snapshot file for `kdsim --resume`. The snapshot "
+              "holds memory and everything the simulator keeps beside it, so the resumed "
+              "machine runs on (g), reboots (.reboot) and takes verifier settings. /o "
+              "overwrites an existing file (otherwise it is kept).")
 def dot_snapshot(session: "Session", args: str) -> SnapshotWritten:
     machine = _machine(session, args)
     path, overwrite = parse_snapshot_args(args)
