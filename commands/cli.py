@@ -92,7 +92,7 @@ def open_machine(args: argparse.Namespace) -> "Target":
         if known is not None and args.scenario not in {name for name, _ in known}:
             raise UsageError(f"unknown scenario '{args.scenario}'", "see --list-scenarios")
     try:
-        from kdsim.machine import Machine
+        import kdsim.machine  # noqa: F401  (the simulator is there before anything boots)
     except ImportError as exc:
         raise StartupError(f"the simulated machine is not available ({exc})") from None
     if args.scale is not None and not 0 < args.scale <= 4:

@@ -108,7 +108,7 @@ def open_scenario(options: dict[str, Any], *, use_cache: bool = True,
     from .machine import Machine
 
     def boot() -> "Machine":
-        extra = {"progress": progress} if progress is not None else {}
+        extra: dict[str, Any] = {"progress": progress} if progress is not None else {}
         return Machine.create(**options, **extra)
 
     where = directory() if use_cache else None

@@ -15,7 +15,7 @@ from .verifier import VerifierSettings, as_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
-    from .scenarios import Progress, Scenario
+    from .scenarios import Scenario
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,3 @@ class Recipe:
                                verifier=self.verifier)
         spec.assemble(machine)
         return machine
-
-    def boot(self, progress: "Progress | None" = None) -> "Machine":
-        return self.spec().boot(self.arch, self.seed, self.scale, progress,
-                                processors=self.processors, verifier=self.verifier)

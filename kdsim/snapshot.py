@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 import struct
 import zlib
 from types import MethodType
@@ -347,7 +346,7 @@ class _Inflating:
     def _fill(self) -> bool:
         """The next inflated chunk; False when the stream has no more."""
         while not self.z.eof:
-            source = self.z.unconsumed_tail
+            source: bytes | memoryview = self.z.unconsumed_tail
             if not source:
                 if self.fed == len(self.stored):
                     self.error = "the compressed contents stop early"
@@ -432,11 +431,8 @@ def _capture(machine: "Machine") -> dict[str, Any]:
     stacks: dict[tuple[int, ...], int] = {}
     due_stack = [stacks.setdefault(stack, len(stacks)) for *_, stack in wl.due]
     rng_version, words, gauss = wl.rng.getstate()
-    fields = list(_fields(wl.activities))
-    ints = [dict(field=path, value=getattr(obj, attr))
-            for path, obj, attr in fields if not isinstance(getattr(obj, attr), float)]
-    floats = [dict(field=path, value=getattr(obj, attr))
-              for path, obj, attr in fields if isinstance(getattr(obj, attr), float)]
+    ints, floats = ([dict(field=path, value=getattr(obj, attr)) for path, obj, attr in kind]
+                    for kind in _scalars(wl.activities))
     tracked = list(verifier.tracked.items())
     special = verifier.special
     crash = machine.crash
@@ -491,12 +487,24 @@ def _runs(runs: dict[int, int]) -> dict[str, list[int]]:
     return dict(first=list(runs), pages=list(runs.values()))
 
 
-def _fields(activities: list[Any]) -> Iterator[tuple[str, Any, str]]:
+Scalar = tuple[str, Any, str]                 # (path, object, attribute)
+
+
+def _scalars(activities: list[Any]) -> tuple[list[Scalar], list[Scalar]]:
+    """The activities' int fields and their float fields (`_fields`)."""
+    ints: list[Scalar] = []
+    floats: list[Scalar] = []
+    for path, obj, attr in _fields(activities):
+        (floats if isinstance(getattr(obj, attr), float) else ints).append((path, obj, attr))
+    return ints, floats
+
+
+def _fields(activities: list[Any]) -> Iterator[Scalar]:
     """(path, object, attribute) of every public int and float field of the activities'
     dataclasses and of the dataclasses they hold, each object once, in a fixed order."""
     seen: set[int] = set()
 
-    def visit(obj: Any, path: str) -> Iterator[tuple[str, Any, str]]:
+    def visit(obj: Any, path: str) -> Iterator[Scalar]:
         if isinstance(obj, MethodType):
             obj = obj.__self__
         if isinstance(obj, (tuple, list)):
@@ -587,18 +595,13 @@ def _restore_workload(machine: "Machine", w: Any) -> None:
     kinds = [(a.kind, a.weight) for a in w.activities]
     _check([k for k, _ in kinds] == [type(a).__name__ for a in wl.activities],
            "its activities are not those of its scenario")
-    fields = list(_fields(wl.activities))
-    stored = [(f.field, f.value) for f in w.ints] + [(f.field, f.value) for f in w.floats]
-    current = [(path, obj, attr) for path, obj, attr in fields
-               if not isinstance(getattr(obj, attr), float)]
-    current += [(path, obj, attr) for path, obj, attr in fields
-                if isinstance(getattr(obj, attr), float)]
-    _check([p for p, _ in stored] == [p for p, _, _ in current],
-           "its activities' fields are not those of its scenario")
-    for (_, value), (_, obj, attr) in zip(stored, current):
-        _check(isinstance(value, float) or math.isfinite(value), "an activity's field")
-        if getattr(obj, attr) != value:
-            setattr(obj, attr, value)
+    for stored, current in zip((w.ints, w.floats), _scalars(wl.activities)):
+        _check([f.field for f in stored] == [path for path, _, _ in current],
+               "its activities' fields are not those of its scenario")
+        for f, (_, obj, attr) in zip(stored, current):
+            _check(math.isfinite(f.value), f"the activity field {f.field}")
+            if getattr(obj, attr) != f.value:
+                setattr(obj, attr, f.value)
     for activity, (_, weight) in zip(wl.activities, kinds):
         _check(math.isfinite(weight) and weight >= 0, "an activity's weight")
         activity.weight = weight

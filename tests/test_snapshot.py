@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from commands.cli import main
 from commands.dispatch import load_commands
 from commands.session import Session
 from commands.testing import run
