@@ -15,7 +15,7 @@ import pytest
 from commands.dispatch import load_commands
 from commands.session import Session
 from commands.testing import run
-from kdsim import snapshot
+from kdsim import livestate, snapshot
 from kdsim.bugcheck import BugCheck
 from kdsim.machine import Machine
 from kdsim.recipe import Recipe
@@ -42,7 +42,7 @@ def same_machine(a: Machine, b: Machine) -> None:
     for vpn, page in a.memory.pages.items():
         assert page == b.memory.pages[vpn], f"page {vpn:#x} differs"
     assert a.memory.noaccess == b.memory.noaccess
-    assert snapshot._capture(a) == snapshot._capture(b)
+    assert livestate.capture(a) == livestate.capture(b)
 
 
 def probe(machine: Machine) -> str:
@@ -110,13 +110,13 @@ def test_a_pending_pool_hit_and_the_next_boots_verifier_settings_are_kept(tmp_pa
 def test_a_machine_with_scalars_in_its_activities_keeps_them(tmp_path):
     m = Machine.create("x86", 3, "overrun", scale=SCALE)
     m.step(50_000)
-    (culprit,) = [obj for path, obj, attr in snapshot._fields(m.workload.activities)
+    (culprit,) = [obj for _, obj, attr in livestate.activity_fields(m.workload.activities)
                   if attr == "runs"]
     assert culprit.runs > 0
     snapshot.save(m, tmp_path / "m.kdsnap")
     resumed = snapshot.load(tmp_path / "m.kdsnap")
-    (again,) = [obj for path, obj, attr in snapshot._fields(resumed.workload.activities)
-                if attr == "runs"]
+    fields = livestate.activity_fields(resumed.workload.activities)
+    (again,) = [obj for _, obj, attr in fields if attr == "runs"]
     assert again.runs == culprit.runs and again is not culprit
 
 
