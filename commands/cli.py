@@ -1,6 +1,7 @@
 """`kdsim`: open a simulated machine (or a dump) and debug it, as `kd` would.
 
     kdsim [--arch x86|x64] [--scenario NAME] [--seed N] [-c "cmds"] [-cf FILE] [-z DUMP]
+    kdsim --resume SNAPSHOT [-c "cmds"] [-cf FILE]
 
 `-cf` then `-c` run first, echoed like typed commands (as in kd); then commands are read until
 `q` or the end of input, from a prompt on a terminal or line by line from a pipe.  The exit
@@ -14,11 +15,12 @@ import io
 import os
 import sys
 import traceback
-from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kdsim.control import version
+
 from .dispatch import debug_enabled, load_commands
+from .progress import boot_progress, on_terminal
 from .repl import run_interactive, run_plain
 from .scripts import read_script, run_lines
 from .session import Session
@@ -65,22 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-cf", dest="command_file", metavar="FILE",
                         help="script file to run first")
     parser.add_argument("-z", dest="dump", metavar="DUMP", help="open a dump file")
+    parser.add_argument("--resume", metavar="SNAPSHOT",
+                        help="resume the live machine a snapshot holds (.snapshot saves one)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="boot the machine even if the boot cache holds it")
     parser.add_argument("--list-scenarios", action="store_true",
                         help="list the scenarios and exit")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
-
-
-def version() -> str:
-    try:
-        return metadata.version(PROG)
-    except metadata.PackageNotFoundError:  # running from a source checkout
-        import tomllib
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        try:
-            return tomllib.loads(pyproject.read_text())["project"]["version"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return "unknown"
 
 
 def scenarios() -> list[tuple[str, str]] | None:
@@ -106,9 +100,21 @@ def open_machine(args: argparse.Namespace) -> "Target":
     options = {"arch": args.arch, "seed": args.seed, "scenario": args.scenario,
                "scale": args.scale, "verifier": args.verifier}
     try:
-        return boot(**{k: v for k, v in options.items() if v is not None})
+        with boot_progress(args.scenario or "default", on_terminal()) as progress:
+            return boot(**{k: v for k, v in options.items() if v is not None},
+                        use_cache=not args.no_cache, progress=progress)
     except (ValueError, KeyError) as exc:
         raise UsageError(str(exc.args[0]) if exc.args else type(exc).__name__) from None
+
+
+def open_snapshot(path: str) -> "Target":
+    """The live target of a snapshot (`--resume`); a damaged or foreign file is one line,
+    status 1."""
+    from kdsim.control import SnapshotError, open_snapshot
+    try:
+        return open_snapshot(path)
+    except SnapshotError as exc:
+        raise StartupError(exc.message) from None
 
 
 def open_dump(path: str) -> "Target":
@@ -180,11 +186,21 @@ def _main(argv: list[str] | None) -> int:
             startup = read_script(args.command_file)
         except OSError as exc:
             raise UsageError(f"cannot read '{args.command_file}': {exc.strerror}") from None
+    if args.resume is not None:
+        given = [name for name, value in (("-z", args.dump), ("--arch", args.arch),
+                                          ("--scenario", args.scenario), ("--seed", args.seed),
+                                          ("--scale", args.scale), ("--verifier", args.verifier))
+                 if value is not None]
+        if given:
+            raise UsageError(f"--resume opens the machine a snapshot holds; {given[0]} does "
+                             f"not apply")
     interactive = bool(sys.stdin and sys.stdin.isatty() and sys.stdout.isatty())
-    if interactive and not args.dump and args.scenario not in (None, "default"):
-        # a lab at the seed's scale takes a while to boot: say so (not part of any transcript)
-        print(f"Booting scenario {args.scenario}...", file=sys.stderr, flush=True)
-    target = open_dump(args.dump) if args.dump else open_machine(args)
+    if args.dump:
+        target = open_dump(args.dump)
+    elif args.resume is not None:
+        target = open_snapshot(args.resume)
+    else:
+        target = open_machine(args)
 
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")

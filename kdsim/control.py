@@ -3,9 +3,10 @@
 * `Control`: the actions that change a live machine (`g`, `.reboot`, `.verifier`, `!verifier
   -disable`, PoolHitTag breaks).  A live target carries one (`Target.control`, implemented by
   kdsim/live.py); a dump carries None, and the commands answer with kd's refusal.  Register
-  writes and saving a snapshot will join it here.
-* How the debugger gets a target: `open_machine` boots a scenario, `open_dump` loads a dump
-  file, `save_dump` writes one; `list_scenarios` and `scenario_lab` describe the scenarios.
+  writes will join it here.
+* How the debugger gets a target: `open_machine` boots a scenario (from the boot cache when it
+  holds it), `open_snapshot` resumes a snapshot, `open_dump` loads a dump file, `save_dump`
+  writes one; `list_scenarios` and `scenario_lab` describe the scenarios.
 * The simulator's facts the debugger shows as data: Driver Verifier settings (verifier.exe's
   syntax and option names) and the dump banners.
 
@@ -17,15 +18,20 @@ from __future__ import annotations
 import os
 from typing import Callable, Protocol
 
+from .bootcache import open_scenario
 from .dump import DUMP_TYPE_BANNERS, DumpCreateError, DumpError, load
 from .dump import save as save_dump
-from .live import MachineStopped, RunResult, Stop
-from .scenarios import Lab, boot, get_scenario, list_scenarios
+from .live import LiveControl, MachineStopped, RunResult, Stop
+from .scenarios import Lab, Progress, get_scenario, list_scenarios
+from .snapshot import SnapshotError
+from .snapshot import load as load_snapshot
+from .snapshot import save as write_snapshot
 from .target import Target
+from .version import version
 from .verifier import FLAG_NAMES, VerifierSettings, parse_settings
 
 __all__ = ["Control", "RunResult", "Stop", "MachineStopped", "open_machine", "open_dump",
-           "save_dump", "list_scenarios", "scenario_lab", "Lab", "VerifierSettings",
+           "open_snapshot", "save_snapshot", "save_dump", "SnapshotError", "Progress", "version", "list_scenarios", "scenario_lab", "Lab", "VerifierSettings",
            "parse_settings", "FLAG_NAMES", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError"]
 
 
@@ -61,12 +67,32 @@ class Control(Protocol):
 
 
 def open_machine(*, scenario: str | None = None, arch: str | None = None, seed: int = 0,
-                 scale: float = 1.0, verifier: VerifierSettings | str | None = None) -> Target:
+                 scale: float = 1.0, verifier: VerifierSettings | str | None = None,
+                 use_cache: bool = True, progress: Progress | None = None) -> Target:
     """Boot a scenario (the default machine if None) on its own arch unless `arch` is given;
-    `verifier` replaces the scenario's Driver Verifier settings.  ValueError for an unknown
-    scenario or bad settings."""
-    options = {} if verifier is None else {"verifier": verifier}
-    return boot(arch, seed, scenario, scale, **options).target()
+    `verifier` replaces the scenario's Driver Verifier settings.  The boot cache answers when
+    it holds that machine (unless `use_cache` is False); a cold boot reports to `progress`.
+    ValueError for an unknown scenario or bad settings."""
+    options: dict[str, object] = {"scenario": scenario, "arch": arch, "seed": seed,
+                                  "scale": scale}
+    if verifier is not None:
+        options["verifier"] = verifier
+    return open_scenario(options, use_cache=use_cache, progress=progress).target()
+
+
+def open_snapshot(path: str | os.PathLike[str]) -> Target:
+    """The live target of a snapshot file; SnapshotError says why it cannot be opened."""
+    return load_snapshot(path).target()
+
+
+def save_snapshot(control: Control, path: str, overwrite: bool) -> int:
+    """`.snapshot`: write the live machine behind `control` as it stands, for `kdsim --resume`;
+    the bytes written.  SnapshotError says why it could not be written.  (A function beside
+    the protocol rather than a method of it: the snapshot format reads the whole simulator,
+    which the machine's own control must not import.)"""
+    if not isinstance(control, LiveControl):
+        raise SnapshotError("a snapshot needs a simulated live machine")
+    return write_snapshot(control.machine, path, overwrite=overwrite)
 
 
 def open_dump(path: str | os.PathLike[str]) -> Target:

@@ -134,11 +134,13 @@ BODY = Struct(
 
 
 class DumpError(Exception):
-    """A dump could not be written or read; `message` is what the user sees."""
+    """A dump could not be written or read; `message` is what the user sees, `reason` what
+    is wrong with a damaged file (for a snapshot, which embeds a dump's body, to say so)."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, reason: str = ""):
         super().__init__(message)
         self.message = message
+        self.reason = reason
 
 
 class DumpCreateError(DumpError):
@@ -180,20 +182,7 @@ def _write(target: Target, handle: io.BufferedIOBase, kind: str, comment: str) -
     if kind == "full" and target.meta.get("dump_type") == "mini":
         raise DumpError("Kernel full dumps can only be written when all of physical memory "
                         "is accessible - aborting now")
-    memory = target.memory
-    runs = dump_runs(target, kind)
-    body = dict(
-        seed=int(target.meta.get("seed", 0)),
-        scenario=str(target.meta.get("scenario", "")),
-        comment=comment,
-        modules=[dict(name=m.name, image=m.image, base=m.base, size=m.size,
-                      symbols=[dict(name=n, address=a) for n, a in m.symbols.items()])
-                 for m in target.symbols.modules],
-        noaccess=sorted(memory.noaccess) if kind == "full" else [],
-        runs=[dict(vpn=vpn, count=count,
-                   pages=[memory.pages[v] for v in range(vpn, vpn + count)])
-              for vpn, count in runs],
-    )
+    body = dump_body(target, kind, comment)
     code, params = _bugcheck(target)
     out = _Checksummed(handle)
     try:
@@ -213,6 +202,25 @@ def _write(target: Target, handle: io.BufferedIOBase, kind: str, comment: str) -
         raise DumpError(f"Failed writing to crashdump file - {code_text}\n"
                         f"    \"{text}\"") from None
     return HEADER_SIZE + out.size
+
+
+def dump_body(target: Target, kind: str = "full", comment: str = "") -> dict[str, Any]:
+    """What BODY builds from: the target's modules and symbols, no-access pages and the
+    pages a dump of this kind keeps."""
+    memory = target.memory
+    runs = dump_runs(target, kind)
+    return dict(
+        seed=int(target.meta.get("seed", 0)),
+        scenario=str(target.meta.get("scenario", "")),
+        comment=comment,
+        modules=[dict(name=m.name, image=m.image, base=m.base, size=m.size,
+                      symbols=[dict(name=n, address=a) for n, a in m.symbols.items()])
+                 for m in target.symbols.modules],
+        noaccess=sorted(memory.noaccess) if kind == "full" else [],
+        runs=[dict(vpn=vpn, count=count,
+                   pages=[memory.pages[v] for v in range(vpn, vpn + count)])
+              for vpn, count in runs],
+    )
 
 
 def dump_runs(target: Target, kind: str = "full") -> list[tuple[int, int]]:
@@ -422,7 +430,7 @@ def _truncated(name: str, have: int, need: int | None = None) -> DumpError:
 
 
 def _damaged(name: str, why: str) -> DumpError:
-    return DumpError(f"Could not open dump file [{name}], the file is damaged ({why})")
+    return DumpError(f"Could not open dump file [{name}], the file is damaged ({why})", why)
 
 
 def _last_line(exc: Exception) -> str:

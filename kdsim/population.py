@@ -7,8 +7,13 @@ pointers.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Iterator
+
 from .pool import NONPAGED, PAGED
 from .workload import Pattern
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .machine import Machine
 
 NT_IO = ("nt!IopXxxControlFile+0x607", "nt!NtDeviceIoControlFile+0x56",
          "nt!KiSystemServiceCopyEnd+0x13")
@@ -84,9 +89,11 @@ def traffic(x64: bool, scale: float = 1.0) -> list[Pattern]:
             for driver, tag, pool, s86, s64, rng, weight, life, first in TRAFFIC]
 
 
-def populate(machine, scale: float = 0.6, settle: int = 3000, traffic_share: float = 0.25) -> None:
+def populate(machine: "Machine", scale: float = 0.6, settle: int = 3000,
+             traffic_share: float = 0.25) -> Iterator[tuple[str, int]]:
     """Play the boot: staying objects interleaved with traffic (`traffic_share` of the ticks
-    are traffic), then let the traffic settle."""
+    are traffic), then let the traffic settle.  Yields (phase, ticks) where ticks run
+    (kdsim/scenarios/__init__.py)."""
     x64 = machine.arch.ptr_size == 8
     wl = machine.workload
     stay = staying(x64, scale)
@@ -96,7 +103,7 @@ def populate(machine, scale: float = 0.6, settle: int = 3000, traffic_share: flo
     for pat, n in stay:
         pat.weight = n * traffic_weight * (1 - traffic_share) / traffic_share / total
     wl.add(*moving, *(p for p, _ in stay))
-    machine.step(int(total / (1 - traffic_share)))
+    yield "boot objects", int(total / (1 - traffic_share))
     for pat, _ in stay:
         wl.remove(pat)
-    machine.step(settle)
+    yield "settling", settle

@@ -114,7 +114,10 @@ def _main(monkeypatch, capsys, *args: str, stdin: bytes = b"") -> tuple[int, str
 
 
 def _fake_machine(monkeypatch, create):
-    monkeypatch.setattr(control, "open_machine", lambda **options: create(**options).target())
+    def open_machine(use_cache=True, progress=None, **options):   # the machine's options only
+        return create(**options).target()
+
+    monkeypatch.setattr(control, "open_machine", open_machine)
 
 
 def test_machine_is_created_lazily_with_the_given_options(monkeypatch, capsys):

@@ -39,5 +39,5 @@ def test_the_session_shown_is_what_kdsim_prints():
     commands = [line.split("> ", 1)[1] for line in transcript if line.startswith("0: kd> ")]
     result = subprocess.run([sys.executable, "-m", "commands", *args], cwd=ROOT,
                             input="\n".join(commands) + "\n", capture_output=True, text=True,
-                            env={"NO_COLOR": "1", "PATH": ""}, check=True)
+                            env={"NO_COLOR": "1", "PATH": "", "KDSIM_CACHE": "off"}, check=True)
     assert result.stdout.splitlines() == transcript

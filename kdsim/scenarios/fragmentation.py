@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..pool import NONPAGED
 from ..population import populate
 from ..workload import Pattern
-from . import Lab, scenario
+from . import Lab, Phases, scenario
 
 BRIEFING = """\
 Pool fragmentation (seed case 1, Windows 7 SP1 x86, 4 processors)
@@ -57,8 +57,8 @@ PEAK_WEIGHT = 16.0             # how busy the driver is during its load peak
 SURVIVORS = 1.6                # how often small long-lived blocks are allocated
 
 
-def _build(machine, scale: float, whole_pages: bool) -> None:
-    populate(machine, BACKGROUND_SCALE * scale, settle=2000, traffic_share=0.1)
+def _build(machine, scale: float, whole_pages: bool) -> Phases:
+    yield from populate(machine, BACKGROUND_SCALE * scale, settle=2000, traffic_share=0.1)
     for activity in machine.workload.activities:       # a quiet server: little other traffic
         activity.weight *= 0.2
     size = 0x1000 if whole_pages else 0xF18 - machine.arch.block
@@ -74,20 +74,20 @@ def _build(machine, scale: float, whole_pages: bool) -> None:
         Pattern("Ntfs", "NtFs", NONPAGED, (0x200, 0xA00), lifetime / 20, 4.0, (),
                 size_range=True),
     )
-    machine.step(int(PEAK_TICKS * scale))
+    yield "load peak", int(PEAK_TICKS * scale)
     contiguous.weight = 1.0                # the load peak is over: the driver allocates less
     machine.workload.add()                 # (re-weigh the activities)
-    machine.step(int(AFTER_TICKS * scale))
+    yield "after the peak", int(AFTER_TICKS * scale)
 
 
 @scenario("fragmentation", "Seed case 1: nonpaged pool fragmented by 0xF18-byte MmCm blocks",
           arch="x86", lab=LAB, processors=4)
-def build(machine, scale: float) -> None:
-    _build(machine, scale, whole_pages=False)
+def build(machine, scale: float) -> Phases:
+    return _build(machine, scale, whole_pages=False)
 
 
 @scenario("fragmentation-pages",
           "Seed case 1, fixed: the same driver asks for whole pages and the gap closes",
           arch="x86", lab=LAB, processors=4)
-def build_pages(machine, scale: float) -> None:
-    _build(machine, scale, whole_pages=True)
+def build_pages(machine, scale: float) -> Phases:
+    return _build(machine, scale, whole_pages=True)

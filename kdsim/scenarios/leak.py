@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..pool import PAGED
 from ..population import populate
 from ..workload import Pattern
-from . import Lab, scenario
+from . import Lab, Phases, scenario
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..machine import Machine
@@ -92,8 +92,8 @@ class Timer:
 
 @scenario("leak", "Seed case 2: myfault.sys leaks 0xfa000-byte paged 'Leak' blocks; verifier "
           "logs its stacks", arch="x64", lab=LAB, verifier=VERIFIER_SETTINGS)
-def build(machine: "Machine", scale: float) -> None:
-    populate(machine, 0.6 * scale)
+def build(machine: "Machine", scale: float) -> Phases:
+    yield from populate(machine, 0.6 * scale)
     leak = Pattern("myfault", "Leak", PAGED, (LEAK_BYTES,), None, 0.0, MYFAULT_FRAMES)
     leak.bind(machine)
     machine.workload.add(
@@ -101,4 +101,4 @@ def build(machine: "Machine", scale: float) -> None:
         # the registry's lazy flusher: one-page buffers of dirty hive data, soon freed
         Pattern("nt", "CM10", PAGED, (0x1000,), 40.0, 0.5, HIVE_FLUSH_FRAMES),
     )
-    machine.step(int(LEAK_TICKS * scale))
+    yield "NotMyFault leaking", int(LEAK_TICKS * scale)

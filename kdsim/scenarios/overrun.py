@@ -21,7 +21,7 @@ from ..drivers import Overrun
 from ..pool import NONPAGED
 from ..population import NT_IO, populate
 from ..workload import Pattern
-from . import Lab, scenario
+from . import Lab, Phases, scenario
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..machine import Machine
@@ -101,12 +101,12 @@ def drivers(machine: "Machine") -> Request:
     return Request((c.run, a.run, c.run, b.run, a.run), REQUEST_WEIGHT)
 
 
-def build(machine: "Machine", scale: float) -> None:
-    populate(machine, 0.6 * scale)
+def build(machine: "Machine", scale: float) -> Phases:
+    yield from populate(machine, 0.6 * scale)
     for activity in machine.workload.activities:
         activity.weight *= QUIET
     machine.workload.add(drivers(machine))
-    machine.step(WARM_TICKS)
+    yield "I/O requests", WARM_TICKS
 
 
 scenario("overrun", "Seed case 4: DrvA overruns its buffer; the crash blames DrvB",

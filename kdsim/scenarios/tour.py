@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..pool import NONPAGED, PAGED
 from ..population import NT_IO, populate
 from ..workload import Pattern
-from . import Lab, scenario
+from . import Lab, Phases, scenario
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..machine import Machine
@@ -70,8 +70,8 @@ TOUR_TICKS = 30_000           # long enough for the lookaside lists to warm up
 
 @scenario("tour", "Seed case 3: a guided tour of paged/nonpaged, small/large blocks, headers, "
           "tags, lookaside lists", arch="x64", lab=LAB)
-def build(machine: "Machine", scale: float) -> None:
-    populate(machine, 0.6 * scale)
+def build(machine: "Machine", scale: float) -> Phases:
+    yield from populate(machine, 0.6 * scale)
     requests = Pattern("DrvC", "CcCc", NONPAGED, (REQUEST_BYTES,), 60.0, 2.0,
                        ("DrvC+0x1044", *DRIVER_FRAMES))
     name = Pattern("DrvC", "CcPg", PAGED, (0x150,), None, 0.0,
@@ -85,4 +85,4 @@ def build(machine: "Machine", scale: float) -> None:
         for _ in range(count):
             pattern.run(workload)
     workload.add(requests)
-    machine.step(TOUR_TICKS)
+    yield "DrvC requests", TOUR_TICKS
