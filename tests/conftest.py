@@ -1,0 +1,32 @@
+"""Fixtures shared across the test tree.  Plain helpers (hand-built targets, golden text, the
+double-free machine) are in tests/support.py; running a command line is
+`commands.testing.run(session, line)`, which returns what it printed."""
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from commands.session import Session
+from commands.testing import blank_target
+from kdsim.machine import Machine
+from kdsim.scenarios import boot
+
+
+@pytest.fixture
+def session() -> Session:
+    """A session on a bare x86 target: no memory, an `nt` module without symbols."""
+    return Session(blank_target("x86"))
+
+
+@pytest.fixture(scope="session")
+def booted() -> Callable[[str], Machine]:
+    """The default scenario booted once per arch for the whole run (seed 7), for tests that only
+    read it: a test that writes memory, runs `g` or reboots boots its own machine."""
+    machines: dict[str, Machine] = {}
+
+    def machine(arch: str) -> Machine:
+        if arch not in machines:
+            machines[arch] = boot(arch=arch, seed=7)
+        return machines[arch]
+    return machine
