@@ -8,7 +8,7 @@ per-CPU and shared lookaside SLISTs with their counters, the descriptors' pendin
 counters, and the tag tracker's counters.  It makes the same decisions as kdsim (ListHeads scan
 from BlockSize-1, front/back splitting, remainders at the tail, freed chunks at the head,
 coalescing, page release, round-robin paged descriptors), so fed the same operations it hands
-out the same addresses and leaves the same headers; tests/test_bench_harness.py checks that.
+out the same addresses and leaves the same headers; tests/bench/test_harness.py checks that.
 
 What makes it the yardstick is what it leaves out: no bug-check records, special pool,
 verifier, big pages, quota or PoolHitTag break sites, no Python object per operation, the hot

@@ -15,8 +15,8 @@ from typing import Iterable, Iterator
 
 from commands.dispatch import load_commands
 from commands.registry import all_commands
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("kdsim", "commands", "pooltag")
 SIMULATOR = "kdsim"
 ALLOWED = ("kdsim.control", "kdsim.target", "kdsim.arch", "kdsim.layouts")

@@ -2,11 +2,10 @@
 quick-start test command is the one CI runs."""
 import subprocess
 import sys
-from pathlib import Path
 
 from commands.reference import BLOCKS, readme_block
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

@@ -1,8 +1,8 @@
 """The numbers the simulator and the debugger share that no structure declaration holds: page
 geometry, the values of `_POOL_HEADER.PoolType`, the flag bits packed into tags, big-page
 entries and special-pool headers, and the array lengths of the declared structures.  Each is
-defined here and nowhere else (tests/test_layouts.py checks), and is the same on both Windows 7
-SP1 architectures.
+defined here and nowhere else (tests/kdsim/test_layouts.py checks), and is the same on both
+Windows 7 SP1 architectures.
 """
 from __future__ import annotations
 

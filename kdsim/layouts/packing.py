@@ -3,7 +3,7 @@ reading or writing many structures uses instead of parsing each one.
 
 The declarations stay the one description of a layout: `dt` shows them (`declared_slots`),
 the allocator's hot path packs the same bits (`HeaderCodec`, `field_run`) and the debugger
-reads whole tables at once (`struct_of`); tests/test_layouts.py proves both ways agree.
+reads whole tables at once (`struct_of`); tests/kdsim/test_layouts.py proves both ways agree.
 """
 from __future__ import annotations
 

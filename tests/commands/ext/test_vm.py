@@ -15,6 +15,7 @@ from kdsim.arch import get_arch
 from kdsim.layouts import profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
+from tests.support import text
 
 
 def build(arch: str) -> Machine:
@@ -39,10 +40,6 @@ def session_for(m: Machine, layout: str = "classic") -> Session:
     session = Session(m.target())
     session.settings["vm_layout"] = layout
     return session
-
-
-def text(*lines: str) -> str:
-    return "\n".join(lines) + "\n"
 
 
 def render(vm: VmUsage, layout: str) -> list[str]:

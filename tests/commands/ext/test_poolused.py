@@ -18,6 +18,7 @@ from kdsim.layouts import PAGE_SIZE, profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
 from kdsim.target import Target
+from tests.support import text
 
 
 @pytest.fixture(autouse=True)
@@ -52,10 +53,6 @@ def session_for(m: Machine | Target, layout: str = "classic") -> Session:
     session = Session(m.target() if isinstance(m, Machine) else m)
     session.settings["poolused_layout"] = layout
     return session
-
-
-def text(*lines: str) -> str:
-    return "\n".join(lines) + "\n"
 
 
 CLASSIC_HEAD = ("  Pool Used:",

@@ -2,25 +2,14 @@
 verbatim samples in research/formats.md (sections 2.2, 4 and 6)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pooltag import TagDatabase, pool_description, poolused_description
 
-REAL = Path("/work/shared/data/pooltag.txt")
-
 
 @pytest.fixture(scope="module")
-def builtin_db() -> TagDatabase:
-    return TagDatabase(environ={})
-
-
-@pytest.fixture(scope="module")
-def real_db() -> TagDatabase:
-    if not REAL.is_file():
-        pytest.skip(f"{REAL} is not present")
-    return TagDatabase(REAL, builtin=False)
+def real_db(pooltag_txt) -> TagDatabase:
+    return TagDatabase(pooltag_txt, builtin=False)
 
 
 def old_row(tag: str, np_allocs: int, np_used: int, p_allocs: int, p_used: int, desc: str) -> str:

@@ -11,7 +11,7 @@ import commands.core.memory as memory
 from commands.core.memory import MemoryDump, parse_range
 from commands.errors import DebuggerError, ParseError
 from kdsim.arch import X64, X86
-from test_expr import FakeSession, build_target, lines, run
+from tests.support import FakeSession, build_target, call, lines
 
 
 def sample_memory(golden: str) -> tuple[int, bytes]:
@@ -84,109 +84,109 @@ def x86() -> FakeSession:
 
 # -- real samples -----------------------------------------------------------------------------
 def test_db_x64_sample_and_expression_address(x64: FakeSession) -> None:
-    assert run(x64, "db ffffac983ca17910-(0xaaaaaaaa*0x18)") == DB_X64
+    assert call(x64, "db ffffac983ca17910-(0xaaaaaaaa*0x18)") == DB_X64
 
 
 def test_dq_x64_sample(x64: FakeSession) -> None:
-    assert run(x64, "dq fffff901400d0000") == DQ_X64
+    assert call(x64, "dq fffff901400d0000") == DQ_X64
 
 
 def test_db_unmapped_x64_sample(x64: FakeSession) -> None:
-    assert run(x64, "db ffffffff00000090") == DB_UNMAPPED_X64
+    assert call(x64, "db ffffffff00000090") == DB_UNMAPPED_X64
 
 
 def test_dps_x64_sample(x64: FakeSession) -> None:
-    assert run(x64, "dps fffff804`789a2030 l1") == \
+    assert call(x64, "dps fffff804`789a2030 l1") == \
         "fffff804`789a2030  fffff804`6f42e550 nt!ZwWriteFile"
-    assert run(x64, "dps fffff804`789a2060 l1") == \
+    assert call(x64, "dps fffff804`789a2060 l1") == \
         "fffff804`789a2060  fffff804`6faad110 nt!ExFreePoolWithTag"
 
 
 def test_dd_x86_sample(x86: FakeSession) -> None:
-    assert run(x86, "dd 8627e780 Lc") == DD_X86
-    assert run(x86, "dd 8627e780").splitlines()[:3] == DD_X86.splitlines()
-    assert len(run(x86, "dd 8627e780").splitlines()) == 8          # 32 dwords by default
+    assert call(x86, "dd 8627e780 Lc") == DD_X86
+    assert call(x86, "dd 8627e780").splitlines()[:3] == DD_X86.splitlines()
+    assert len(call(x86, "dd 8627e780").splitlines()) == 8          # 32 dwords by default
 
 
 def test_ed_then_dd_as_in_the_poolhittag_write_up(x86: FakeSession) -> None:
-    assert run(x86, "ed nt!PoolHitTag 'dcba'") == ""
-    assert run(x86, "dd nt!PoolHitTag l1") == "82b37df4  64636261"
+    assert call(x86, "ed nt!PoolHitTag 'dcba'") == ""
+    assert call(x86, "dd nt!PoolHitTag l1") == "82b37df4  64636261"
 
 
 def test_db_short_line_keeps_the_character_column(x86: FakeSession) -> None:
     # docs sample `db nt!poolhittag L4` (the docs copy lost the padding)
-    assert run(x86, "db 820f2ba4 L4") == "820f2ba4  41 62 63 20" + " " * 36 + "  Abc "
+    assert call(x86, "db 820f2ba4 L4") == "820f2ba4  41 62 63 20" + " " * 36 + "  Abc "
 
 
 # -- layouts ----------------------------------------------------------------------------------
 def test_dw_dc_dp_layouts(x86: FakeSession, x64: FakeSession) -> None:
-    assert run(x86, "dw 8627e780 L9") == lines("""
+    assert call(x86, "dw 8627e780 L9") == lines("""
         8627e780  0040 0408 7645 ee65 0000 0000 0040 0000
         8627e790  0000
         """)
-    assert run(x86, "dc 8627e780 L6") == lines("""
+    assert call(x86, "dc 8627e780 L6") == lines("""
         8627e780  04080040 ee657645 00000000 00000040  @...Eve.....@...
         8627e790  00000000 00000000                    ........
         """)
-    assert run(x86, "dp 8627e780 L2") == "8627e780  04080040 ee657645"
-    assert run(x64, "dp fffff901400d0040 L2") == \
+    assert call(x86, "dp 8627e780 L2") == "8627e780  04080040 ee657645"
+    assert call(x64, "dp fffff901400d0040 L2") == \
         "fffff901`400d0040  00000000`00000e30 fffff901`400d0260"
-    assert run(x86, "dq 8627e780 L1") == "8627e780  ee657645`04080040"
+    assert call(x86, "dq 8627e780 L1") == "8627e780  ee657645`04080040"
 
 
 def test_dps_x86_one_pointer_per_line_with_symbols(x86: FakeSession) -> None:
-    run(x86, "ed 8627e7a0 82b5a010 82b37df4")
-    assert run(x86, "dds 8627e79c L3") == lines("""
+    call(x86, "ed 8627e7a0 82b5a010 82b37df4")
+    assert call(x86, "dds 8627e79c L3") == lines("""
         8627e79c  00000001
         8627e7a0  82b5a010 nt!ExFreePoolWithTag+0x10
         8627e7a4  82b37df4 nt!PoolHitTag
         """)
-    assert run(x86, "dps 8627e7a4 L1") == "8627e7a4  82b37df4 nt!PoolHitTag"
+    assert call(x86, "dps 8627e7a4 L1") == "8627e7a4  82b37df4 nt!PoolHitTag"
 
 
 def test_unreadable_elements_across_a_page_end(x86: FakeSession) -> None:
-    assert run(x86, "db 8b000ff8 L10") == \
+    assert call(x86, "db 8b000ff8 L10") == \
         "8b000ff8  00 01 02 03 04 05 06 07-?? ?? ?? ?? ?? ?? ?? ??  ........????????"
-    assert run(x86, "dd 8b000ff8 L4") == "8b000ff8  03020100 07060504 ???????? ????????"
-    assert run(x86, "dc 8b000ffc L2") == \
+    assert call(x86, "dd 8b000ff8 L4") == "8b000ff8  03020100 07060504 ???????? ????????"
+    assert call(x86, "dc 8b000ffc L2") == \
         "8b000ffc  07060504 ????????                    ....????"
-    assert run(x86, "dq 8b000ff8 L2") == "8b000ff8  07060504`03020100 ????????`????????"
-    assert run(x86, "dw 8b002ffe L2") == "8b002ffe  0000 ????"   # a guard page follows
+    assert call(x86, "dq 8b000ff8 L2") == "8b000ff8  07060504`03020100 ????????`????????"
+    assert call(x86, "dw 8b002ffe L2") == "8b002ffe  0000 ????"   # a guard page follows
 
 
 # -- ranges -----------------------------------------------------------------------------------
 def test_range_forms(x86: FakeSession) -> None:
-    assert run(x86, "dd 8627e780 8627e78b") == "8627e780  04080040 ee657645 00000000"
-    assert run(x86, "db 8627e784 8627e787").startswith("8627e784  45 76 65 ee  ")
-    assert run(x86, "dd 8627e790 L-2") == "8627e788  00000000 00000040"
-    assert run(x86, "dd 8627e780 L0n2") == "8627e780  04080040 ee657645"
-    assert run(x86, "dd 8627e780 l 1") == "8627e780  04080040"
-    assert run(x86, "dd 8627e780 L0") == ""
+    assert call(x86, "dd 8627e780 8627e78b") == "8627e780  04080040 ee657645 00000000"
+    assert call(x86, "db 8627e784 8627e787").startswith("8627e784  45 76 65 ee  ")
+    assert call(x86, "dd 8627e790 L-2") == "8627e788  00000000 00000040"
+    assert call(x86, "dd 8627e780 L0n2") == "8627e780  04080040 ee657645"
+    assert call(x86, "dd 8627e780 l 1") == "8627e780  04080040"
+    assert call(x86, "dd 8627e780 L0") == ""
 
 
 def test_range_errors(x86: FakeSession) -> None:
     with pytest.raises(ParseError) as err:
-        run(x86, "db 1000 L10000001")
+        call(x86, "db 1000 L10000001")
     assert (err.value.kind, err.value.column) == ("Range", 5)
     with pytest.raises(ParseError) as err:
-        run(x86, "db 2000 1000")
+        call(x86, "db 2000 1000")
     assert err.value.kind == "Range"
     with pytest.raises(ParseError) as err:
-        run(x86, "dd 8627e780 L2 x")
+        call(x86, "dd 8627e780 L2 x")
     assert (err.value.kind, err.value.column) == ("Extra character", 12)
     assert parse_range(x86, "1000 L?10000001", 1) == (0x1000, 0x10000001)   # L? lifts the limit
     with pytest.raises(DebuggerError, match="^Couldn't resolve error at 'Foo '$"):
-        run(x86, "dd Foo L1")
+        call(x86, "dd Foo L1")
 
 
 def test_display_continues_where_the_last_one_stopped(x86: FakeSession) -> None:
     with pytest.raises(DebuggerError, match="^Numeric expression missing from '<EOL>'$"):
-        run(x86, "dd")
-    run(x86, "dd 8627e780 L2")
-    assert run(x86, "dd").splitlines()[0] == "8627e788  00000000 00000040 00000000 00000000"
-    run(x86, "db 8627e780 L4")
-    assert run(x86, "d").splitlines()[0].startswith("8627e784  45 76 65 ee")
-    assert run(x86, "d 8627e780 L1") == "8627e780  40" + " " * 45 + "  @"
+        call(x86, "dd")
+    call(x86, "dd 8627e780 L2")
+    assert call(x86, "dd").splitlines()[0] == "8627e788  00000000 00000040 00000000 00000000"
+    call(x86, "db 8627e780 L4")
+    assert call(x86, "d").splitlines()[0].startswith("8627e784  45 76 65 ee")
+    assert call(x86, "d 8627e780 L1") == "8627e780  40" + " " * 45 + "  @"
 
 
 def test_dump_result_is_data(x86: FakeSession) -> None:
@@ -198,25 +198,25 @@ def test_dump_result_is_data(x86: FakeSession) -> None:
 
 # -- edit -------------------------------------------------------------------------------------
 def test_edit_widths(x86: FakeSession) -> None:
-    run(x86, "eb 8627e780 1 2 3")
-    run(x86, "ew 8627e784 0x1234 ffff")
-    run(x86, "eq 8627e788 1`00000002")
-    assert run(x86, "db 8627e780 L10").startswith(
+    call(x86, "eb 8627e780 1 2 3")
+    call(x86, "ew 8627e784 0x1234 ffff")
+    call(x86, "eq 8627e788 1`00000002")
+    assert call(x86, "db 8627e780 L10").startswith(
         "8627e780  01 02 03 04 34 12 ff ff-02 00 00 00 01 00 00 00")
-    run(x86, "eb 8627e780 1ff")                               # only the low byte is written
-    assert run(x86, "db 8627e780 L1").startswith("8627e780  ff")
-    run(x86, "eb 8627e780 5 -1 7")                            # `5 -1` is one expression
-    assert run(x86, "db 8627e780 L3").startswith("8627e780  04 07 03")
+    call(x86, "eb 8627e780 1ff")                               # only the low byte is written
+    assert call(x86, "db 8627e780 L1").startswith("8627e780  ff")
+    call(x86, "eb 8627e780 5 -1 7")                            # `5 -1` is one expression
+    assert call(x86, "db 8627e780 L3").startswith("8627e780  04 07 03")
 
 
 def test_edit_errors(x86: FakeSession, x64: FakeSession) -> None:
     with pytest.raises(DebuggerError, match="^Memory access error at 'fffff800`00001000'$"):
-        run(x64, "eb fffff800`00001000 90")
+        call(x64, "eb fffff800`00001000 90")
     with pytest.raises(DebuggerError, match="^Memory access error at '8b001000'$"):
-        run(x86, "ed 8b000ffc 11111111 22222222")
-    assert run(x86, "dd 8b000ffc L1") == "8b000ffc  11111111"   # the first value landed
+        call(x86, "ed 8b000ffc 11111111 22222222")
+    assert call(x86, "dd 8b000ffc L1") == "8b000ffc  11111111"   # the first value landed
     with pytest.raises(DebuggerError, match="^Numeric expression missing from '<EOL>'$"):
-        run(x86, "ed 8627e780")
+        call(x86, "ed 8627e780")
 
 
 # -- fuzz -------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ _ARGS = st.one_of(
 def test_fuzz_memory_commands_raise_only_debugger_errors(name: str, args: str) -> None:
     limit, memory.RANGE_LIMIT = memory.RANGE_LIMIT, 0x400         # keep dumps small
     try:
-        run(_FUZZ, f"{name} {args}")
+        call(_FUZZ, f"{name} {args}")
     except DebuggerError:
         pass
     finally:

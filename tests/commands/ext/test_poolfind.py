@@ -13,6 +13,9 @@ from kdsim.arch import get_arch
 from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import PoolSettings
+from tests.commands.ext.pool_lines import (
+    DESCRIPTION, FIND_LARGE, FIND_ROW, FIND_SCAN, FIND_SEARCH, HEADER, LARGE, REAL_POOLFIND,
+)
 
 PROTECTED = 0x80000000
 SETTINGS = PoolSettings(lookasides=False, deferred_frees=False)
@@ -190,3 +193,34 @@ def test_special_pool_search():
     assert out.split("\n")[3:] == [
         "Searching Special pool (fffff98000000000 : fffff98008000000) for Tag: Leak", "",
         "*fffff98000002000 size:   3c data: fffff98000002fc0 (Paged) Leak", "", ""]
+
+
+# -- every line has the real layout (pool_lines.py), on a booted machine -------------------------
+@pytest.mark.parametrize("pattern, line",
+                         [(p, line) for p, lines in REAL_POOLFIND.items() for line in lines])
+def test_patterns_accept_the_real_lines(pattern, line):
+    assert pattern.match(line)
+
+
+@pytest.fixture(scope="module", params=["x86", "x64"])
+def session(request, booted) -> Session:
+    return Session(booted(request.param).target())
+
+
+@pytest.mark.parametrize("tag, pool", [("Even", 0), ("CM*", 1), ("Toke", 1)])
+def test_every_line_of_poolfind_has_the_real_layout(session, tag, pool):
+    lines = run(session, f"!poolfind {tag} {pool}").splitlines()
+    assert lines[0] == "" and FIND_SCAN.match(lines[1]) and lines[2] == ""
+    body = [line for line in lines[3:] if line]
+    assert FIND_SEARCH.match(body[0])
+    hits = body[1:]
+    assert hits and all(FIND_ROW.match(line) or FIND_LARGE.match(line) for line in hits), hits
+
+
+def test_big_allocations_print_the_seed_line(session):
+    lines = run(session, "!poolfind * -large").splitlines()
+    large = [line for line in lines if line.startswith("*")]
+    assert large and all(FIND_LARGE.match(line) for line in large)
+    va = int(large[0][1:large[0].index(" ")], 16)
+    out = run(session, f"!pool {va + 0x20:x}").splitlines()
+    assert HEADER.match(out[0]) and LARGE.match(out[1]) and DESCRIPTION.match(out[2])

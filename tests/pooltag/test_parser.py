@@ -1,21 +1,15 @@
 """The pooltag.txt parser, on the real file and on crafted inputs."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, strategies as st
 
 from pooltag.parser import PoolTagEntry, decode, parse_bytes, parse_file, parse_text
 
-REAL = Path("/work/shared/data/pooltag.txt")
-
 
 @pytest.fixture(scope="module")
-def real():
-    if not REAL.is_file():
-        pytest.skip(f"{REAL} is not present")
-    return parse_file(REAL)
+def real(pooltag_txt):
+    return parse_file(pooltag_txt)
 
 
 def by_tag(parsed, tag: str) -> PoolTagEntry:
@@ -24,8 +18,8 @@ def by_tag(parsed, tag: str) -> PoolTagEntry:
 
 # --- the real file -------------------------------------------------------------------------
 
-def test_real_file_shape(real):
-    raw = REAL.read_bytes()
+def test_real_file_shape(real, pooltag_txt):
+    raw = pooltag_txt.read_bytes()
     assert raw.endswith(b"\r\n\x1a")                 # what the parser has to cope with
     assert real.encoding == "ascii"
     assert len(real.entries) == 4698

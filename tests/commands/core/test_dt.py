@@ -11,7 +11,7 @@ from commands.errors import DebuggerError
 from commands.registry import lookup
 from kdsim.arch import X64, X86
 from kdsim.layouts import declared_slots, profile_for
-from test_expr import FakeSession, build_target, lines, run
+from tests.support import FakeSession, build_target, call, lines
 
 X86_HEADERS = {
     0x85246428: struct.pack("<II", 0x04400017, 0x6B636148),
@@ -42,7 +42,7 @@ def x64() -> FakeSession:
 
 # -- _POOL_HEADER -----------------------------------------------------------------------------
 def test_type_dump_x86_without_module_prints_the_name(x86: FakeSession) -> None:
-    assert run(x86, "dt _POOL_HEADER") == lines("""
+    assert call(x86, "dt _POOL_HEADER") == lines("""
         nt!_POOL_HEADER
            +0x000 PreviousSize     : Pos 0, 9 Bits
            +0x000 PoolIndex        : Pos 9, 7 Bits
@@ -56,7 +56,7 @@ def test_type_dump_x86_without_module_prints_the_name(x86: FakeSession) -> None:
 
 
 def test_type_dump_x64_win7(x64: FakeSession) -> None:
-    assert run(x64, "dt nt!_pool_header") == members("""
+    assert call(x64, "dt nt!_pool_header") == members("""
            +0x000 PreviousSize     : Pos 0, 8 Bits
            +0x000 PoolIndex        : Pos 8, 8 Bits
            +0x000 BlockSize        : Pos 16, 8 Bits
@@ -102,11 +102,11 @@ def test_type_dump_x64_win7(x64: FakeSession) -> None:
         """),
 ])
 def test_instance_dumps_x86(x86: FakeSession, line: str, golden: str) -> None:
-    assert run(x86, line) == members(golden)
+    assert call(x86, line) == members(golden)
 
 
 def test_instance_dump_x64_overwritten_header(x64: FakeSession) -> None:
-    assert run(x64, "dt nt!_POOL_HEADER fffffa80`00c41000") == members("""
+    assert call(x64, "dt nt!_POOL_HEADER fffffa80`00c41000") == members("""
         +0x000 PreviousSize     : 0y01000001 (0x41)
         +0x000 PoolIndex        : 0y01000001 (0x41)
         +0x000 BlockSize        : 0y01000001 (0x41)
@@ -120,7 +120,7 @@ def test_instance_dump_x64_overwritten_header(x64: FakeSession) -> None:
 
 
 def test_instance_dump_x64_null_process(x64: FakeSession) -> None:
-    text = run(x64, "dt nt!_POOL_HEADER fffffa8000c42000")
+    text = call(x64, "dt nt!_POOL_HEADER fffffa8000c42000")
     assert "   +0x000 BlockSize        : 0y11010000 (0xd0)" in text
     assert "   +0x000 Ulong1           : 0x2d00000" in text
     assert "   +0x008 ProcessBilled    : (null) \n" in text
@@ -130,7 +130,7 @@ def test_instance_dump_x64_null_process(x64: FakeSession) -> None:
 def test_values_agree_with_the_construct_layouts(x86: FakeSession) -> None:
     parsed = profile_for(X86).pool_header.parse(X86_HEADERS[0x91C26128])
     slots = declared_slots(profile_for(X86).pool_header)
-    text = run(x86, "dt nt!_POOL_HEADER 91c26128")
+    text = call(x86, "dt nt!_POOL_HEADER 91c26128")
     for name in ("PreviousSize", "PoolIndex", "BlockSize", "PoolType"):
         value = getattr(parsed.Ulong1, name)
         assert f"{name:<16} : 0y{value:0{slots[name].bits}b} ({value:#x})" in text
@@ -139,7 +139,7 @@ def test_values_agree_with_the_construct_layouts(x86: FakeSession) -> None:
 
 # -- other structures -------------------------------------------------------------------------
 def test_descriptor_type_dumps(x86: FakeSession, x64: FakeSession) -> None:
-    assert run(x86, "dt nt!_POOL_DESCRIPTOR") == members("""
+    assert call(x86, "dt nt!_POOL_DESCRIPTOR") == members("""
         +0x000 PoolType         : _POOL_TYPE
         +0x004 PagedLock        : _KGUARDED_MUTEX
         +0x004 NonPagedLock     : Uint4B
@@ -154,7 +154,7 @@ def test_descriptor_type_dumps(x86: FakeSession, x64: FakeSession) -> None:
         +0x104 PendingFreeDepth : Int4B
         +0x140 ListHeads        : [512] _LIST_ENTRY
         """)
-    assert run(x64, "dt nt!_POOL_DESCRIPTOR").splitlines()[-6:] == [
+    assert call(x64, "dt nt!_POOL_DESCRIPTOR").splitlines()[-6:] == [
         "   +0x028 PendingFrees     : Ptr64 Ptr64 Void",
         "   +0x030 ThreadsProcessingDeferrals : Int4B",
         "   +0x034 PendingFreeDepth : Int4B",
@@ -172,7 +172,7 @@ def test_descriptor_instance_values(x86: FakeSession) -> None:
     struct.pack_into("<II", data, 0x140, 0x8B100140, 0x8B100140)
     x86.target.memory.map(desc, 0x2000)
     x86.target.write(desc, bytes(data))
-    text = run(x86, "dt nt!_POOL_DESCRIPTOR 8b100000").splitlines()
+    text = call(x86, "dt nt!_POOL_DESCRIPTOR 8b100000").splitlines()
     assert text[0] == "   +0x000 PoolType         : 1 ( PagedPool )"
     assert text[1] == "   +0x004 PagedLock        : _KGUARDED_MUTEX"
     assert text[3] == "   +0x040 RunningAllocs    : 0n-3"
@@ -182,13 +182,13 @@ def test_descriptor_instance_values(x86: FakeSession) -> None:
 
 
 def test_big_page_and_tracker_instances(x64: FakeSession) -> None:
-    assert run(x64, "dt nt!_POOL_TRACKER_BIG_PAGES fffffa8000c42100") == members("""
+    assert call(x64, "dt nt!_POOL_TRACKER_BIG_PAGES fffffa8000c42100") == members("""
         +0x000 Va               : 0xfffffa80`01234000 Void
         +0x008 Key              : 0x20676942
         +0x00c PoolType         : 0x1
         +0x010 NumberOfBytes    : 0x3000
         """)
-    assert run(x64, "dt nt!_POOL_TRACKER_TABLE").splitlines() == [
+    assert call(x64, "dt nt!_POOL_TRACKER_TABLE").splitlines() == [
         "   +0x000 Key              : Int4B",
         "   +0x004 NonPagedAllocs   : Int4B",
         "   +0x008 NonPagedFrees    : Int4B",
@@ -200,14 +200,14 @@ def test_big_page_and_tracker_instances(x64: FakeSession) -> None:
 
 
 def test_lookaside_type_and_list_entry_value(x64: FakeSession) -> None:
-    text = run(x64, "dt nt!_GENERAL_LOOKASIDE_POOL").splitlines()
+    text = call(x64, "dt nt!_GENERAL_LOOKASIDE_POOL").splitlines()
     assert text[0] == "   +0x000 ListHead         : _SLIST_HEADER"
     assert text[2] == "   +0x010 Depth            : Uint2B"
     assert "   +0x030 AllocateEx       : Ptr64     void* " in text
     assert "   +0x038 Free             : Ptr64     void " in text
     assert text[-1] == "   +0x058 Future           : [2] Uint4B"
     x64.target.write(X64_AAAA + 0x40, struct.pack("<QQ", X64_AAAA + 0x40, 0xFFFFFA8000C41840))
-    value = run(x64, "dt nt!_GENERAL_LOOKASIDE_POOL fffffa8000c41000").splitlines()
+    value = call(x64, "dt nt!_GENERAL_LOOKASIDE_POOL fffffa8000c41000").splitlines()
     assert value[0] == "   +0x000 ListHead         : _SLIST_HEADER"
     assert value[2] == "   +0x010 Depth            : 0"
     assert value[-5] == ("   +0x040 ListEntry        : "
@@ -215,7 +215,7 @@ def test_lookaside_type_and_list_entry_value(x64: FakeSession) -> None:
 
 
 def test_pool_type_enum(x86: FakeSession) -> None:
-    text = run(x86, "dt nt!_POOL_TYPE").splitlines()
+    text = call(x86, "dt nt!_POOL_TYPE").splitlines()
     assert text[:2] == ["   NonPagedPool = 0n0", "   PagedPool = 0n1"]
     assert text[-1] == "   NonPagedPoolCacheAlignedMustSSession = 0n38"
 
@@ -224,23 +224,23 @@ def test_pool_type_enum(x86: FakeSession) -> None:
 def test_unknown_types(x86: FakeSession) -> None:
     for name in ("nt!_FOO", "_FOO", "hal!_POOL_HEADER"):
         with pytest.raises(DebuggerError) as err:
-            run(x86, f"dt {name}")
+            call(x86, f"dt {name}")
         assert err.value.message == f"Symbol {name} not found."
 
 
 def test_unreadable_instance(x86: FakeSession) -> None:
-    text = run(x86, "dt nt!_POOL_HEADER 1000").splitlines()
+    text = call(x86, "dt nt!_POOL_HEADER 1000").splitlines()
     assert text[0] == "   +0x000 PreviousSize     : ??"
     assert text[-1] == "Memory read error 00001000"
 
 
 def test_bad_address_and_result_object(x86: FakeSession) -> None:
     with pytest.raises(DebuggerError, match="^Couldn't resolve error at 'foo'$"):
-        run(x86, "dt nt!_POOL_HEADER foo")
+        call(x86, "dt nt!_POOL_HEADER foo")
     result = lookup("dt").func(x86, "nt!_POOL_HEADER 85246428")
     assert isinstance(result, TypeDump)
     assert (result.members[2].name, result.members[2].value) == ("BlockSize", "0y001000000 (0x40)")
-    assert run(x86, "dt") == "dt [nt!]Type [Address]"
+    assert call(x86, "dt") == "dt [nt!]Type [Address]"
 
 
 @settings(max_examples=200, deadline=None)
@@ -251,7 +251,7 @@ def test_bad_address_and_result_object(x86: FakeSession) -> None:
 def test_fuzz_dt_raises_only_debugger_errors(args: str) -> None:
     for session in (_FUZZ_X86, _FUZZ_X64):
         try:
-            run(session, f"dt {args}")
+            call(session, f"dt {args}")
         except DebuggerError:
             pass
 

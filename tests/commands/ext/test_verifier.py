@@ -1,10 +1,9 @@
-"""Driver Verifier: settings in the real syntax, what it changes in the allocator, pool
-tracking, the Allocate/Free log of the second seed case, `!verifier` and `.verifier`."""
+"""`!verifier`: the Allocate/Free log of the second seed case, pool tracking and the summaries of
+each flag, `-disable`, and the 0xC4 unload check as `!verifier` and `!analyze` show it."""
 from __future__ import annotations
 
 import pytest
 
-import commands.target_cmds  # noqa: F401  (registers g, .reboot, .verifier)
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
@@ -13,71 +12,12 @@ from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.modules import frames
 from kdsim.pool import NONPAGED, PAGED
-from kdsim.scenarios import boot, scenario
-from kdsim.target import Target
-from kdsim.verifier import STANDARD_FLAGS, VerifierSettings, parse_settings
 
 MYFAULT = ("myfault+0x11f6", "myfault+0x142f", "nt!IovCallDriver+0xa0",
            "nt!IopXxxControlFile+0x607", "nt!NtDeviceIoControlFile+0x56",
            "nt!KiSystemServiceCopyEnd+0x13")
 REGISTRY_FLUSH = ("nt!HvFreeDirtyData+0x7f", "nt!HvOptimizedSyncHive+0x53", "nt!CmFlushKey+0xaf",
                   "nt!NtFlushKey+0x142", "nt!KiSystemServiceCopyEnd+0x13")
-
-
-@scenario("test-empty", "a machine with no workload", arch="x86")
-def _empty(machine: Machine, scale: float = 1.0) -> None:
-    pass
-
-
-# -- settings ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("text, expected", [
-    ("/flags 1 /driver myfault.sys", VerifierSettings(1, ("myfault.sys",))),
-    ("/FLAGS 0x9 /DRIVER a.sys b.sys", VerifierSettings(9, ("a.sys", "b.sys"))),
-    ("/standard /all", VerifierSettings(STANDARD_FLAGS, (), True)),
-    ("/driver x.sys", VerifierSettings(STANDARD_FLAGS, ("x.sys",))),
-    ("/flags 1 /driver x.sys /verifystart", VerifierSettings(1, ("x.sys",), False, True)),
-    ("/reset", VerifierSettings()),
-])
-def test_settings_use_the_verifier_syntax(text: str, expected: VerifierSettings) -> None:
-    assert parse_settings(text) == expected
-
-
-@pytest.mark.parametrize("text, message", [
-    ("/flags", "/flags needs a value (e.g. /flags 0x9)"),
-    ("/flags zz /driver a.sys", "invalid /flags value 'zz'"),
-    ("/flags 0x1000 /driver a.sys", "unsupported /flags value '0x1000'"),
-    ("/flags 1", "/flags needs the drivers to verify: /driver NAME ... or /all"),
-    ("/driver", "/driver needs at least one driver name"),
-    ("/flags 1 /driver a.sys /fast", "unknown option '/fast'"),
-    ("/reset /flags 1", "/reset takes no other option"),
-])
-def test_bad_settings_say_what_is_wrong(text: str, message: str) -> None:
-    with pytest.raises(ValueError) as caught:
-        parse_settings(text)
-    assert str(caught.value) == message
-
-
-# -- what the verifier changes ------------------------------------------------------------------
-def test_verifier_turns_deferred_frees_and_lookasides_off() -> None:
-    plain = Machine(get_arch("x86"), 1)
-    verified = Machine(get_arch("x86"), 1, verifier="/flags 0x9 /driver myfault.sys")
-    flags = verified.g.read_u32(verified.pool.sym_flags)
-    assert plain.g.read_u32(plain.pool.sym_flags) == 0x200
-    assert flags == 0x8 | 0x20
-    assert not verified.pool.settings.deferred_frees
-    la = verified.pool.la[0][0][0][0]
-    assert verified.memory.read(la + verified.pool.o_la_depth, 2) == b"\0\0"
-    level = verified.symbols.resolve("nt!MmVerifierData")
-    assert verified.g.read_u32(level) == 9 and plain.g.read_u32(
-        plain.symbols.resolve("nt!MmVerifierData")) == 0
-
-
-def test_threads_are_thre_objects_in_nonpaged_pool() -> None:
-    m = Machine(get_arch("x64"), 1, verifier="/flags 1 /driver myfault.sys")
-    thread = m.verifier.current_thread(0)
-    assert thread & 0xFFF == 0x60 or (thread - 0x60) & 0xF == 0
-    header = thread - 0x60
-    assert int.from_bytes(m.memory.read(header + 4, 4), "little") == tag_to_ulong("Thre") | 1 << 31
 
 
 # -- the second seed case -----------------------------------------------------------------------
@@ -252,13 +192,6 @@ def test_verifier_help_and_disable() -> None:
 
 
 # -- 0xC4 ---------------------------------------------------------------------------------------
-def test_a_zero_byte_allocation_by_a_verified_driver_is_c4_0() -> None:
-    m = Machine(get_arch("x86"), 1, verifier="/flags 1 /driver DrvA.sys")
-    with pytest.raises(BugCheck) as caught:
-        m.pool.allocate(PAGED, 0, tag_to_ulong("AAAA"), 0, frames(m.symbols, ("DrvA+0x10",)))
-    assert (caught.value.code, caught.value.params) == (0xC4, (0, 0, PAGED, 0))
-
-
 def test_unloading_with_outstanding_allocations_is_c4_62() -> None:
     m = tracked_machine()
     with pytest.raises(BugCheck) as caught:
@@ -286,75 +219,6 @@ def test_unloading_after_freeing_everything_is_fine() -> None:
     m.verifier.driver_unloading("DrvA.sys")
     assert "Unloaded         00000000       00000000    DrvA.sys" in run(
         Session(m.target()), "!verifier 1")
-
-
-# -- .verifier and .reboot ----------------------------------------------------------------------
-def test_dot_verifier_sets_the_next_boot_and_reboot_applies_it() -> None:
-    s = Session(boot("x86", 5, "test-empty").target())
-    assert run(s, ".verifier /flags 0x9 /driver myfault.sys") == """\
-New verifier settings:
-
-Special pool: Enabled
-Pool tracking: Enabled
-Force IRQL checking: Disabled
-I/O verification: Disabled
-Deadlock detection: Disabled
-DMA checking: Disabled
-Security checks: Disabled
-Force pending I/O requests: Disabled
-Low resources simulation: Disabled
-IRP Logging: Disabled
-Miscellaneous checks: Disabled
-Special pool mode: Verify End
-
-Verified drivers:
-
-myfault.sys
-
-
-The system reboot is required for the changes to take effect.
-"""
-    assert run(s, ".verifier").endswith("myfault.sys\n\n\nThe system reboot is required for "
-                                        "the changes to take effect.\n")
-    assert s.target.control.machine.pool.hook is None
-    out = run(s, ".reboot")
-    assert out.startswith("Shutdown occurred...unloading all symbol tables.\n"
-                          "Waiting to reconnect...\n"
-                          "Connected to Windows 7 7601 x86 compatible target, ptr64 FALSE\n"
-                          "Kernel Debugger connection established.\n"
-                          + "*" * 79 + "\n*\n"
-                          "* This is the string you add to your checkin description\n"
-                          "* Driver Verifier: Enabled for myfault.sys on Build 7601 ")
-    rebooted = s.target.control.machine
-    assert rebooted.pool.hook is rebooted.verifier
-    assert rebooted.seed == 5 and rebooted.scenario == "test-empty"
-    assert run(s, ".verifier").endswith("Verified drivers:\n\nmyfault.sys\n")
-    assert run(s, ".verifier /reset") == ("Deleting the verifier settings.\n\n"
-                                          "The system reboot is required for the changes to "
-                                          "take effect.\n")
-    run(s, ".reboot")
-    assert s.target.control.machine.pool.hook is None
-
-
-def test_dot_verifier_rejects_bad_syntax_and_dumps() -> None:
-    m = boot("x86", 5, "test-empty")
-    s = Session(m.target())
-    assert run(s, ".verifier /flags 1 /bogus") == "verifier: unknown option '/bogus'\n"
-    dump = Session(Target(m.arch, m.memory, m.symbols, m.processors))
-    assert run(dump, ".verifier /flags 1 /driver a.sys") == (
-        "       ^ No runnable debuggees error in '.verifier /flags 1 /driver a.sys'\n")
-
-
-@pytest.mark.parametrize("arch", ["x86", "x64"])
-def test_hand_packed_records_agree_with_the_declared_layouts(arch: str) -> None:
-    """The log and the tracking table are written with struct on the hot path."""
-    m = Machine(get_arch(arch), 1, verifier="/flags 0x8 /driver DrvA.sys")
-    v, L = m.verifier, m.verifier.layouts
-    frames_ = list(range(1, 14))
-    assert v.record.pack(0x1000, 0x20, 0x3000, *frames_) == L.pool_trace.build(
-        {"Address": 0x1000, "Size": 0x20, "Thread": 0x3000, "StackTrace": frames_})
-    assert v.entry.pack(1, 2, 3, 4) == L.pool_entry.build(
-        {"VirtualAddress": 1, "CallingAddress": 2, "NumberOfBytes": 3, "Tag": 4})
 
 
 def test_the_log_on_a_machine_without_verifier() -> None:

@@ -1,11 +1,14 @@
-"""`.output json`: every command that computes a result prints plain JSON, without the target's
-arch record, in its fields' declared order, and docs/json.md describes exactly those results."""
+"""Renderers (commands/render.py): `.output json` makes every command that computes a result
+print plain JSON, without the target's arch record, in its fields' declared order, and
+docs/json.md describes exactly those results; the text renderer, and colour on a terminal."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +18,11 @@ import commands.target_cmds  # noqa: F401  (registers g)
 from commands.dispatch import load_commands
 from commands.reference import JSON_DOC
 from commands.registry import all_commands
-from commands.render import render_json
+from commands.render import colorize, render_json
 from commands.session import Session
-from commands.testing import run
+from commands.testing import run, temporary_command
 from kdsim.scenarios import boot
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 
 def _json(session: Session, line: str) -> Any:
@@ -68,8 +70,8 @@ def _crashed_lines(session: Session) -> list[str]:
 
 
 @pytest.mark.parametrize("arch", ["x86", "x64"])
-def test_every_result_prints_as_plain_json(arch: str, tmp_path: Path) -> None:
-    healthy = Session(boot(arch, 1).target())
+def test_every_result_prints_as_plain_json(arch: str, tmp_path: Path, booted) -> None:
+    healthy = Session(booted(arch).target())
     crashed = Session(boot(arch, 1, "overrun-special", scale=0.25).target())
     for session in (healthy, crashed):
         run(session, ".output json")
@@ -112,3 +114,60 @@ def test_json_docs_are_current_and_name_no_arch() -> None:
     assert (ROOT / JSON_DOC).read_text(encoding="utf-8") == fresh, \
         f"{JSON_DOC} is stale: run python -m commands.reference --write"
     assert "### Arch" not in fresh and "`arch`" not in fresh
+
+
+# -- renderers -------------------------------------------------------------------------------
+@dataclass
+class _Row:
+    address: int
+    tag: str
+
+
+def _render_row(row: _Row, session) -> str:
+    return f"{session.target.arch.fmt_ptr(row.address)} {row.tag}"
+
+
+def test_text_and_json_renderers(session):
+    with temporary_command(".kt_row", lambda s, a: _Row(0x82000010, "Leak"),
+                           render=_render_row):
+        assert run(session, ".kt_row") == "82000010 Leak\n"
+        run(session, ".output json")
+        assert json.loads(run(session, ".kt_row")) == {"address": 0x82000010, "tag": "Leak"}
+        assert run(session, ".echo text stays text") == "text stays text\n"
+        assert run(session, ".output") == "Output format is json\n"
+        run(session, ".settings set output=text")
+        assert run(session, ".kt_row") == "82000010 Leak\n"
+    assert render_json({"a": 1}) == '{\n  "a": 1\n}'
+
+
+def test_colour_wraps_addresses_tags_states_and_errors():
+    row = "*fa808000 size:  a20 previous size:    0  (Free)      *MFE0\n"
+    assert colorize(row) == (
+        "*\x1b[36mfa808000\x1b[0m size:  a20 previous size:    0  "
+        "\x1b[32m(Free)\x1b[0m      *\x1b[1;35mMFE0\x1b[0m\n")
+    assert colorize("fffffa80`16990040 size: 20 (Allocated) Leak") == (
+        "\x1b[36mfffffa80`16990040\x1b[0m size: 20 \x1b[33m(Allocated)\x1b[0m "
+        "\x1b[1;35mLeak\x1b[0m")
+    assert colorize("\t\tPooltag Leak : leaky driver\n") == (
+        "\t\tPooltag \x1b[1;35mLeak\x1b[0m : leaky driver\n")
+    assert colorize("No export xyz found\n") == "\x1b[1;31mNo export xyz found\x1b[0m\n"
+    assert colorize("kd> !vm\n", "echo") == "\x1b[1mkd> \x1b[0m!vm\n"
+
+
+def test_colour_only_on_a_terminal_without_no_color(session, monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    session.stdout = Tty()
+    assert session.color
+    session.write("No export x found\n")
+    assert session.stdout.getvalue() == "\x1b[1;31mNo export x found\x1b[0m\n"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not session.color
+    session.settings["color"] = "on"
+    assert session.color
+    session.stdout = io.StringIO()
+    session.settings["color"] = "auto"
+    assert not session.color

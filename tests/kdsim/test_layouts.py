@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -20,8 +19,8 @@ from kdsim.layouts import (
 from kdsim.layouts import constants
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PROFILE_NAMES = sorted(PROFILES)
 
 

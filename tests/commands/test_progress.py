@@ -6,14 +6,13 @@ import os
 import select
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from commands.progress import boot_progress
 from kdsim.scenarios import boot, get_scenario
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_boot_reports_every_tick_of_its_phases():

@@ -4,8 +4,6 @@ files are refused in one line and never cost more memory than they hold."""
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -22,18 +20,11 @@ from kdsim.recipe import Recipe
 from kdsim.scenarios import SCENARIOS, boot, list_scenarios
 from kdsim.snapshot import HEADER, HEADER_SIZE, MAGIC, SnapshotError
 from kdsim.layouts import tag_to_ulong
-from kdsim.target import Target
 
-ROOT = Path(__file__).resolve().parent.parent
 SCALE = 0.05
 TICKS = 20_000
 SCENARIO_NAMES = [name for name, _ in list_scenarios() if not name.startswith("test-")]
 PROBE = "!vm; !poolused 2; !poolused 4; k; !analyze -v"
-
-
-def kdsim(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "commands.cli", *args], input=stdin.encode(),
-                          capture_output=True, cwd=ROOT, timeout=120)
 
 
 def same_machine(a: Machine, b: Machine) -> None:
@@ -118,65 +109,6 @@ def test_a_machine_with_scalars_in_its_activities_keeps_them(tmp_path):
     fields = livestate.activity_fields(resumed.workload.activities)
     (again,) = [obj for _, obj, attr in fields if attr == "runs"]
     assert again.runs == culprit.runs and again is not culprit
-
-
-# -- from the prompt: .snapshot, then kdsim --resume --------------------------------------------
-SESSION = ("!poolused 4; ed nt!PoolHitTag 'kaeL'; g 0n30000; k; ed nt!PoolHitTag 0; g 0n2000; "
-           "!poolused 4; .verifier /flags 0x1 /driver DrvA.sys; .verifier; .reboot; !verifier; "
-           "g 0n1000; !vm")
-
-
-def test_resume_goes_on_where_the_prompt_saved(tmp_path):
-    path = tmp_path / "lab.kdsnap"
-    args = ["--scenario", "leak", "--scale", "0.1", "--seed", "3"]
-    saved = kdsim(*args, "-c", f"g 0n3000; .snapshot {path}; {SESSION}; q")
-    assert saved.returncode == 0, saved.stderr
-    assert f"Creating {path} - live machine snapshot\nSnapshot successfully written\n" in (
-        saved.stdout.decode())
-    resumed = kdsim("--resume", str(path), "-c", f"{SESSION}; q")
-    assert resumed.returncode == 0 and resumed.stderr == b""
-    straight = saved.stdout.decode().split("Snapshot successfully written\n", 1)[1]
-    assert resumed.stdout.decode().split("\n", 1)[1] == straight
-    assert "nt!DbgBreakPoint" in straight and "nt!ExpInsertPoolTracker" in straight
-    assert "Driver Verifier: Enabled for DrvA.sys" in straight
-
-
-def test_snapshot_command_options_and_refusals(tmp_path, capsys):
-    load_commands()
-    m = boot("x86", 1, "overrun", scale=SCALE)
-    session = Session(m.target())
-    path = tmp_path / "a.kdsnap"
-    assert run(session, f".snapshot {path}") == (
-        f"Creating {path} - live machine snapshot\nSnapshot successfully written\n")
-    assert run(session, f".snapshot {path}") == (
-        f"Unable to create file '{path}' - Win32 error 0n80\n    \"The file exists.\"\n")
-    assert run(session, f'.snapshot /o "{path}"').endswith("Snapshot successfully written\n")
-    assert run(session, ".snapshot") == "Usage: .snapshot [/o] FileName\n"
-    assert run(session, f".snapshot {tmp_path}/no/such/dir/x").startswith(
-        f"Unable to create file '{tmp_path}/no/such/dir/x' - Win32 error 0n3\n")
-    dump = Session(Target(m.arch, m.memory, m.symbols, m.processors))
-    assert run(dump, f".snapshot {tmp_path}/b") == (
-        f"       ^ No runnable debuggees error in '.snapshot {tmp_path}/b'\n")
-
-
-def test_a_dump_stays_a_dump(tmp_path):
-    dump_path, snap_path = tmp_path / "crash.dmp", tmp_path / "m.kdsnap"
-    made = kdsim("--scale", "0.1", "-c", f".dump /f {dump_path}; .snapshot {snap_path}; q")
-    assert made.returncode == 0, made.stderr
-    opened = kdsim("-z", str(dump_path), stdin="g\n.reboot\n.snapshot x\nq\n")
-    assert opened.stdout.decode().count("No runnable debuggees") == 3
-    wrong = kdsim("--resume", str(dump_path))
-    assert (wrong.returncode, wrong.stdout) == (1, b"")
-    assert wrong.stderr.decode() == (f"kdsim: Could not open snapshot [{dump_path}], not a kdsim "
-                                     f"snapshot (could not match the snapshot signature)\n")
-    assert kdsim("-z", str(snap_path)).returncode == 1
-
-
-def test_resume_takes_no_machine_options(tmp_path):
-    result = kdsim("--resume", str(tmp_path / "x"), "--scenario", "leak")
-    assert result.returncode == 2
-    assert result.stderr.decode() == ("kdsim: --resume opens the machine a snapshot holds; "
-                                      "--scenario does not apply (see kdsim -h)\n")
 
 
 # -- bad input: one line, exit 1, bounded memory ------------------------------------------------
@@ -310,23 +242,6 @@ def test_a_machine_this_kdsim_cannot_rebuild(tmp_path, good):
     assert refused(tmp_path, unknown) == "unknown scenario 'nowhere' (see --list-scenarios)"
     arch = reseal(good, b"\x03x86", b"\x03arm")
     assert refused(tmp_path, arch) == "the file is damaged (unknown architecture 'arm')"
-
-
-@pytest.mark.parametrize("content, expected", [
-    (b"", "not a kdsim snapshot (could not match the snapshot signature)"),
-    (MAGIC, "the file is truncated (8 bytes)"),
-])
-def test_resume_refuses_in_one_line_with_status_1(tmp_path, content, expected):
-    path = tmp_path / "bad.kdsnap"
-    path.write_bytes(content)
-    result = kdsim("--resume", str(path))
-    assert (result.returncode, result.stdout) == (1, b"")
-    assert result.stderr.decode() == f"kdsim: Could not open snapshot [{path}], {expected}\n"
-    missing = kdsim("--resume", str(tmp_path / "none"))
-    assert missing.returncode == 1
-    assert missing.stderr.decode() == (f"kdsim: Could not open snapshot [{tmp_path / 'none'}], "
-                                       f"Win32 error 0n2 \"The system cannot find the file "
-                                       f"specified.\"\n")
 
 
 def test_recipes_name_the_machines_scenarios_boot():

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from commands.core.eval import Evaluation, hex_text, shown_as_32
 from commands.errors import DebuggerError, ParseError
 from kdsim.arch import X64, X86
-from test_expr import FakeSession, build_target, lines, run
+from tests.support import FakeSession, build_target, call, lines
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def x64() -> FakeSession:
     ("? -1", "Evaluate expression: -1 = ffffffff"),
 ])
 def test_evaluate_x86(x86: FakeSession, line: str, text: str) -> None:
-    assert run(x86, line) == text
+    assert call(x86, line) == text
 
 
 @pytest.mark.parametrize("line, text", [
@@ -49,12 +49,12 @@ def test_evaluate_x86(x86: FakeSession, line: str, text: str) -> None:
     ("? ffffcb0e`11386cb0", "Evaluate expression: -58213697819472 = ffffcb0e`11386cb0"),
 ])
 def test_evaluate_x64(x64: FakeSession, line: str, text: str) -> None:
-    assert run(x64, line) == text
+    assert call(x64, line) == text
 
 
 def test_evaluate_uses_the_session_radix(x86: FakeSession) -> None:
     x86.settings["radix"] = 10
-    assert run(x86, "? 100") == "Evaluate expression: 100 = 00000064"
+    assert call(x86, "? 100") == "Evaluate expression: 100 = 00000064"
 
 
 def test_evaluate_result_is_data_for_json(x64: FakeSession) -> None:
@@ -64,26 +64,26 @@ def test_evaluate_result_is_data_for_json(x64: FakeSession) -> None:
 
 
 def test_bare_question_mark_lists_commands(x86: FakeSession) -> None:
-    text = run(x86, "?")
+    text = call(x86, "?")
     assert "? Expression" in text and ".formats Expression" in text
 
 
 def test_evaluate_errors(x64: FakeSession) -> None:
     with pytest.raises(DebuggerError, match="^Couldn't resolve error at 'foo'$"):
-        run(x64, "? foo")
+        call(x64, "? foo")
     with pytest.raises(ParseError) as err:
-        run(x64, "? 1+1)")
+        call(x64, "? 1+1)")
     assert err.value.lines("kd> ", "? 1+1)") == ["       ^ Extra character error in '? 1+1)'"]
 
 
 def test_through_the_dispatcher_carets_land_under_the_offending_character() -> None:
     from commands.session import Session
-    from commands.testing import run as run_line
+    from commands.testing import run
     session = Session(build_target(X86))
-    assert run_line(session, "? 1+1)") == "         ^ Extra character error in '? 1+1)'\n"
-    assert run_line(session, "dd 1000 L1 x") == \
+    assert run(session, "? 1+1)") == "         ^ Extra character error in '? 1+1)'\n"
+    assert run(session, "dd 1000 L1 x") == \
         "               ^ Extra character error in 'dd 1000 L1 x'\n"
-    assert run_line(session, "? 0n10; ? foo") == \
+    assert run(session, "? 0n10; ? foo") == \
         "Evaluate expression: 10 = 0000000a\nCouldn't resolve error at 'foo'\n"
 
 
@@ -108,7 +108,7 @@ def timezone(monkeypatch: pytest.MonkeyPatch):
 
 def test_formats_x86(x86: FakeSession, timezone) -> None:
     timezone("Asia/Kolkata")            # the write-up's 16:30:49 is 11:00:49 UTC
-    assert run(x86, ".formats 64636261") == lines("""
+    assert call(x86, ".formats 64636261") == lines("""
         Evaluate expression:
           Hex:     64636261
           Decimal: 1684234849
@@ -123,7 +123,7 @@ def test_formats_x86(x86: FakeSession, timezone) -> None:
 
 def test_formats_x64(x64: FakeSession, timezone) -> None:
     timezone("America/Los_Angeles")
-    assert run(x64, ".formats 57724231h") == lines("""
+    assert call(x64, ".formats 57724231h") == lines("""
         Evaluate expression:
           Hex:     00000000`57724231
           Decimal: 1467105841
@@ -138,14 +138,14 @@ def test_formats_x64(x64: FakeSession, timezone) -> None:
 
 
 def test_formats_of_a_negative_value(x64: FakeSession) -> None:
-    text = run(x64, ".formats -1")
+    text = call(x64, ".formats -1")
     assert "  Decimal: -1\n  Decimal (unsigned) : 18446744073709551615" in text
     assert "  Time:    ***** Invalid" in text
 
 
 def test_formats_needs_an_expression(x64: FakeSession) -> None:
     with pytest.raises(DebuggerError, match="^Numeric expression missing from '<EOL>'$"):
-        run(x64, ".formats")
+        call(x64, ".formats")
 
 
 @settings(max_examples=200, deadline=None)
@@ -154,7 +154,7 @@ def test_fuzz_commands_raise_only_debugger_errors(text: str) -> None:
     for session in (_FUZZ_X86, _FUZZ_X64):
         for name in ("?", ".formats"):
             try:
-                run(session, f"{name} {text}")
+                call(session, f"{name} {text}")
             except DebuggerError:
                 pass
 

@@ -19,8 +19,8 @@ from kdsim import bootcache, snapshot
 from kdsim.bootcache import CACHE_ENV, MAX_ENV, SUFFIX, TEMP_SUFFIX, open_scenario
 from kdsim.recipe import Recipe
 from kdsim.scenarios import Scenario, list_scenarios
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SCALE = "0.05"
 SCENARIO_NAMES = [name for name, _ in list_scenarios() if not name.startswith("test-")]
 MAIN_TAG = {"default": "File", "fragmentation": "MmCm", "fragmentation-pages": "MmCm",

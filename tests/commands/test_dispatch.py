@@ -1,10 +1,8 @@
-"""The dispatcher: splitting, lookup, the debugger's error texts, renderers and robustness."""
+"""The dispatcher: splitting, lookup, the debugger's error texts, loading the command modules
+and robustness."""
 from __future__ import annotations
 
-import io
-import json
 import sys
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,14 +11,8 @@ from hypothesis import strategies as st
 from commands import dispatch
 from commands.errors import DebuggerError, ParseError
 from commands.registry import all_commands, lookup
-from commands.render import colorize, render_json
 from commands.session import Session
 from commands.testing import blank_target, run, temporary_command
-
-
-@pytest.fixture
-def session() -> Session:
-    return Session(blank_target("x86"))
 
 
 # -- splitting and names -------------------------------------------------------------------
@@ -142,106 +134,6 @@ def test_deep_recursion_is_an_error_not_a_crash(session):
 
     with temporary_command(".kt_rec", recurse):
         assert run(session, ".kt_rec") == "Command nesting too deep in '.kt_rec'\n"
-
-
-# -- renderers -------------------------------------------------------------------------------
-@dataclass
-class _Row:
-    address: int
-    tag: str
-
-
-def _render_row(row: _Row, session) -> str:
-    return f"{session.target.arch.fmt_ptr(row.address)} {row.tag}"
-
-
-def test_text_and_json_renderers(session):
-    with temporary_command(".kt_row", lambda s, a: _Row(0x82000010, "Leak"),
-                           render=_render_row):
-        assert run(session, ".kt_row") == "82000010 Leak\n"
-        run(session, ".output json")
-        assert json.loads(run(session, ".kt_row")) == {"address": 0x82000010, "tag": "Leak"}
-        assert run(session, ".echo text stays text") == "text stays text\n"
-        assert run(session, ".output") == "Output format is json\n"
-        run(session, ".settings set output=text")
-        assert run(session, ".kt_row") == "82000010 Leak\n"
-    assert render_json({"a": 1}) == '{\n  "a": 1\n}'
-
-
-def test_colour_wraps_addresses_tags_states_and_errors():
-    row = "*fa808000 size:  a20 previous size:    0  (Free)      *MFE0\n"
-    assert colorize(row) == (
-        "*\x1b[36mfa808000\x1b[0m size:  a20 previous size:    0  "
-        "\x1b[32m(Free)\x1b[0m      *\x1b[1;35mMFE0\x1b[0m\n")
-    assert colorize("fffffa80`16990040 size: 20 (Allocated) Leak") == (
-        "\x1b[36mfffffa80`16990040\x1b[0m size: 20 \x1b[33m(Allocated)\x1b[0m "
-        "\x1b[1;35mLeak\x1b[0m")
-    assert colorize("\t\tPooltag Leak : leaky driver\n") == (
-        "\t\tPooltag \x1b[1;35mLeak\x1b[0m : leaky driver\n")
-    assert colorize("No export xyz found\n") == "\x1b[1;31mNo export xyz found\x1b[0m\n"
-    assert colorize("kd> !vm\n", "echo") == "\x1b[1mkd> \x1b[0m!vm\n"
-
-
-def test_colour_only_on_a_terminal_without_no_color(session, monkeypatch):
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
-
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    session.stdout = Tty()
-    assert session.color
-    session.write("No export x found\n")
-    assert session.stdout.getvalue() == "\x1b[1;31mNo export x found\x1b[0m\n"
-    monkeypatch.setenv("NO_COLOR", "1")
-    assert not session.color
-    session.settings["color"] = "on"
-    assert session.color
-    session.stdout = io.StringIO()
-    session.settings["color"] = "auto"
-    assert not session.color
-
-
-# -- settings --------------------------------------------------------------------------------
-def test_settings_list_and_set(session):
-    assert run(session, ".settings") == (
-        "    radix            : 16\n"
-        "    poolused_layout  : classic\n"
-        "    vm_layout        : classic\n"
-        "    pooltag_file     : none\n"
-        "    color            : auto\n"
-        "    more             : off\n"
-        "    output           : text\n")
-    assert run(session, ".settings set radix=10; .settings set poolused_layout=new") == ""
-    assert session.settings["radix"] == 10
-    assert session.settings["poolused_layout"] == "new"
-    assert run(session, ".settings set pooltag_file=/tmp/pooltag.txt") == ""
-    assert session.settings["pooltag_file"] == "/tmp/pooltag.txt"
-    assert run(session, ".settings set radix=7") == (
-        "Invalid value '7' for radix (expected 16, 10, 8)\n")
-    assert run(session, ".settings set nope=1") == "Unknown setting 'nope' (see .settings help)\n"
-    assert run(session, ".more on; .more") == "Paging is on\n"
-
-
-# -- help --------------------------------------------------------------------------------------
-def test_help_is_generated_from_the_registry(session):
-    def go(s, args):
-        return None
-
-    with temporary_command(".kt_go", go, syntax=".kt_go", help="Run the workload. Stops at a "
-                           "bug check.", category="target", target_action=True):
-        text = run(session, ".help")
-        assert text.startswith("[machine] acts on the simulated machine (not available on a "
-                               "dump)\n\n")
-        assert "Target control:\n" in text
-        line = next(l for l in text.splitlines() if l.lstrip().startswith(".kt_go "))
-        assert line.endswith("Run the workload. [machine]")
-        assert run(session, ".help .kt_go") == (
-            ".kt_go\n   Run the workload. Stops at a bug check.\n"
-            "   Acts on the simulated machine; not available on a dump.\n")
-    assert "   .logclose" in run(session, ".help")
-    assert run(session, ".help nosuch") == "No help for 'nosuch'\n"
-    assert run(session, "!help help") == (
-        "!help [Extension]\n   List the extension commands, or describe one.\n")
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The labs end to end, through the real entry point: each lab's solution command file run by
 `python -m commands --scenario NAME --seed N --scale X -cf FILE` (one process each, as many at
 a time as there are processors), the phenomenon each lab is about asserted on what it printed,
-with two seeds; the docs' transcripts equal to what the labs print now; and the same seed
-giving the same bytes in two processes.
+with two seeds; the docs' transcripts equal to what the labs print now; the same seed
+giving the same bytes in two processes; and every shipped lab carrying its solution file and
+graduated hints.  Which labs there are comes from the scenario registry.
 
 The scales are the docs': 0.25 for the two machines that take seconds to open at full size
 (fragmentation's gap holds there: a quarter of the seed's population keeps !vm at least 25%
@@ -13,22 +14,58 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from pathlib import Path
+from importlib import resources
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from kdsim.scenarios import SCENARIOS, Lab, list_scenarios
+from tests.support import ROOT
+
 _spec = importlib.util.spec_from_file_location("labs_generate", ROOT / "docs/labs/generate.py")
 generate = sys.modules["labs_generate"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(generate)
 
+
+def _shipped_labs() -> dict[str, Lab]:
+    """Every scenario the package ships with a lab, in the registry's order (tests register
+    scenarios of their own, which are left out)."""
+    shipped = {}
+    for name, _ in list_scenarios():
+        scenario = SCENARIOS[name]
+        if scenario.lab is not None and scenario.build.__module__.startswith("kdsim.scenarios."):
+            shipped[name] = scenario.lab
+    return shipped
+
+
+def _introducing(shipped: dict[str, Lab]) -> list[str]:
+    """Each lab under the scenario that introduces it: a variant shares its Lab and follows."""
+    first: dict[Lab, str] = {}
+    for name, lab in shipped.items():
+        first.setdefault(lab, name)
+    return list(first.values())
+
+
+def _docs_scales() -> dict[str, str]:
+    """scenario: the --scale its docs page runs it at."""
+    scales: dict[str, str] = {}
+    for mark in generate.transcripts():
+        words = mark.args.split()
+        name = words[words.index("--scenario") + 1]
+        scales.setdefault(name, words[words.index("--scale") + 1])
+    return scales
+
+
+SHIPPED = _shipped_labs()
+FIRST = _introducing(SHIPPED)
 # The docs' seed and another.  Which header DrvA's overrun reaches depends on the seed: with
 # about three seeds in four it is DrvB's, as the overrun page tells; 3 is one of those.
 SEEDS = (1, 3)
-# scenario: (its solution file, the scale its docs page uses)
-LABS = {"fragmentation": ("fragmentation.cmd", "0.25"),
-        "fragmentation-pages": ("fragmentation.cmd", "0.25"),
-        "leak": ("leak.cmd", "0.25"), "tour": ("tour.cmd", "1"), "overrun": ("overrun.cmd", "1")}
+# scenario: (its solution file, the scale its docs page uses), for every lab scenario a docs
+# page runs (not overrun-special: overrun's solution turns special pool on and reboots)
+_SCALES = _docs_scales()
+LABS = {name: (lab.solution, _SCALES[name]) for name, lab in SHIPPED.items() if name in _SCALES}
+# the labs the docs run at full size, which open in about a second
+FULL_SIZE = [name for name, (_, scale) in LABS.items() if scale == "1"]
 MYFAULT_STACK = ("nt!VeAllocatePoolWithTagPriority+0x2b6", "nt!VerifierExAllocatePoolEx+0x1d",
                  "myfault+0x11f6", "myfault+0x142f", "nt!IovCallDriver+0xa0",
                  "nt!IopXxxControlFile+0x607", "nt!NtDeviceIoControlFile+0x56",
@@ -155,6 +192,7 @@ def test_tour_shows_headers_tag_bytes_lookasides_and_large_blocks(printed, seed)
 # -- docs, determinism, seeds ---------------------------------------------------------------------
 def test_every_lab_has_a_page_with_its_transcript() -> None:
     marked = {t.args for t in generate.transcripts()}
+    assert set(FIRST) <= set(LABS), "a lab without a docs page"
     assert {arguments(name, SEEDS[0]) for name in LABS} <= marked
 
 
@@ -164,7 +202,7 @@ def test_the_docs_transcript_is_what_the_lab_prints(printed, mark) -> None:
         f"{mark.page.name} is stale: run python docs/labs/generate.py")
 
 
-@pytest.mark.parametrize("name", ["overrun", "tour"])
+@pytest.mark.parametrize("name", FULL_SIZE)
 def test_the_same_seed_prints_the_same_bytes_in_another_process(printed, name) -> None:
     assert generate.run(arguments(name, SEEDS[0])) == printed[arguments(name, SEEDS[0])]
 
@@ -174,3 +212,22 @@ def test_another_seed_gives_other_addresses(printed, name) -> None:
     one, two = (printed[arguments(name, seed)] for seed in SEEDS)
     address = re.compile(r"\b(?:[0-9a-f]{8}`)?[0-9a-f]{8}\b")
     assert set(address.findall(one)) != set(address.findall(two))
+
+
+# -- the shipped labs ----------------------------------------------------------------------------
+def test_the_shipped_labs_are_listed_with_their_variants() -> None:
+    names = {name for name, _ in list_scenarios()}
+    assert {"fragmentation", "leak", "tour", "overrun", "fragmentation-pages",
+            "overrun-special"} <= names
+
+
+@pytest.mark.parametrize("name", FIRST)
+def test_each_lab_ships_its_solution_and_graduated_hints(name: str) -> None:
+    lab = SCENARIOS[name].lab
+    assert lab is not None and lab.hints and lab.answers and lab.question
+    assert lab.solution == f"{name}.cmd"
+    solution = resources.files("kdsim.scenarios") / lab.solution
+    lines = solution.read_text(encoding="utf-8").splitlines()
+    assert lines[1] == ".lab"
+    assert lines[-1].lower() == f".check {lab.answers[0]}".lower()
+    assert "answer with .check" in lab.briefing.lower()

@@ -1,10 +1,5 @@
-"""The MASM evaluator: numbers, symbols, operators, sign extension and the real error texts.
-
-Also home of the small fake target and session the other test_expr*/test_memdisplay* files
-import (conftest.py is shared, so the fakes live here)."""
+"""The MASM evaluator: numbers, symbols, operators, sign extension and the real error texts."""
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,57 +7,9 @@ from hypothesis import given, settings, strategies as st
 from commands.errors import DebuggerError, ParseError
 from commands.expr import (evaluate, evaluate64, parse_leading, parse_number,
                            sign_extend32)
-from commands.registry import lookup
-from kdsim.arch import X64, X86, Arch
-from kdsim.layouts import PAGE_SIZE
-from kdsim.memory import AddressSpace
-from kdsim.symbols import SymbolTable
+from kdsim.arch import X64, X86
 from kdsim.target import Target
-
-
-# -- fakes shared by the test_expr* and test_memdisplay* files ---------------------------------
-def build_target(arch: Arch, modules: tuple = (), memory: tuple = (),
-                 noaccess: tuple = ()) -> Target:
-    """modules: (name, image, base, size, {symbol: address}); memory: (address, bytes), pages
-    mapped as needed; noaccess: guard-page addresses."""
-    space, symbols = AddressSpace(), SymbolTable()
-    for name, image, base, size, syms in modules:
-        module = symbols.add_module(name, image, base, size)
-        for sym, address in syms.items():
-            module.add(sym, address)
-    for address, data in memory:
-        page = address & ~(PAGE_SIZE - 1)
-        while page < address + len(data):
-            if not space.is_mapped(page):
-                space.map(page, PAGE_SIZE)
-            page += PAGE_SIZE
-        space.write(address, data)
-    for address in noaccess:
-        space.protect_noaccess(address, PAGE_SIZE)
-    return Target(arch, space, symbols, 1)
-
-
-class FakeSession:
-    def __init__(self, target: Target, radix: int = 16):
-        self.target = target
-        self.settings: dict[str, Any] = {"radix": radix, "output": "text"}
-
-
-def run(session: FakeSession, line: str) -> str:
-    """A command line as the session would print it (without the dispatcher)."""
-    name, _, args = line.partition(" ")
-    cmd = lookup(name)
-    assert cmd is not None, name
-    result = cmd.func(session, args.strip())
-    if result is None or isinstance(result, str):
-        return result or ""
-    return cmd.render(result, session)
-
-
-def lines(text: str) -> str:
-    """A golden block without the indentation and first newline of the test source."""
-    import textwrap
-    return textwrap.dedent(text).strip("\n")
+from tests.support import build_target
 
 
 # -- the targets of this file -----------------------------------------------------------------

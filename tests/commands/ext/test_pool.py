@@ -11,6 +11,7 @@ from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import QUOTA, PoolSettings
 from kdsim.target import Target
+from tests.commands.ext.pool_lines import DESCRIPTION, HEADER, REAL_POOL, ROW
 
 PROTECTED = 0x80000000
 PROCESS = {"x86": 0x8507A030, "x64": 0xFFFFFA8001A3B060}
@@ -297,3 +298,43 @@ def test_freed_special_pool_and_guard_pages_cannot_be_read():
     lines = run(session, f"!pool {data:x}").splitlines()
     assert lines[0] == f"Pool page {data:08x} region is Special pool"
     assert lines[-1].startswith(f"Address {data & ~0xFFF:08x} could not be read.")
+
+
+# -- every line has the real layout (pool_lines.py), on a booted machine -------------------------
+@pytest.mark.parametrize("pattern, line",
+                         [(p, line) for p, lines in REAL_POOL.items() for line in lines])
+def test_patterns_accept_the_real_lines(pattern, line):
+    assert pattern.match(line)
+
+
+@pytest.fixture(scope="module", params=["x86", "x64"])
+def session(request, booted) -> Session:
+    return Session(booted(request.param).target())
+
+
+def _find_rows(session: Session, tag: str, pool: int) -> list[str]:
+    out = run(session, f"!poolfind {tag} {pool}")
+    rows = [line for line in out.splitlines() if line.startswith("*")]
+    assert rows, out
+    return rows
+
+
+@pytest.mark.parametrize("tag, pool", [("File", 0), ("Vad", 0), ("MmCa", 0), ("CM31", 1),
+                                       ("Ntff", 1)])
+def test_every_line_of_pool_has_the_real_layout(session, tag, pool):
+    width = session.target.arch.hex_digits
+    for row in _find_rows(session, tag, pool)[:12]:
+        header = int(row[1:1 + width], 16)
+        address = header + session.target.arch.block + 3
+        lines = run(session, f"!pool {address:x}").splitlines()
+        assert HEADER.match(lines[0]) and lines[0].split()[2] == f"{address:0{width}x}"
+        rows = [ROW.match(line) for line in lines[1:] if not DESCRIPTION.match(line)]
+        assert all(rows), lines
+        assert sum(DESCRIPTION.match(line) is not None for line in lines) == 1
+        marked = [r for r in rows if r["m"] == "*"]
+        assert len(marked) == 1 and marked[0]["m2"] == "*" and marked[0]["tag"] == tag.ljust(4)
+        assert marked[0]["addr"] == f"{header:0{width}x}"
+        # the chain: each previous size is the size before it, and the page is covered
+        sizes = [int(r["size"], 16) for r in rows]
+        prevs = [int(r["prev"], 16) for r in rows]
+        assert prevs == [0] + sizes[:-1] and sum(sizes) == 0x1000

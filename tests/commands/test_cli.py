@@ -5,7 +5,6 @@ import io
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,8 @@ from commands import cli
 from commands.registry import lookup
 from commands.testing import blank_target
 from kdsim import control
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 # kdsim with a bare hand-built target instead of the simulated machine.
 BARE = ("import sys, commands.cli as c; from commands.testing import blank_target; "
         "c.open_machine = lambda args: blank_target(args.arch or 'x86'); "

@@ -1,0 +1,25 @@
+"""Fixtures of the tag database tests: the real pooltag.txt and the built-in database."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pooltag import TagDatabase
+
+# A real tag database file, for tests against it; the project must not ship a copy.
+POOLTAG_TXT = Path("/work/shared/data/pooltag.txt")
+
+
+@pytest.fixture(scope="session")
+def pooltag_txt() -> Path:
+    """The real pooltag.txt; a test that needs it is skipped where it is absent."""
+    if not POOLTAG_TXT.is_file():
+        pytest.skip(f"{POOLTAG_TXT} is not present")
+    return POOLTAG_TXT
+
+
+@pytest.fixture
+def builtin_db() -> TagDatabase:
+    """The built-in database alone, whatever KDSIM_POOLTAG says."""
+    return TagDatabase(environ={})
