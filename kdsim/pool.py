@@ -133,12 +133,13 @@ class PoolManager:
         self.o_la_tag = d("lookaside", "Tag")
         self.o_la_size = d("lookaside", "Size")
         # The SLIST head and the hit counters, read and written in one call (they open the
-        # structure in both layouts); la_idx / la_idx_free index the unpacked fields.
+        # structure in both layouts, the SLIST header first: Next before ListDepth and
+        # Sequence, or after them; la_next_first says which).
         self.la_head, idx = field_run(L.lookaside, (
             "Next", "ListDepth", "Sequence", "Depth", "MaximumDepth", "TotalAllocates",
             "AllocateHits", "TotalFrees", "FreeHits"))
-        self.la_idx = (idx["Next"], idx["ListDepth"], idx["TotalAllocates"], idx["AllocateHits"])
-        self.la_idx_free = (idx["Depth"], idx["TotalFrees"], idx["FreeHits"])
+        self.la_next_first = idx["Next"] == 0
+        assert [idx["ListDepth"], idx["Sequence"], idx["Next"]] in ([1, 2, 0], [0, 1, 2])
         # A chunk as the hot path reads and writes it in one call: Ulong1, PoolTag, the rest of
         # the header ("0s" where there is none) and the LIST_ENTRY (or the SLIST/pending Next)
         # that follows the header.
@@ -337,30 +338,32 @@ class PoolManager:
         return page, self.ptr.unpack_from(page, ptr_addr & PAGE_MASK)[0]
 
     def _unlink(self, desc: Descriptor, entry: int, flink: int, blink: int, bs: int) -> None:
-        """RemoveEntryList of a free chunk's entry, whose links the caller read, with the
-        Flink->Blink / Blink->Flink check (BAD_POOL_HEADER 3); clears the bitmap bit of
-        ListHeads[bs-1] when that list is left empty."""
-        head = desc.lists + (bs - 1) * 2 * self.P
+        """RemoveEntryList of a free chunk's entry in ListHeads[bs-1], whose links the caller
+        read, with the Flink->Blink / Blink->Flink check (BAD_POOL_HEADER 3).  When the
+        chunk was the list's only one, the list's bit in the bitmap is cleared (a bit left
+        set for a list that corruption emptied is cleared by the next scan)."""
+        pages, P = self.pages, self.P
         off = flink & PAGE_MASK
-        page = self.pages.get(flink >> 12) if flink == blink and off <= self.pair_last else None
-        if page is not None:
-            # the entry's only neighbour (its list head): one LIST_ENTRY to check and rewrite
-            fwd, back = self.pair.unpack_from(page, off)
-            if back != entry or fwd != entry:
-                raise BugCheck(BAD_POOL_HEADER, 3, entry, back, fwd)
-            self.pair.pack_into(page, off, flink, blink)
-            if flink == head:
-                desc.bitmap &= ~(1 << (bs - 1))
+        if flink == blink and off <= self.pair_last:
+            # a single neighbour on both sides (the list head): one LIST_ENTRY
+            page = pages.get(flink >> 12)
+            if page is not None:
+                fwd, back = self.pair.unpack_from(page, off)
+                if back != entry or fwd != entry:
+                    raise BugCheck(BAD_POOL_HEADER, 3, entry, back, fwd)
+                self.pair.pack_into(page, off, flink, blink)
+                if flink == desc.lists + (bs - 1) * 2 * P:
+                    desc.bitmap &= ~(1 << (bs - 1))
                 return
-        else:
-            fpage, back = self._read_back(flink + self.P)
-            bpage, fwd = self._read_back(blink)
-            if back != entry or fwd != entry:
-                raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
-            self.ptr.pack_into(bpage, blink & PAGE_MASK, flink)
-            self.ptr.pack_into(fpage, (flink + self.P) & PAGE_MASK, blink)
-        if self._rptr(head) == head:
-            desc.bitmap &= ~(1 << (bs - 1))
+        ptr = self.ptr
+        fpage = pages.get((flink + P) >> 12)
+        back = ptr.unpack_from(fpage, (flink + P) & PAGE_MASK)[0] if fpage is not None else None
+        bpage = pages.get(blink >> 12)
+        fwd = ptr.unpack_from(bpage, blink & PAGE_MASK)[0] if bpage is not None else None
+        if back != entry or fwd != entry:
+            raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
+        ptr.pack_into(bpage, blink & PAGE_MASK, flink)
+        ptr.pack_into(fpage, (flink + P) & PAGE_MASK, blink)
 
     def _link(self, desc: Descriptor, page: bytearray, e: int, ulong1: int, tag: int,
               fill: int | bytes, bs: int, at_head: bool) -> None:
@@ -602,60 +605,67 @@ class PoolManager:
     def _lookaside_pop(self, cpu: int, paged: int, bs: int, ptype: int, tag: int) -> int:
         """Pop a chunk from the CPU's lookaside for bs, else the shared one, and write its
         allocated header and tag (the SLIST Next it held becomes the stale Flink, zeroed)."""
-        pages, head, (NEXT, DEPTH, TOTAL_ALLOC, HITS) = self.pages, self.la_head, self.la_idx
-        G = self.G
+        pages, head, G, next_first = self.pages, self.la_head, self.G, self.la_next_first
         for la in self.la[cpu][paged][bs - 1]:
             page = pages[la >> 12]
             off = la & PAGE_MASK
-            f = list(head.unpack_from(page, off))
-            f[TOTAL_ALLOC] = (f[TOTAL_ALLOC] + 1) & 0xFFFFFFFF
-            top = f[NEXT]
+            # (a, b, c): (Next, ListDepth, Sequence) or (ListDepth, Sequence, Next)
+            a, b, c, depth, maximum, allocs, hits, frees, fhits = head.unpack_from(page, off)
+            allocs = (allocs + 1) & 0xFFFFFFFF
+            top = a if next_first else c
             if top:
                 tpage = pages.get(top >> 12)
                 if tpage is None:
                     raise self._fault(top)
                 boff = (top & PAGE_MASK) - G
                 if boff >= 0:                      # header and Next in one read
-                    ulong1, _, fill, f[NEXT] = self.chunk_next.unpack_from(tpage, boff)
+                    ulong1, _, fill, nxt = self.chunk_next.unpack_from(tpage, boff)
                 else:
-                    f[NEXT] = self.ptr.unpack_from(tpage, top & PAGE_MASK)[0]
-                f[DEPTH] = (f[DEPTH] - 1) & 0xFFFF
-                f[HITS] = (f[HITS] + 1) & 0xFFFFFFFF
-                head.pack_into(page, off, *f)
-                c = self.codec
+                    nxt = self.ptr.unpack_from(tpage, top & PAGE_MASK)[0]
+                hits = (hits + 1) & 0xFFFFFFFF
+                if next_first:
+                    head.pack_into(page, off, nxt, (b - 1) & 0xFFFF, c, depth, maximum, allocs,
+                                   hits, frees, fhits)
+                else:
+                    head.pack_into(page, off, (a - 1) & 0xFFFF, b, nxt, depth, maximum, allocs,
+                                   hits, frees, fhits)
+                k = self.codec
                 if boff >= 0:
-                    self.chunk_next.pack_into(tpage, boff, (ulong1 & c.keep_type)
-                                              | ptype << c.type_shift, tag, fill, 0)
+                    self.chunk_next.pack_into(tpage, boff, (ulong1 & k.keep_type)
+                                              | ptype << k.type_shift, tag, fill, 0)
                 else:                              # a wild Next: the header is on another page
                     bpage = self._page(top - G)
                     boff = (top - G) & PAGE_MASK
                     ulong1 = self.u32.unpack_from(bpage, boff)[0]
-                    self.hdr.pack_into(bpage, boff, (ulong1 & c.keep_type)
-                                       | ptype << c.type_shift, tag)
+                    self.hdr.pack_into(bpage, boff, (ulong1 & k.keep_type)
+                                       | ptype << k.type_shift, tag)
                     self.ptr.pack_into(tpage, top & PAGE_MASK, 0)
                 return top - G
-            head.pack_into(page, off, *f)
+            head.pack_into(page, off, a, b, c, depth, maximum, allocs, hits, frees, fhits)
         return 0
 
     def _lookaside_push(self, cpu: int, paged: int, bs: int, data: int,
                         page: bytearray) -> bool:
         """Push the chunk whose data starts at `data` (on `page`) onto the CPU's lookaside
         for bs, else the shared one, unless both are at their depth."""
-        pages, head, (NEXT, DEPTH, _, _) = self.pages, self.la_head, self.la_idx
-        MAX, TOTAL_FREE, FREE_HITS = self.la_idx_free
+        pages, head, next_first = self.pages, self.la_head, self.la_next_first
         for la in self.la[cpu][paged][bs - 1]:
             lpage = pages[la >> 12]
             off = la & PAGE_MASK
-            f = list(head.unpack_from(lpage, off))
-            f[TOTAL_FREE] = (f[TOTAL_FREE] + 1) & 0xFFFFFFFF
-            if f[DEPTH] < f[MAX]:
-                self.ptr.pack_into(page, data & PAGE_MASK, f[NEXT])
-                f[NEXT] = data
-                f[DEPTH] = (f[DEPTH] + 1) & 0xFFFF
-                f[FREE_HITS] = (f[FREE_HITS] + 1) & 0xFFFFFFFF
-                head.pack_into(lpage, off, *f)
+            a, b, c, depth, maximum, allocs, hits, frees, fhits = head.unpack_from(lpage, off)
+            frees = (frees + 1) & 0xFFFFFFFF
+            if (b if next_first else a) < depth:              # ListDepth < Depth
+                fhits = (fhits + 1) & 0xFFFFFFFF
+                if next_first:
+                    self.ptr.pack_into(page, data & PAGE_MASK, a)
+                    head.pack_into(lpage, off, data, (b + 1) & 0xFFFF, c, depth, maximum,
+                                   allocs, hits, frees, fhits)
+                else:
+                    self.ptr.pack_into(page, data & PAGE_MASK, c)
+                    head.pack_into(lpage, off, (a + 1) & 0xFFFF, b, data, depth, maximum,
+                                   allocs, hits, frees, fhits)
                 return True
-            head.pack_into(lpage, off, *f)
+            head.pack_into(lpage, off, a, b, c, depth, maximum, allocs, hits, frees, fhits)
         return False
 
     def adjust_lookaside_depth(self) -> None:
