@@ -153,6 +153,11 @@ class PoolManager:
         self.chunk = struct.Struct(f"<II{fill}{p}{p}")            # ... and Flink, Blink
         assert self.head.size == self.G
         self.chunk_last = PAGE_SIZE - self.chunk.size      # last page offset a chunk read fits
+        # A header's fill where it has none: then the allocated header and the stale Flink are
+        # written in one call even where the fill was not read.
+        self.no_fill = b"" if fill == "0s" else None
+        # PreviousSize is the low size_bits of Ulong1: its bits in Ulong1's second byte
+        self.prev_hi = self.codec.size_mask >> 8
         self.pair_last = PAGE_SIZE - self.pair.size
         # Descriptor counters updated together, each pair in one unpack and one pack.
         self.d_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBytes")
@@ -531,7 +536,7 @@ class PoolManager:
             off = e & PAGE_MASK
             ulong1, ctag, fill = self.head.unpack_from(page, off)
         c = self.codec
-        shift, u32 = self.shift, self.u32
+        shift, prev_hi = self.shift, self.prev_hi
         sm = c.size_mask
         prev = ulong1 & sm
         bs = (ulong1 >> 16) & sm
@@ -545,9 +550,10 @@ class PoolManager:
                 _, ftag, ffill = self.head.unpack_from(page, foff)
                 fulong1 = need | index | fbs << 16
                 noff = foff + (fbs << shift)
-                if noff < PAGE_SIZE:
-                    n1 = u32.unpack_from(page, noff)[0]
-                    u32.pack_into(page, noff, (n1 & ~sm) | fbs)
+                if noff < PAGE_SIZE:                           # its PreviousSize
+                    page[noff] = fbs & 0xFF
+                    if prev_hi:
+                        page[noff + 1] = page[noff + 1] & ~prev_hi | fbs >> 8
             else:                                              # otherwise: back of the chunk
                 frag, ftag, ffill = e, ctag, fill
                 fulong1 = prev | index | fbs << 16
@@ -555,12 +561,18 @@ class PoolManager:
                 e += fbs << shift
                 noff = off + (need << shift)
                 if noff < PAGE_SIZE:
-                    n1 = u32.unpack_from(page, noff)[0]
-                    u32.pack_into(page, noff, (n1 & ~sm) | need)
+                    page[noff] = need & 0xFF
+                    if prev_hi:
+                        page[noff + 1] = page[noff + 1] & ~prev_hi | need >> 8
                 prev = fbs
+                fill = self.no_fill                # the header lands in old data
             self._link(desc, page, frag, fulong1, ftag, ffill, fbs, False)
-        self.hdr.pack_into(page, off, prev | index | need << 16 | ptype << c.type_shift, tag)
-        ptr.pack_into(page, off + G, 0)                            # the stale Flink
+        ulong1 = prev | index | need << 16 | ptype << c.type_shift
+        if fill is None:
+            self.hdr.pack_into(page, off, ulong1, tag)
+            ptr.pack_into(page, off + G, 0)                        # the stale Flink
+        else:
+            self.chunk_next.pack_into(page, off, ulong1, tag, fill, 0)
         return e
 
     def _new_page(self, desc: Descriptor, need: int, ptype: int, tag: int) -> int:
@@ -762,13 +774,13 @@ class PoolManager:
             raise BugCheck(BAD_POOL_CALLER, 7, 0x1297, ulong1, P)
         noff = off + (bs << shift)
         if bs == 0 or noff > PAGE_SIZE or (
-                noff < PAGE_SIZE and self.u32.unpack_from(page, noff)[0] & sm != bs):
+                noff < PAGE_SIZE and (page[noff] | page[noff + 1] << 8) & sm != bs):
             raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << shift), ulong1)
         if prev:
             poff = off - (prev << shift)
             if poff < 0:
                 raise BugCheck(BAD_POOL_HEADER, 6, e - (prev << shift), 0x4D2, e)
-            if (self.u32.unpack_from(page, poff)[0] >> 16) & sm != prev:
+            if (page[poff + 2] | page[poff + 3] << 8) & sm != prev:     # its BlockSize
                 raise BugCheck(BAD_POOL_HEADER, 5, e - (prev << shift), 0x4D2, e)
         elif off:
             raise BugCheck(BAD_POOL_HEADER, 7, 0, 0x4D2, e)
@@ -879,10 +891,11 @@ class PoolManager:
         ulong1 = prev | desc.index << c.idx_shift | bs << 16
         end = off + (bs << shift)
         if combined and end & PAGE_MASK:
-            if end < PAGE_SIZE:
-                n1 = u32.unpack_from(page, end)[0]
-                u32.pack_into(page, end, (n1 & ~sm) | bs)
-            else:                     # a corrupt size reaches past the page: header first
+            if end < PAGE_SIZE and bs <= sm:               # the next chunk's PreviousSize
+                page[end] = bs & 0xFF
+                if self.prev_hi:
+                    page[end + 1] = page[end + 1] & ~self.prev_hi | bs >> 8
+            else:                     # a corrupt size: past the page or the field
                 self.hdr.pack_into(page, off, ulong1, tag)
                 self._set_prev(e + (bs << shift), bs)
         self._link(desc, page, e, ulong1, tag, fill, bs, True)
