@@ -365,7 +365,7 @@ class PoolManager:
         back = ptr.unpack_from(fpage, (flink + P) & PAGE_MASK)[0] if fpage is not None else None
         bpage = pages.get(blink >> 12)
         fwd = ptr.unpack_from(bpage, blink & PAGE_MASK)[0] if bpage is not None else None
-        if back != entry or fwd != entry:
+        if fpage is None or bpage is None or back != entry or fwd != entry:
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
         ptr.pack_into(bpage, blink & PAGE_MASK, flink)
         ptr.pack_into(fpage, (flink + P) & PAGE_MASK, blink)
@@ -387,6 +387,7 @@ class PoolManager:
         hoff = head & PAGE_MASK
         hflink, hblink = self.pair.unpack_from(hpage, hoff)
         entry = e + self.G
+        npage: bytearray | None
         if at_head:
             alone = hflink == head                 # empty list: the head is the neighbour
             if alone:
@@ -394,7 +395,7 @@ class PoolManager:
             else:
                 npage = pages.get(hflink >> 12)
                 back = ptr.unpack_from(npage, (hflink + P) & PAGE_MASK)[0] if npage else None
-            if back != head:
+            if npage is None or back != head:
                 self.hdr.pack_into(page, off, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, back or 0, hblink)
             flink, blink = hflink, head
@@ -405,7 +406,7 @@ class PoolManager:
             else:
                 npage = pages.get(hblink >> 12)
                 fwd = ptr.unpack_from(npage, hblink & PAGE_MASK)[0] if npage else None
-            if fwd != head:
+            if npage is None or fwd != head:
                 self.hdr.pack_into(page, off, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
             flink, blink = head, hblink
@@ -516,12 +517,13 @@ class PoolManager:
         else:                                      # a wild Flink: the header is read later
             page = None
             eflink, eblink = self.pair.unpack_from(epage, entry & PAGE_MASK)
+        fpage: bytearray | None
         if eflink == head:
             fpage, back = hpage, hblink
         else:
             fpage = pages.get(eflink >> 12)
             back = ptr.unpack_from(fpage, (eflink + P) & PAGE_MASK)[0] if fpage else None
-        if eblink != head or back != entry:
+        if fpage is None or eblink != head or back != entry:
             _, fwd = self._read_back(eblink)
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
         if eflink == head:
