@@ -140,6 +140,7 @@ class PoolManager:
             "AllocateHits", "TotalFrees", "FreeHits"))
         self.la_next_first = idx["Next"] == 0
         assert [idx["ListDepth"], idx["Sequence"], idx["Next"]] in ([1, 2, 0], [0, 1, 2])
+        assert min(d("lookaside", n) for n in idx) == 0       # the run opens the structure
         # A chunk as the hot path reads and writes it in one call: Ulong1, PoolTag, the rest of
         # the header ("0s" where there is none) and the LIST_ENTRY (or the SLIST/pending Next)
         # that follows the header.
@@ -156,6 +157,7 @@ class PoolManager:
         # A header's fill where it has none: then the allocated header and the stale Flink are
         # written in one call even where the fill was not read.
         self.no_fill = b"" if fill == "0s" else None
+        self.zero_fill = self.head.unpack(bytes(self.head.size))[2]     # ... on a fresh page
         # PreviousSize is the low size_bits of Ulong1: its bits in Ulong1's second byte
         self.prev_hi = self.codec.size_mask >> 8
         self.pair_last = PAGE_SIZE - self.pair.size
@@ -312,11 +314,6 @@ class PoolManager:
         """(PreviousSize, PoolIndex, BlockSize, PoolType, PoolTag) of the chunk at e."""
         ulong1, tag = self.hdr.unpack_from(self._page(e), e & PAGE_MASK)
         return (*self.codec.unpack(ulong1), tag)
-
-    def _set_header(self, e: int, prev: int, index: int, bs: int, ptype: int, tag: int) -> None:
-        c = self.codec
-        self.hdr.pack_into(self.pages[e >> 12], e & PAGE_MASK,
-                           prev | index << c.idx_shift | bs << 16 | ptype << c.type_shift, tag)
 
     def _set_prev(self, e: int, prev: int) -> None:
         page = self._page(e)
@@ -578,22 +575,22 @@ class PoolManager:
         return e
 
     def _new_page(self, desc: Descriptor, need: int, ptype: int, tag: int) -> int:
-        page = self.mm.allocate_pool_pages(desc.paged, 1)
-        if not page:
+        """A fresh page: the allocation at its front (with its stale Flink), the rest a free
+        chunk at the tail of its list."""
+        va = self.mm.allocate_pool_pages(desc.paged, 1)
+        if not va:
             return 0
         self._add32(desc.addr + self.o_total_pages, 1)
-        blocks = PAGE_SIZE >> self.shift
-        self._set_header(page, 0, desc.index, need, ptype, tag)
-        self._wptr(page + self.G, 0)                               # the stale Flink
-        frag_bs = blocks - need
+        page = self.pages[va >> 12]
+        c = self.codec
+        index = desc.index << c.idx_shift
+        self.chunk_next.pack_into(page, 0, index | need << 16 | ptype << c.type_shift, tag,
+                                  self.zero_fill, 0)
+        frag_bs = (PAGE_SIZE >> self.shift) - need
         if frag_bs:
-            frag = page + (need << self.shift)
-            c = self.codec
-            self._link(desc, self.pages[page >> 12], frag,
-                       need | desc.index << c.idx_shift | frag_bs << 16, 0,
-                       self.head.unpack_from(self.pages[frag >> 12], frag & PAGE_MASK)[2],
-                       frag_bs, False)
-        return page
+            self._link(desc, page, va + (need << self.shift), need | index | frag_bs << 16, 0,
+                       self.zero_fill, frag_bs, False)
+        return va
 
     def _allocate_big(self, pool_type: int, nbytes: int, tag: int) -> int:
         paged = bool(pool_type & PAGED)
@@ -655,7 +652,7 @@ class PoolManager:
                                        | ptype << k.type_shift, tag)
                     self.ptr.pack_into(tpage, top & PAGE_MASK, 0)
                 return top - G
-            head.pack_into(page, off, a, b, c, depth, maximum, allocs, hits, frees, fhits)
+            self.u32.pack_into(page, off + self.o_la_total_alloc, allocs)     # a miss
         return 0
 
     def _lookaside_push(self, cpu: int, paged: int, bs: int, data: int,
@@ -679,7 +676,7 @@ class PoolManager:
                     head.pack_into(lpage, off, (a + 1) & 0xFFFF, b, data, depth, maximum,
                                    allocs, hits, frees, fhits)
                 return True
-            head.pack_into(lpage, off, a, b, c, depth, maximum, allocs, hits, frees, fhits)
+            self.u32.pack_into(lpage, off + self.o_la_total_free, frees)      # full
         return False
 
     def adjust_lookaside_depth(self) -> None:
