@@ -76,8 +76,10 @@ class TagTracker:
         g.write_ptr(g.var("PoolTrackTableSize"), self.size)
         g.write_ptr(g.var("PoolTrackTableMask"), self.mask)
         # (tag | paged << 31) -> (page, offset of the entry, its Key+counters run, the counters'
-        # offset, their run), for entries whose Key and counters lie on one page
+        # offset, their run), for entries whose Key and counters lie on one page; tag -> the
+        # address of an entry whose counters do not
         self._spots: dict[int, tuple] = {}
+        self._straddling: dict[int, int] = {}
         # nt!PoolHitTag: the tracker breaks into the debugger when it counts this tag
         self.sym_hit = g.var("PoolHitTag", 4)
         g.write_u32(self.sym_hit, POOL_HIT_TAG_NONE)
@@ -128,9 +130,12 @@ class TagTracker:
         self._update_slow(key, nbytes, paged, sign)
 
     def _update_slow(self, key: int, nbytes: int, paged: int, sign: int) -> None:
-        """Find (or claim) the entry by probing the table in memory, count through the page
-        map (the entry may straddle a page), and remember where it is if it does not."""
-        base = self.table + self.slot(key) * self.entry_size
+        """Count through the page map in the entry that holds key (the one remembered if its
+        Key still says so, else found or claimed by probing the table in memory), and
+        remember where it is."""
+        base = self._straddling.get(key)
+        if base is None or self._r32(base) != key:
+            base = self.table + self.slot(key) * self.entry_size
         keyed, group = self.keyed[1 if paged else 0], self.groups[1 if paged else 0]
         a = base + self.fields[1 if paged else 0][0]
         allocs, frees, used = group.unpack(self.memory.read(a, group.size))
@@ -142,6 +147,8 @@ class TagTracker:
         if (base & PAGE_MASK) + keyed.size <= PAGE_SIZE:
             self._spots[key | paged << 31] = (self.pages[base >> 12], base & PAGE_MASK, keyed,
                                               a & PAGE_MASK, group)
+        else:
+            self._straddling[key] = base
 
     def totals(self) -> tuple[int, int, int, int]:
         """(nonpaged blocks, paged blocks, nonpaged bytes, paged bytes) outstanding, summed
