@@ -73,13 +73,19 @@ class Descriptor:
         self.pending = addr + offsets["PendingFrees"]
 
 
-def _gapped(layouts: Layouts, name: str, first: str, second: str) -> struct.Struct:
-    """Two fields of structure `name` with the bytes between them as one opaque field: one
-    unpack and one pack update both and write the bytes between back unchanged."""
+def _gapped(layouts: Layouts, name: str, *fields: str) -> struct.Struct:
+    """Fields of structure `name` (in memory order) with the bytes between each two as one
+    opaque field: one unpack and one pack update them all and write the bytes between back
+    unchanged."""
     con = getattr(layouts, name)
-    a, b = field_run(con, (first,))[0], field_run(con, (second,))[0]
-    gap = layouts.offset(name, second) - layouts.offset(name, first) - a.size
-    return struct.Struct(f"<{a.format[1:]}{gap}s{b.format[1:]}")
+    fmt, end = "<", layouts.offset(name, fields[0])
+    for i, field in enumerate(fields):
+        run = field_run(con, (field,))[0]
+        if i:
+            fmt += f"{layouts.offset(name, field) - end}s"
+        fmt += run.format[1:]
+        end = layouts.offset(name, field) + run.size
+    return struct.Struct(fmt)
 
 
 class PoolManager:
@@ -165,6 +171,9 @@ class PoolManager:
         self.d_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBytes")
         self.d_free = _gapped(L, "descriptor", "RunningDeAllocs", "TotalBytes")
         self.d_pending = _gapped(L, "descriptor", "PendingFrees", "PendingFreeDepth")
+        self.d_big_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBigPages", "TotalBytes")
+        self.d_big_free = _gapped(L, "descriptor", "RunningDeAllocs", "TotalBigPages",
+                                  "TotalBytes")
         self.d_offsets = {n: d("descriptor", n) for n in (
             "ListHeads", "RunningAllocs", "RunningDeAllocs", "PendingFrees")}
         self.np_range = (mm.nonpaged.start, mm.nonpaged.end)
@@ -602,9 +611,13 @@ class PoolManager:
             va = self.mm.allocate_pool_pages(paged, pages)
         if not va:
             return self._failure()
-        self._add32(desc.addr + self.o_total_big, pages)
-        self._addsz(desc.addr + self.o_total_bytes, pages * PAGE_SIZE)
-        self._add32(desc.addr + self.o_running_allocs, 1)
+        a = desc.allocs
+        dpage = self.pages[a >> 12]
+        doff = a & PAGE_MASK
+        allocs, gap1, big, gap2, total = self.d_big_alloc.unpack_from(dpage, doff)
+        self.d_big_alloc.pack_into(dpage, doff, (allocs + 1) & 0xFFFFFFFF, gap1,
+                                   (big + pages) & 0xFFFFFFFF, gap2,
+                                   (total + pages * PAGE_SIZE) & self.pmask)
         if not self.big.insert(va, tag, pool_type & TYPE_BITS, nbytes):
             tag = tag_key("BIG ")
         self.tracker.update(tag, pages * PAGE_SIZE, paged, 1)
@@ -910,7 +923,11 @@ class PoolManager:
             raise BugCheck(BAD_POOL_CALLER, 0xA, va, key, tag)
         desc = self.paged_desc[0] if paged else self.descriptors[0]
         self.tracker.update(key, pages * PAGE_SIZE, paged, -1)
-        self._add32(desc.addr + self.o_running_deallocs, 1)
-        self._addsz(desc.addr + self.o_total_bytes, -pages * PAGE_SIZE)
-        self._add32(desc.addr + self.o_total_big, -pages)
+        a = desc.deallocs
+        dpage = self.pages[a >> 12]
+        doff = a & PAGE_MASK
+        frees, gap1, big, gap2, total = self.d_big_free.unpack_from(dpage, doff)
+        self.d_big_free.pack_into(dpage, doff, (frees + 1) & 0xFFFFFFFF, gap1,
+                                  (big - pages) & 0xFFFFFFFF, gap2,
+                                  (total - pages * PAGE_SIZE) & self.pmask)
         self.mm.free_pool_pages(va)
