@@ -115,12 +115,8 @@ class PoolManager:
         self.max_small = arch.max_small
         self.nlists = arch.list_heads
         d = L.offset
-        self.o_running_allocs = d("descriptor", "RunningAllocs")
-        self.o_running_deallocs = d("descriptor", "RunningDeAllocs")
         self.o_total_pages = d("descriptor", "TotalPages")
         self.o_total_big = d("descriptor", "TotalBigPages")
-        self.o_total_bytes = d("descriptor", "TotalBytes")
-        self.o_pending = d("descriptor", "PendingFrees")
         self.o_pending_depth = d("descriptor", "PendingFreeDepth")
         self.o_dtype = d("descriptor", "PoolType")
         self.o_dindex = d("descriptor", "PoolIndex")
@@ -312,12 +308,6 @@ class PoolManager:
         page = self.pages[a >> 12]
         off = a & PAGE_MASK
         self.u32.pack_into(page, off, (self.u32.unpack_from(page, off)[0] + delta) & 0xFFFFFFFF)
-
-    def _addsz(self, a: int, delta: int) -> None:
-        page = self.pages[a >> 12]
-        off = a & PAGE_MASK
-        self.ptr.pack_into(page, off,
-                           (self.ptr.unpack_from(page, off)[0] + delta) & self.pmask)
 
     def header(self, e: int) -> tuple[int, int, int, int, int]:
         """(PreviousSize, PoolIndex, BlockSize, PoolType, PoolTag) of the chunk at e."""
