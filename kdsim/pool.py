@@ -643,16 +643,16 @@ class PoolManager:
                 else:
                     head.pack_into(page, off, (a - 1) & 0xFFFF, b, nxt, depth, maximum, allocs,
                                    hits, frees, fhits)
-                k = self.codec
+                codec = self.codec
                 if boff >= 0:
-                    self.chunk_next.pack_into(tpage, boff, (ulong1 & k.keep_type)
-                                              | ptype << k.type_shift, tag, fill, 0)
+                    self.chunk_next.pack_into(tpage, boff, (ulong1 & codec.keep_type)
+                                              | ptype << codec.type_shift, tag, fill, 0)
                 else:                              # a wild Next: the header is on another page
                     bpage = self._page(top - G)
                     boff = (top - G) & PAGE_MASK
                     ulong1 = self.u32.unpack_from(bpage, boff)[0]
-                    self.hdr.pack_into(bpage, boff, (ulong1 & k.keep_type)
-                                       | ptype << k.type_shift, tag)
+                    self.hdr.pack_into(bpage, boff, (ulong1 & codec.keep_type)
+                                       | ptype << codec.type_shift, tag)
                     self.ptr.pack_into(tpage, top & PAGE_MASK, 0)
                 return top - G
             self.u32.pack_into(page, off + self.o_la_total_alloc, allocs)     # a miss
