@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 
 from .arch import Arch
-from .layouts import BIG_PAGE_FREE, PAGE_MASK, PAGE_SIZE, profile_for
+from .layouts import BIG_PAGE_FREE, PAGE_MASK, PAGE_SIZE, field_run, profile_for
 from .memory import AddressSpace
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
@@ -31,9 +31,14 @@ class BigPageTable:
         self.o_bytes = L.offset("big_page", "NumberOfBytes")
         self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self.u32 = struct.Struct("<I")
+        # an entry written in one call, and its Key and NumberOfBytes read in one
+        self.entry, order = field_run(L.big_page, ("Va", "Key", "PoolType", "NumberOfBytes"))
+        assert list(order.values()) == [0, 1, 2, 3] and self.entry.size == self.esize
+        self.key_bytes = field_run(L.big_page, ("Key", "NumberOfBytes"))[0]
         self.sym_table = g.var("PoolBigPageTable")
         self.sym_size = g.var("PoolBigPageTableSize")
         self.sym_in_use = g.var("ExpPoolBigEntriesInUse")
+        self._in_use_page = memory.pages[self.sym_in_use >> 12]       # nt's .data: mapped
         self.table, self.entries = self._new_table(entries)
         self.in_use = 0
 
@@ -61,20 +66,35 @@ class BigPageTable:
         return self.u32.unpack_from(self.memory.pages[a >> 12], a & PAGE_MASK)[0]
 
     def _write_entry(self, e: int, va: int, key: int, pool_type: int, nbytes: int) -> None:
-        self._wptr(e, va)
+        off = e & PAGE_MASK
+        if off + self.esize <= PAGE_SIZE:
+            self.entry.pack_into(self.memory.pages[e >> 12], off, va, key, pool_type, nbytes)
+            return
+        self._wptr(e, va)                          # an entry that straddles two pages
         self._w32(e + self.o_key, key)
         self._w32(e + self.o_type, pool_type)
         self._wptr(e + self.o_bytes, nbytes)
 
+    def _read_key_bytes(self, e: int) -> tuple[int, int]:
+        a = e + self.o_key
+        if (a & PAGE_MASK) + self.key_bytes.size <= PAGE_SIZE:
+            key, nbytes = self.key_bytes.unpack_from(self.memory.pages[a >> 12], a & PAGE_MASK)
+            return key, nbytes
+        return self._r32(a), self._rptr(e + self.o_bytes)
+
+    def _publish_in_use(self) -> None:
+        self.ptr.pack_into(self._in_use_page, self.sym_in_use & PAGE_MASK, self.in_use)
+
     def insert(self, va: int, key: int, pool_type: int, nbytes: int) -> bool:
         mask = self.entries - 1
         s = big_hash(va, mask)
+        pages, ptr, table, esize = self.memory.pages, self.ptr, self.table, self.esize
         for probes in range(self.entries):
-            e = self.table + s * self.esize
-            if self._rptr(e) & BIG_PAGE_FREE:
+            e = table + s * esize
+            if ptr.unpack_from(pages[e >> 12], e & PAGE_MASK)[0] & BIG_PAGE_FREE:
                 self._write_entry(e, va, key, pool_type, nbytes)
                 self.in_use += 1
-                self.g.write_ptr(self.sym_in_use, self.in_use)
+                self._publish_in_use()
                 if probes >= 16 and self.in_use > self.entries // 4:
                     self._grow()
                 return True
@@ -86,8 +106,10 @@ class BigPageTable:
     def _slot_of(self, va: int) -> int | None:
         mask = self.entries - 1
         s = big_hash(va, mask)
+        pages, ptr, table, esize = self.memory.pages, self.ptr, self.table, self.esize
         for _ in range(self.entries):
-            if self._rptr(self.table + s * self.esize) == va:
+            e = table + s * esize
+            if ptr.unpack_from(pages[e >> 12], e & PAGE_MASK)[0] == va:
                 return s
             s = (s + 1) & mask
         return None
@@ -96,8 +118,7 @@ class BigPageTable:
         s = self._slot_of(va)
         if s is None:
             return None
-        e = self.table + s * self.esize
-        return self._r32(e + self.o_key), self._rptr(e + self.o_bytes)
+        return self._read_key_bytes(self.table + s * self.esize)
 
     def remove(self, va: int) -> tuple[int, int] | None:
         """Free the entry; its old Va stays visible with bit 0 set, as in Windows."""
@@ -105,10 +126,10 @@ class BigPageTable:
         if s is None:
             return None
         e = self.table + s * self.esize
-        found = self._r32(e + self.o_key), self._rptr(e + self.o_bytes)
+        found = self._read_key_bytes(e)
         self._wptr(e, va | BIG_PAGE_FREE)
         self.in_use -= 1
-        self.g.write_ptr(self.sym_in_use, self.in_use)
+        self._publish_in_use()
         return found
 
     def _grow(self) -> bool:
@@ -136,6 +157,6 @@ class BigPageTable:
                 s = (s + 1) & mask
             self._write_entry(self.table + s * self.esize, va, key, ptype, nbytes)
             self.in_use += 1
-        self.g.write_ptr(self.sym_in_use, self.in_use)
+        self._publish_in_use()
         self.mm.free_pool_pages(old)
         return True

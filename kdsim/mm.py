@@ -8,6 +8,7 @@ in simulated memory at `nt!` symbols, consistent with the pages the pools really
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from .arch import Arch
@@ -124,6 +125,8 @@ class MemoryManager:
         self.config = config
         self.g = globals_
         self.addr = {name: globals_.var(name) for name in COUNTERS}
+        self._ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
+        self._ptr_mask = arch.ptr_mask
         self.nonpaged = PoolPages(memory, arch.nonpaged_start, config.nonpaged_max_pages)
         self.paged = PoolPages(memory, arch.paged_start, config.paged_max_pages)
         self._boot()
@@ -164,8 +167,13 @@ class MemoryManager:
             self.g.write_ptr(self.addr[name], value)
 
     def add(self, name: str, delta: int) -> None:
+        # every page the pools take or give back changes three counters: read and write
+        # nt's .data page directly (always mapped)
         addr = self.addr[name]
-        self.g.write_ptr(addr, self.g.read_ptr(addr) + delta)
+        page = self.g.memory.pages[addr >> PAGE_SHIFT]
+        off = addr & (PAGE_SIZE - 1)
+        ptr = self._ptr
+        ptr.pack_into(page, off, (ptr.unpack_from(page, off)[0] + delta) & self._ptr_mask)
 
     def get(self, name: str) -> int:
         return self.g.read_ptr(self.addr[name])

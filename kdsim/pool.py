@@ -20,7 +20,7 @@ from .bigpages import BigPageTable
 from .bugcheck import BAD_POOL_CALLER, BAD_POOL_HEADER, BugCheck
 from .layouts import (
     IN_USE, NONPAGED, PAGE_MASK, PAGE_SIZE, PAGED, POOL_SMALL_LISTS, PROTECTED_POOL, QUOTA,
-    TYPE_BITS, field_run, profile_for, tag_to_ulong,
+    TYPE_BITS, Profile, field_run, profile_for, tag_to_ulong,
 )
 from .memory import AddressSpace
 from .mm import MemoryManager
@@ -50,14 +50,32 @@ class PoolSettings:
 class Descriptor:
     """A _POOL_DESCRIPTOR in memory plus the non-empty-list bitmap that accelerates scans."""
 
-    __slots__ = ("addr", "index", "paged", "lists", "bitmap")
+    __slots__ = ("addr", "index", "paged", "lists", "bitmap", "allocs", "deallocs", "pending")
 
-    def __init__(self, addr: int, index: int, paged: bool, lists_off: int):
+    def __init__(self, addr: int, index: int, paged: bool, offsets: dict[str, int]):
         self.addr = addr
         self.index = index
         self.paged = paged
-        self.lists = addr + lists_off
+        self.lists = addr + offsets["ListHeads"]
         self.bitmap = 0
+        self.allocs = addr + offsets["RunningAllocs"]          # where the hot path's runs start
+        self.deallocs = addr + offsets["RunningDeAllocs"]
+        self.pending = addr + offsets["PendingFrees"]
+
+
+def _gapped(layouts: Profile, name: str, *fields: str) -> struct.Struct:
+    """Fields of structure `name` (in memory order) with the bytes between each two as one
+    opaque field: one unpack and one pack update them all and write the bytes between back
+    unchanged."""
+    con = getattr(layouts, name)
+    fmt, end = "<", layouts.offset(name, fields[0])
+    for i, field in enumerate(fields):
+        run = field_run(con, (field,))[0]
+        if i:
+            fmt += f"{layouts.offset(name, field) - end}s"
+        fmt += run.format[1:]
+        end = layouts.offset(name, field) + run.size
+    return struct.Struct(fmt)
 
 
 class PoolManager:
@@ -87,12 +105,8 @@ class PoolManager:
         self.max_small = arch.max_small
         self.nlists = L.list_heads
         d = L.offset
-        self.o_running_allocs = d("descriptor", "RunningAllocs")
-        self.o_running_deallocs = d("descriptor", "RunningDeAllocs")
         self.o_total_pages = d("descriptor", "TotalPages")
         self.o_total_big = d("descriptor", "TotalBigPages")
-        self.o_total_bytes = d("descriptor", "TotalBytes")
-        self.o_pending = d("descriptor", "PendingFrees")
         self.o_pending_depth = d("descriptor", "PendingFreeDepth")
         self.o_dtype = d("descriptor", "PoolType")
         self.o_dindex = d("descriptor", "PoolIndex")
@@ -111,12 +125,45 @@ class PoolManager:
         self.o_la_tag = d("lookaside", "Tag")
         self.o_la_size = d("lookaside", "Size")
         # The SLIST head and the hit counters, read and written in one call (they open the
-        # structure in both layouts); la_idx / la_idx_free index the unpacked fields.
+        # structure in both layouts, the SLIST header first: Next before ListDepth and
+        # Sequence, or after them; la_next_first says which).
         self.la_head, idx = field_run(L.lookaside, (
             "Next", "ListDepth", "Sequence", "Depth", "MaximumDepth", "TotalAllocates",
             "AllocateHits", "TotalFrees", "FreeHits"))
-        self.la_idx = (idx["Next"], idx["ListDepth"], idx["TotalAllocates"], idx["AllocateHits"])
-        self.la_idx_free = (idx["Depth"], idx["TotalFrees"], idx["FreeHits"])
+        self.la_next_first = idx["Next"] == 0
+        assert [idx["ListDepth"], idx["Sequence"], idx["Next"]] in ([1, 2, 0], [0, 1, 2])
+        assert min(d("lookaside", n) for n in idx) == 0       # the run opens the structure
+        # A chunk as the hot path reads and writes it in one call: Ulong1, PoolTag, the rest of
+        # the header ("0s" where there is none) and the LIST_ENTRY (or the SLIST/pending Next)
+        # that follows the header.
+        h = L.pool_header
+        tag_end = d("pool_header", "PoolTag") + 4
+        rest = tuple(s.name for s in h.subcons if s.name and d("pool_header", s.name) >= tag_end)
+        fill = field_run(h, rest)[0].format[1:] if rest else "0s"
+        p = self.ptr.format[1:]
+        self.head = struct.Struct(f"<II{fill}")                   # the whole _POOL_HEADER
+        self.chunk_next = struct.Struct(f"<II{fill}{p}")          # ... and Flink / Next
+        self.chunk = struct.Struct(f"<II{fill}{p}{p}")            # ... and Flink, Blink
+        assert self.head.size == self.G
+        self.chunk_last = PAGE_SIZE - self.chunk.size      # last page offset a chunk read fits
+        # A header's fill where it has none: then the allocated header and the stale Flink are
+        # written in one call even where the fill was not read.
+        self.no_fill = b"" if fill == "0s" else None
+        self.zero_fill = self.head.unpack(bytes(self.head.size))[2]     # ... on a fresh page
+        # PreviousSize is the low size_bits of Ulong1: its bits in Ulong1's second byte
+        self.prev_hi = self.codec.size_mask >> 8
+        self.pair_last = PAGE_SIZE - self.pair.size
+        # Descriptor counters updated together, each pair in one unpack and one pack.
+        self.d_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBytes")
+        self.d_free = _gapped(L, "descriptor", "RunningDeAllocs", "TotalBytes")
+        self.d_pending = _gapped(L, "descriptor", "PendingFrees", "PendingFreeDepth")
+        self.d_big_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBigPages", "TotalBytes")
+        self.d_big_free = _gapped(L, "descriptor", "RunningDeAllocs", "TotalBigPages",
+                                  "TotalBytes")
+        self.d_offsets = {n: d("descriptor", n) for n in (
+            "ListHeads", "RunningAllocs", "RunningDeAllocs", "PendingFrees")}
+        self.np_range = (mm.nonpaged.start, mm.nonpaged.end)
+        self.p_range = (mm.paged.start, mm.paged.end)
         self._boot(lists_off)
 
     # ======================================================================================
@@ -139,12 +186,12 @@ class PoolManager:
         skew = -lists_off % entry
         pd_base = self.mm.allocate_pool_pages(
             False, -(-(skew + stride * (npaged + 1)) // PAGE_SIZE)) + skew
-        self.descriptors = [Descriptor(np_desc, 0, False, lists_off)]
+        self.descriptors = [Descriptor(np_desc, 0, False, self.d_offsets)]
         self.paged_desc = []
         for i in range(npaged + 1):
             addr = pd_base + i * stride
             g.write_ptr(paged_array + i * P, addr)
-            self.paged_desc.append(Descriptor(addr, i, True, lists_off))
+            self.paged_desc.append(Descriptor(addr, i, True, self.d_offsets))
         g.write_ptr(vector, np_desc)
         g.write_ptr(vector + P, pd_base)
         for desc in [self.descriptors[0], *self.paged_desc]:
@@ -253,21 +300,10 @@ class PoolManager:
         off = a & PAGE_MASK
         self.u32.pack_into(page, off, (self.u32.unpack_from(page, off)[0] + delta) & 0xFFFFFFFF)
 
-    def _addsz(self, a: int, delta: int) -> None:
-        page = self.pages[a >> 12]
-        off = a & PAGE_MASK
-        self.ptr.pack_into(page, off,
-                           (self.ptr.unpack_from(page, off)[0] + delta) & self.pmask)
-
     def header(self, e: int) -> tuple[int, int, int, int, int]:
         """(PreviousSize, PoolIndex, BlockSize, PoolType, PoolTag) of the chunk at e."""
         ulong1, tag = self.hdr.unpack_from(self._page(e), e & PAGE_MASK)
         return (*self.codec.unpack(ulong1), tag)
-
-    def _set_header(self, e: int, prev: int, index: int, bs: int, ptype: int, tag: int) -> None:
-        c = self.codec
-        self.hdr.pack_into(self.pages[e >> 12], e & PAGE_MASK,
-                           prev | index << c.idx_shift | bs << 16 | ptype << c.type_shift, tag)
 
     def _set_prev(self, e: int, prev: int) -> None:
         page = self._page(e)
@@ -293,71 +329,88 @@ class PoolManager:
             return None, None
         return page, self.ptr.unpack_from(page, ptr_addr & PAGE_MASK)[0]
 
-    def _unlink(self, entry: int) -> None:
-        """RemoveEntryList with the Flink->Blink / Blink->Flink check (BAD_POOL_HEADER 3)."""
-        _, flink, blink = self._links(entry)
-        fpage, back = self._read_back(flink + self.P)
-        bpage, fwd = self._read_back(blink)
-        if back != entry or fwd != entry:
+    def _unlink(self, desc: Descriptor, entry: int, flink: int, blink: int, bs: int) -> None:
+        """RemoveEntryList of a free chunk's entry in ListHeads[bs-1], whose links the caller
+        read, with the Flink->Blink / Blink->Flink check (BAD_POOL_HEADER 3).  When the
+        chunk was the list's only one, the list's bit in the bitmap is cleared (a bit left
+        set for a list that corruption emptied is cleared by the next scan)."""
+        pages, P = self.pages, self.P
+        off = flink & PAGE_MASK
+        if flink == blink and off <= self.pair_last:
+            # a single neighbour on both sides (the list head): one LIST_ENTRY
+            page = pages.get(flink >> 12)
+            if page is not None:
+                fwd, back = self.pair.unpack_from(page, off)
+                if back != entry or fwd != entry:
+                    raise BugCheck(BAD_POOL_HEADER, 3, entry, back, fwd)
+                self.pair.pack_into(page, off, flink, blink)
+                if flink == desc.lists + (bs - 1) * 2 * P:
+                    desc.bitmap &= ~(1 << (bs - 1))
+                return
+        ptr = self.ptr
+        fpage = pages.get((flink + P) >> 12)
+        back = ptr.unpack_from(fpage, (flink + P) & PAGE_MASK)[0] if fpage is not None else None
+        bpage = pages.get(blink >> 12)
+        fwd = ptr.unpack_from(bpage, blink & PAGE_MASK)[0] if bpage is not None else None
+        if fpage is None or bpage is None or back != entry or fwd != entry:
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
-        assert bpage is not None and fpage is not None     # the links were read from them
-        self.ptr.pack_into(bpage, blink & PAGE_MASK, flink)
-        self.ptr.pack_into(fpage, (flink + self.P) & PAGE_MASK, blink)
+        ptr.pack_into(bpage, blink & PAGE_MASK, flink)
+        ptr.pack_into(fpage, (flink + P) & PAGE_MASK, blink)
 
-    def _insert(self, desc: Descriptor, e: int, bs: int, at_head: bool) -> None:
-        """Insert a free chunk into ListHeads[bs-1]: freed chunks at the head, split
-        remainders at the tail; the neighbour the head points at is checked first."""
+    def _link(self, desc: Descriptor, page: bytearray, e: int, ulong1: int, tag: int,
+              fill: int | bytes, bs: int, at_head: bool) -> None:
+        """Write the header of the free chunk at e (Ulong1, PoolTag, the rest as it was) and,
+        unless it is a single block, insert it into ListHeads[bs-1]: freed chunks at the
+        head, split remainders at the tail; the neighbour the head points at is checked
+        first.  Header and LIST_ENTRY go in one write; when the check fails the header alone
+        was written, as in Windows."""
+        off = e & PAGE_MASK
+        if bs == 1:
+            self.hdr.pack_into(page, off, ulong1, tag)
+            return
         P, ptr, pages = self.P, self.ptr, self.pages
         head = desc.lists + (bs - 1) * 2 * P
         hpage = pages[head >> 12]
         hoff = head & PAGE_MASK
         hflink, hblink = self.pair.unpack_from(hpage, hoff)
         entry = e + self.G
+        npage: bytearray | None
         if at_head:
-            npage = pages.get(hflink >> 12)
-            back = ptr.unpack_from(npage, (hflink + P) & PAGE_MASK)[0] if npage else None
-            if back != head:
+            alone = hflink == head                 # empty list: the head is the neighbour
+            if alone:
+                npage, back = hpage, hblink
+            else:
+                npage = pages.get(hflink >> 12)
+                back = ptr.unpack_from(npage, (hflink + P) & PAGE_MASK)[0] if npage else None
+            if npage is None or back != head:
+                self.hdr.pack_into(page, off, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, back or 0, hblink)
-            assert npage is not None                       # `back` was read from it
-            self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, hflink, head)
+            flink, blink = hflink, head
+        else:
+            alone = hblink == head
+            if alone:
+                npage, fwd = hpage, hflink
+            else:
+                npage = pages.get(hblink >> 12)
+                fwd = ptr.unpack_from(npage, hblink & PAGE_MASK)[0] if npage else None
+            if npage is None or fwd != head:
+                self.hdr.pack_into(page, off, ulong1, tag)
+                raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
+            flink, blink = head, hblink
+        if off <= self.chunk_last:
+            self.chunk.pack_into(page, off, ulong1, tag, fill, flink, blink)
+        else:                                      # a header at the page's end: links beyond
+            self.hdr.pack_into(page, off, ulong1, tag)
+            self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, flink, blink)
+        if alone:
+            self.pair.pack_into(hpage, hoff, entry, entry)
+        elif at_head:
             ptr.pack_into(npage, (hflink + P) & PAGE_MASK, entry)
             ptr.pack_into(hpage, hoff, entry)
         else:
-            npage = pages.get(hblink >> 12)
-            fwd = ptr.unpack_from(npage, hblink & PAGE_MASK)[0] if npage else None
-            if fwd != head:
-                raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
-            assert npage is not None                       # `fwd` was read from it
-            self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, head, hblink)
             ptr.pack_into(npage, hblink & PAGE_MASK, entry)
             ptr.pack_into(hpage, hoff + P, entry)
         desc.bitmap |= 1 << (bs - 1)
-
-    def _pop(self, desc: Descriptor, k: int) -> int:
-        """RemoveHeadList on ListHeads[k]; returns the chunk address or 0 if the list is empty."""
-        P, ptr, pages = self.P, self.ptr, self.pages
-        head = desc.lists + k * 2 * P
-        hpage = pages[head >> 12]
-        hoff = head & PAGE_MASK
-        entry = ptr.unpack_from(hpage, hoff)[0]
-        if entry == head:
-            desc.bitmap &= ~(1 << k)
-            return 0
-        epage = pages.get(entry >> 12)
-        if epage is None:
-            raise self._fault(entry)
-        eflink, eblink = self.pair.unpack_from(epage, entry & PAGE_MASK)
-        fpage = pages.get(eflink >> 12)
-        back = ptr.unpack_from(fpage, (eflink + P) & PAGE_MASK)[0] if fpage else None
-        if eblink != head or back != entry:
-            _, fwd = self._read_back(eblink)
-            raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
-        assert fpage is not None                           # `back` was read from it
-        ptr.pack_into(hpage, hoff, eflink)
-        ptr.pack_into(fpage, (eflink + P) & PAGE_MASK, head)
-        if eflink == head:
-            desc.bitmap &= ~(1 << k)
-        return entry - self.G
 
     # ======================================================================================
     # allocation
@@ -382,39 +435,33 @@ class PoolManager:
             return self._allocate_big(pool_type, nbytes, tag)
         paged = pool_type & PAGED
         shift = self.shift
-        need = (max(nbytes, 1) + (self.G << 1) - 1) >> shift
+        need = ((nbytes if nbytes > 1 else 1) + (self.G << 1) - 1) >> shift
         ptype = (pool_type & TYPE_BITS) | IN_USE
         if need <= POOL_SMALL_LISTS:
-            e = self._lookaside_pop(cpu, paged, need)
+            e = self._lookaside_pop(cpu, paged, need, ptype, tag)
             if e:
-                page = self.pages[e >> 12]
-                off = e & PAGE_MASK
-                c = self.codec
-                ulong1 = self.u32.unpack_from(page, off)[0]
-                self.hdr.pack_into(page, off, (ulong1 & c.keep_type) | ptype << c.type_shift, tag)
                 self.tracker.update(tag, need << shift, paged, 1)
-                self.ptr.pack_into(page, off + self.G, 0)
                 return self._finish(e, need, pool_type, process) if process else e + self.G
         if paged:
             self.rr = self.rr % self.settings.paged_pools + 1
             desc = self.paged_desc[self.rr]
         else:
             desc = self.descriptors[0]
-        e = self._from_lists(desc, need, ptype) or self._new_page(desc, need, ptype)
+        e = self._from_lists(desc, need, ptype, tag) or self._new_page(desc, need, ptype, tag)
         if not e:
             if not self._read_pending_depth(desc):
                 return self._failure()
             self.flush_pending(desc)
-            e = self._from_lists(desc, need, ptype) or self._new_page(desc, need, ptype)
+            e = self._from_lists(desc, need, ptype, tag) or self._new_page(desc, need, ptype, tag)
             if not e:
                 return self._failure()
-        self._add32(desc.addr + self.o_running_allocs, 1)
-        self._addsz(desc.addr + self.o_total_bytes, need << shift)
-        page = self.pages[e >> 12]
-        off = e & PAGE_MASK
-        self.u32.pack_into(page, off + 4, tag)
+        a = desc.allocs
+        page = self.pages[a >> 12]
+        off = a & PAGE_MASK
+        allocs, between, total = self.d_alloc.unpack_from(page, off)
+        self.d_alloc.pack_into(page, off, (allocs + 1) & 0xFFFFFFFF, between,
+                               (total + (need << shift)) & self.pmask)
         self.tracker.update(tag, need << shift, paged, 1)
-        self.ptr.pack_into(page, off + self.G, 0)                  # the stale Flink
         return self._finish(e, need, pool_type, process) if process else e + self.G
 
     def _finish(self, e: int, bs: int, pool_type: int, process: int) -> int:
@@ -429,68 +476,111 @@ class PoolManager:
         self._add32(self.mm.addr["ExPoolFailures"], 1)
         return 0
 
-    def _from_lists(self, desc: Descriptor, need: int, ptype: int) -> int:
-        """Take the first free chunk from ListHeads[need-1] upward and split it if larger:
-        from the front when it starts the page, else from its back (internals.md 7)."""
+    def _from_lists(self, desc: Descriptor, need: int, ptype: int, tag: int) -> int:
+        """Take the first free chunk from ListHeads[need-1] upward (RemoveHeadList, checked)
+        and split it if larger: from the front when it starts the page, else from its back
+        (internals.md 7).  Writes the allocated header, tag and the stale Flink."""
         start = need - 1 if self.settings.scan_exact_list else need
+        P, G, ptr, pages = self.P, self.G, self.ptr, self.pages
         while True:
             candidates = desc.bitmap >> start
             if not candidates:
                 return 0
             k = start + ((candidates & -candidates).bit_length() - 1)
-            e = self._pop(desc, k)
-            if e:
+            head = desc.lists + k * 2 * P
+            hpage = pages[head >> 12]
+            hoff = head & PAGE_MASK
+            entry, hblink = self.pair.unpack_from(hpage, hoff)
+            if entry != head:
                 break
+            desc.bitmap &= ~(1 << k)
+        epage = pages.get(entry >> 12)
+        if epage is None:
+            raise self._fault(entry)
+        off = (entry & PAGE_MASK) - G
+        if 0 <= off <= self.chunk_last:            # header and links in one read
+            page: bytearray | None = epage
+            ulong1, ctag, fill, eflink, eblink = self.chunk.unpack_from(epage, off)
+        else:                                      # a wild Flink: the header is read later
+            page = None
+            eflink, eblink = self.pair.unpack_from(epage, entry & PAGE_MASK)
+        fpage: bytearray | None
+        if eflink == head:
+            fpage, back = hpage, hblink
+        else:
+            fpage = pages.get(eflink >> 12)
+            back = ptr.unpack_from(fpage, (eflink + P) & PAGE_MASK)[0] if fpage else None
+        if fpage is None or eblink != head or back != entry:
+            _, fwd = self._read_back(eblink)
+            raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
+        if eflink == head:
+            self.pair.pack_into(hpage, hoff, head, head)
+            desc.bitmap &= ~(1 << k)
+        else:
+            ptr.pack_into(hpage, hoff, eflink)
+            ptr.pack_into(fpage, (eflink + P) & PAGE_MASK, head)
+        e = entry - G
+        if page is None:
+            page = self._page(e)
+            off = e & PAGE_MASK
+            ulong1, ctag, fill = self.head.unpack_from(page, off)
         c = self.codec
-        shift, pages, u32, hdr = self.shift, self.pages, self.u32, self.hdr
-        page = pages[e >> 12]
-        off = e & PAGE_MASK
-        ulong1, tag = hdr.unpack_from(page, off)
-        prev = ulong1 & c.size_mask
-        bs = (ulong1 >> 16) & c.size_mask
+        shift, prev_hi = self.shift, self.prev_hi
+        sm = c.size_mask
+        prev = ulong1 & sm
+        bs = (ulong1 >> 16) & sm
         index = desc.index << c.idx_shift
-        tshift = c.type_shift
         if bs != need:
             fbs = bs - need
             if prev == 0:                                      # chunk starts the page: front
+                frag = e + (need << shift)
                 foff = off + (need << shift)
                 # the new header lands inside old data: its tag field keeps whatever was there
-                hdr.pack_into(page, foff, need | index | fbs << 16,
-                              u32.unpack_from(page, foff + 4)[0])
-                frag = e + (need << shift)
+                _, ftag, ffill = self.head.unpack_from(page, foff)
+                fulong1 = need | index | fbs << 16
                 noff = foff + (fbs << shift)
-                if noff < PAGE_SIZE:
-                    n1 = u32.unpack_from(page, noff)[0]
-                    u32.pack_into(page, noff, (n1 & ~c.size_mask) | fbs)
+                if noff < PAGE_SIZE:                           # its PreviousSize
+                    page[noff] = fbs & 0xFF
+                    if prev_hi:
+                        page[noff + 1] = page[noff + 1] & ~prev_hi | fbs >> 8
             else:                                              # otherwise: back of the chunk
-                frag = e
-                hdr.pack_into(page, off, prev | index | fbs << 16, tag)
+                frag, ftag, ffill = e, ctag, fill
+                fulong1 = prev | index | fbs << 16
                 off += fbs << shift
                 e += fbs << shift
                 noff = off + (need << shift)
                 if noff < PAGE_SIZE:
-                    n1 = u32.unpack_from(page, noff)[0]
-                    u32.pack_into(page, noff, (n1 & ~c.size_mask) | need)
+                    page[noff] = need & 0xFF
+                    if prev_hi:
+                        page[noff + 1] = page[noff + 1] & ~prev_hi | need >> 8
                 prev = fbs
-            if fbs != 1:
-                self._insert(desc, frag, fbs, at_head=False)
-        u32.pack_into(page, off, prev | index | need << 16 | ptype << tshift)
+                fill = self.no_fill                # the header lands in old data
+            self._link(desc, page, frag, fulong1, ftag, ffill, fbs, False)
+        ulong1 = prev | index | need << 16 | ptype << c.type_shift
+        if fill is None:
+            self.hdr.pack_into(page, off, ulong1, tag)
+            ptr.pack_into(page, off + G, 0)                        # the stale Flink
+        else:
+            self.chunk_next.pack_into(page, off, ulong1, tag, fill, 0)
         return e
 
-    def _new_page(self, desc: Descriptor, need: int, ptype: int) -> int:
-        page = self.mm.allocate_pool_pages(desc.paged, 1)
-        if not page:
+    def _new_page(self, desc: Descriptor, need: int, ptype: int, tag: int) -> int:
+        """A fresh page: the allocation at its front (with its stale Flink), the rest a free
+        chunk at the tail of its list."""
+        va = self.mm.allocate_pool_pages(desc.paged, 1)
+        if not va:
             return 0
         self._add32(desc.addr + self.o_total_pages, 1)
-        blocks = PAGE_SIZE >> self.shift
-        self._set_header(page, 0, desc.index, need, ptype, 0)
-        frag_bs = blocks - need
+        page = self.pages[va >> 12]
+        c = self.codec
+        index = desc.index << c.idx_shift
+        self.chunk_next.pack_into(page, 0, index | need << 16 | ptype << c.type_shift, tag,
+                                  self.zero_fill, 0)
+        frag_bs = (PAGE_SIZE >> self.shift) - need
         if frag_bs:
-            frag = page + (need << self.shift)
-            self._set_header(frag, need, desc.index, frag_bs, 0, 0)
-            if frag_bs != 1:
-                self._insert(desc, frag, frag_bs, at_head=False)
-        return page
+            self._link(desc, page, va + (need << self.shift), need | index | frag_bs << 16, 0,
+                       self.zero_fill, frag_bs, False)
+        return va
 
     def _allocate_big(self, pool_type: int, nbytes: int, tag: int) -> int:
         paged = bool(pool_type & PAGED)
@@ -502,9 +592,13 @@ class PoolManager:
             va = self.mm.allocate_pool_pages(paged, pages)
         if not va:
             return self._failure()
-        self._add32(desc.addr + self.o_total_big, pages)
-        self._addsz(desc.addr + self.o_total_bytes, pages * PAGE_SIZE)
-        self._add32(desc.addr + self.o_running_allocs, 1)
+        a = desc.allocs
+        dpage = self.pages[a >> 12]
+        doff = a & PAGE_MASK
+        allocs, gap1, big, gap2, total = self.d_big_alloc.unpack_from(dpage, doff)
+        self.d_big_alloc.pack_into(dpage, doff, (allocs + 1) & 0xFFFFFFFF, gap1,
+                                   (big + pages) & 0xFFFFFFFF, gap2,
+                                   (total + pages * PAGE_SIZE) & self.pmask)
         if not self.big.insert(va, tag, pool_type & TYPE_BITS, nbytes):
             tag = tag_to_ulong("BIG ")
         self.tracker.update(tag, pages * PAGE_SIZE, paged, 1)
@@ -513,43 +607,70 @@ class PoolManager:
     # ======================================================================================
     # lookaside lists (SLISTs in memory)
     # ======================================================================================
-    def _lookaside_pop(self, cpu: int, paged: int, bs: int) -> int:
-        pages, head, (NEXT, DEPTH, TOTAL_ALLOC, HITS) = self.pages, self.la_head, self.la_idx
+    def _lookaside_pop(self, cpu: int, paged: int, bs: int, ptype: int, tag: int) -> int:
+        """Pop a chunk from the CPU's lookaside for bs, else the shared one, and write its
+        allocated header and tag (the SLIST Next it held becomes the stale Flink, zeroed)."""
+        pages, head, G, next_first = self.pages, self.la_head, self.G, self.la_next_first
         for la in self.la[cpu][paged][bs - 1]:
             page = pages[la >> 12]
             off = la & PAGE_MASK
-            f = list(head.unpack_from(page, off))
-            f[TOTAL_ALLOC] = (f[TOTAL_ALLOC] + 1) & 0xFFFFFFFF
-            top = f[NEXT]
+            # (a, b, c): (Next, ListDepth, Sequence) or (ListDepth, Sequence, Next)
+            a, b, c, depth, maximum, allocs, hits, frees, fhits = head.unpack_from(page, off)
+            allocs = (allocs + 1) & 0xFFFFFFFF
+            top = a if next_first else c
             if top:
                 tpage = pages.get(top >> 12)
                 if tpage is None:
                     raise self._fault(top)
-                f[NEXT] = self.ptr.unpack_from(tpage, top & PAGE_MASK)[0]
-                f[DEPTH] = (f[DEPTH] - 1) & 0xFFFF
-                f[HITS] = (f[HITS] + 1) & 0xFFFFFFFF
-                head.pack_into(page, off, *f)
-                return top - self.G
-            head.pack_into(page, off, *f)
+                boff = (top & PAGE_MASK) - G
+                if boff >= 0:                      # header and Next in one read
+                    ulong1, _, fill, nxt = self.chunk_next.unpack_from(tpage, boff)
+                else:
+                    nxt = self.ptr.unpack_from(tpage, top & PAGE_MASK)[0]
+                hits = (hits + 1) & 0xFFFFFFFF
+                if next_first:
+                    head.pack_into(page, off, nxt, (b - 1) & 0xFFFF, c, depth, maximum, allocs,
+                                   hits, frees, fhits)
+                else:
+                    head.pack_into(page, off, (a - 1) & 0xFFFF, b, nxt, depth, maximum, allocs,
+                                   hits, frees, fhits)
+                codec = self.codec
+                if boff >= 0:
+                    self.chunk_next.pack_into(tpage, boff, (ulong1 & codec.keep_type)
+                                              | ptype << codec.type_shift, tag, fill, 0)
+                else:                              # a wild Next: the header is on another page
+                    bpage = self._page(top - G)
+                    boff = (top - G) & PAGE_MASK
+                    ulong1 = self.u32.unpack_from(bpage, boff)[0]
+                    self.hdr.pack_into(bpage, boff, (ulong1 & codec.keep_type)
+                                       | ptype << codec.type_shift, tag)
+                    self.ptr.pack_into(tpage, top & PAGE_MASK, 0)
+                return top - G
+            self.u32.pack_into(page, off + self.o_la_total_alloc, allocs)     # a miss
         return 0
 
-    def _lookaside_push(self, cpu: int, paged: int, bs: int, e: int) -> bool:
-        pages, head, (NEXT, DEPTH, _, _) = self.pages, self.la_head, self.la_idx
-        MAX, TOTAL_FREE, FREE_HITS = self.la_idx_free
+    def _lookaside_push(self, cpu: int, paged: int, bs: int, data: int,
+                        page: bytearray) -> bool:
+        """Push the chunk whose data starts at `data` (on `page`) onto the CPU's lookaside
+        for bs, else the shared one, unless both are at their depth."""
+        pages, head, next_first = self.pages, self.la_head, self.la_next_first
         for la in self.la[cpu][paged][bs - 1]:
-            page = pages[la >> 12]
+            lpage = pages[la >> 12]
             off = la & PAGE_MASK
-            f = list(head.unpack_from(page, off))
-            f[TOTAL_FREE] = (f[TOTAL_FREE] + 1) & 0xFFFFFFFF
-            if f[DEPTH] < f[MAX]:
-                data = e + self.G
-                self.ptr.pack_into(pages[data >> 12], data & PAGE_MASK, f[NEXT])
-                f[NEXT] = data
-                f[DEPTH] = (f[DEPTH] + 1) & 0xFFFF
-                f[FREE_HITS] = (f[FREE_HITS] + 1) & 0xFFFFFFFF
-                head.pack_into(page, off, *f)
+            a, b, c, depth, maximum, allocs, hits, frees, fhits = head.unpack_from(lpage, off)
+            frees = (frees + 1) & 0xFFFFFFFF
+            if (b if next_first else a) < depth:              # ListDepth < Depth
+                fhits = (fhits + 1) & 0xFFFFFFFF
+                if next_first:
+                    self.ptr.pack_into(page, data & PAGE_MASK, a)
+                    head.pack_into(lpage, off, data, (b + 1) & 0xFFFF, c, depth, maximum,
+                                   allocs, hits, frees, fhits)
+                else:
+                    self.ptr.pack_into(page, data & PAGE_MASK, c)
+                    head.pack_into(lpage, off, (a + 1) & 0xFFFF, b, data, depth, maximum,
+                                   allocs, hits, frees, fhits)
                 return True
-            head.pack_into(page, off, *f)
+            self.u32.pack_into(lpage, off + self.o_la_total_free, frees)      # full
         return False
 
     def adjust_lookaside_depth(self) -> None:
@@ -622,10 +743,12 @@ class PoolManager:
 
     def free_normal(self, address: int, tag: int = 0, cpu: int = 0) -> None:
         P = address & self.pmask
-        np_pool, p_pool = self.mm.nonpaged, self.mm.paged
-        in_paged = p_pool.start <= P < p_pool.end
-        if not in_paged and not np_pool.start <= P < np_pool.end:
-            raise BugCheck(BAD_POOL_CALLER, 0x42, P, 0, 0)
+        lo, hi = self.p_range
+        in_paged = lo <= P < hi
+        if not in_paged:
+            lo, hi = self.np_range
+            if not lo <= P < hi:
+                raise BugCheck(BAD_POOL_CALLER, 0x42, P, 0, 0)
         if not P & PAGE_MASK:
             return self._free_big(P, in_paged, tag)
         e = P - self.G
@@ -635,22 +758,23 @@ class PoolManager:
         off = e & PAGE_MASK
         c = self.codec
         sm = c.size_mask
+        shift = self.shift
         ulong1, ptag = self.hdr.unpack_from(page, off)
         prev = ulong1 & sm
         bs = (ulong1 >> 16) & sm
         ptype = (ulong1 >> c.type_shift) & c.field_mask
         if not ptype & IN_USE:
             raise BugCheck(BAD_POOL_CALLER, 7, 0x1297, ulong1, P)
-        noff = off + (bs << self.shift)
+        noff = off + (bs << shift)
         if bs == 0 or noff > PAGE_SIZE or (
-                noff < PAGE_SIZE and self.u32.unpack_from(page, noff)[0] & sm != bs):
-            raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << self.shift), ulong1)
+                noff < PAGE_SIZE and (page[noff] | page[noff + 1] << 8) & sm != bs):
+            raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << shift), ulong1)
         if prev:
-            poff = off - (prev << self.shift)
+            poff = off - (prev << shift)
             if poff < 0:
-                raise BugCheck(BAD_POOL_HEADER, 6, e - (prev << self.shift), 0x4D2, e)
-            if (self.u32.unpack_from(page, poff)[0] >> 16) & sm != prev:
-                raise BugCheck(BAD_POOL_HEADER, 5, e - (prev << self.shift), 0x4D2, e)
+                raise BugCheck(BAD_POOL_HEADER, 6, e - (prev << shift), 0x4D2, e)
+            if (page[poff + 2] | page[poff + 3] << 8) & sm != prev:     # its BlockSize
+                raise BugCheck(BAD_POOL_HEADER, 5, e - (prev << shift), 0x4D2, e)
         elif off:
             raise BugCheck(BAD_POOL_HEADER, 7, 0, 0x4D2, e)
         index = (ulong1 >> c.idx_shift) & c.field_mask
@@ -660,18 +784,23 @@ class PoolManager:
         if paged and index >= len(self.paged_desc):
             # Windows 7 does not bounds-check PoolIndex: it follows a wild descriptor pointer.
             raise self._fault(self.paged_desc[0].addr + index * self.layouts.descriptor.sizeof())
-        self.tracker.update(ptag, bs << self.shift, paged, -1)
+        self.tracker.update(ptag, bs << shift, paged, -1)
+        # the header checks above put the data (P) on the header's page
         if bs <= POOL_SMALL_LISTS and not (paged and index == 0):
-            if self._lookaside_push(cpu, paged, bs, e):
+            if self._lookaside_push(cpu, paged, bs, P, page):
                 return
         desc = self.paged_desc[index] if paged else self.descriptors[0]
         if self.settings.deferred_frees:
-            depth = self._read_pending_depth(desc)
+            a = desc.pending
+            dpage = self.pages[a >> 12]
+            doff = a & PAGE_MASK
+            pending, between, depth = self.d_pending.unpack_from(dpage, doff)
             if depth >= PENDING_FREE_LIMIT:
                 self.flush_pending(desc)
-            self._wptr(P, self._rptr(desc.addr + self.o_pending))
-            self._wptr(desc.addr + self.o_pending, P)
-            self._add32(desc.addr + self.o_pending_depth, 1)
+                pending, between, depth = self.d_pending.unpack_from(dpage, doff)
+                page = self._page(P)               # the flush may have released its page
+            self.ptr.pack_into(page, P & PAGE_MASK, pending)
+            self.d_pending.pack_into(dpage, doff, P, between, (depth + 1) & 0xFFFFFFFF)
             return
         self._release(desc, e)
 
@@ -680,58 +809,90 @@ class PoolManager:
 
     def flush_pending(self, desc: Descriptor | None = None) -> None:
         """ExDeferredFreePool: release the pending chain, newest first."""
+        pages, pending = self.pages, self.d_pending
         for d in [desc] if desc else [self.descriptors[0], *self.paged_desc]:
-            chain = self._rptr(d.addr + self.o_pending)
-            self._wptr(d.addr + self.o_pending, 0)
-            self._w32(d.addr + self.o_pending_depth, 0)
+            dpage = pages[d.pending >> 12]
+            doff = d.pending & PAGE_MASK
+            chain, between, _ = pending.unpack_from(dpage, doff)
+            pending.pack_into(dpage, doff, 0, between, 0)
             while chain:
-                if (chain >> 12) not in self.pages:
+                if (chain >> 12) not in pages:
                     raise self._fault(chain)
-                nxt = self._rptr(chain)
-                self._release(d, chain - self.G)
-                chain = nxt
+                chain = self._release(d, chain - self.G)
 
-    def _release(self, desc: Descriptor, e: int) -> None:
-        """Return a chunk to ListHeads: coalesce with free neighbours, release empty pages."""
-        shift = self.shift
-        prev, _, bs, _, tag = self.header(e)
-        self._add32(desc.addr + self.o_running_deallocs, 1)
-        self._addsz(desc.addr + self.o_total_bytes, -(bs << shift))
+    def _release(self, desc: Descriptor, e: int) -> int:
+        """Return a chunk to ListHeads: coalesce with free neighbours, release empty pages.
+        Returns the pointer the chunk's data started with (the pending chain's Next)."""
+        shift, G, pages, u32 = self.shift, self.G, self.pages, self.u32
+        page = pages.get(e >> 12)
+        if page is None:
+            raise self._fault(e)
+        off = e & PAGE_MASK
+        if off <= self.chunk_last:
+            ulong1, tag, fill, nxt_pending, _ = self.chunk.unpack_from(page, off)
+        else:
+            ulong1, tag, fill = self.head.unpack_from(page, off)
+            nxt_pending = self._rptr(e + G)
+        c = self.codec
+        sm, fm, tshift = c.size_mask, c.field_mask, c.type_shift
+        prev = ulong1 & sm
+        bs = (ulong1 >> 16) & sm
+        a = desc.deallocs
+        dpage = pages[a >> 12]
+        doff = a & PAGE_MASK
+        frees, between, total = self.d_free.unpack_from(dpage, doff)
+        self.d_free.pack_into(dpage, doff, (frees + 1) & 0xFFFFFFFF, between,
+                              (total - (bs << shift)) & self.pmask)
         combined = False
         nxt = e + (bs << shift)
-        if nxt & PAGE_MASK:
-            _, _, nbs, ntype, _ = self.header(nxt)
-            if ntype == 0:
+        noff = nxt & PAGE_MASK
+        if noff:
+            npage = page if noff >= off else self._page(nxt)
+            if noff <= self.chunk_last:
+                n1, _, _, nfl, nbl = self.chunk.unpack_from(npage, noff)
+            else:
+                n1, nfl, nbl = u32.unpack_from(npage, noff)[0], -1, -1
+            if not (n1 >> tshift) & fm:                       # a free neighbour: coalesce
+                nbs = (n1 >> 16) & sm
                 if nbs != 1:
-                    self._unlink(nxt + self.G)
-                    self._drop_bit(desc, nbs)
+                    if nfl < 0:
+                        _, nfl, nbl = self._links(nxt + G)
+                    self._unlink(desc, nxt + G, nfl, nbl, nbs)
                 bs += nbs
                 combined = True
         if prev:
             prv = e - (prev << shift)
-            pprev, _, pbs, ptype, ptag = self.header(prv)
-            if ptype == 0:
+            poff = prv & PAGE_MASK
+            ppage = page if poff <= off else self._page(prv)
+            if poff <= self.chunk_last:
+                p1, ptag, pfill, pfl, pbl = self.chunk.unpack_from(ppage, poff)
+            else:
+                (p1, ptag, pfill), pfl, pbl = self.head.unpack_from(ppage, poff), -1, -1
+            if not (p1 >> tshift) & fm:
+                pbs = (p1 >> 16) & sm
                 if pbs != 1:
-                    self._unlink(prv + self.G)
-                    self._drop_bit(desc, pbs)
+                    if pfl < 0:
+                        _, pfl, pbl = self._links(prv + G)
+                    self._unlink(desc, prv + G, pfl, pbl, pbs)
                 bs += pbs
-                e, prev, tag = prv, pprev, ptag
+                e, off, page, prev, tag, fill = prv, poff, ppage, p1 & sm, ptag, pfill
                 combined = True
-        if not e & PAGE_MASK and bs << shift == PAGE_SIZE:
+        if not off and bs << shift == PAGE_SIZE:
             self._add32(desc.addr + self.o_total_pages, -1)
             self.mm.free_pool_pages(e)
-            return
-        self._set_header(e, prev, desc.index, bs, 0, tag)
-        end = e + (bs << shift)
+            return nxt_pending
+        ulong1 = prev | desc.index << c.idx_shift | bs << 16
+        end = off + (bs << shift)
         if combined and end & PAGE_MASK:
-            self._set_prev(end, bs)
-        if bs != 1:
-            self._insert(desc, e, bs, at_head=True)
-
-    def _drop_bit(self, desc: Descriptor, bs: int) -> None:
-        head = desc.lists + (bs - 1) * 2 * self.P
-        if self._rptr(head) == head:
-            desc.bitmap &= ~(1 << (bs - 1))
+            if end < PAGE_SIZE and bs <= sm:               # the next chunk's PreviousSize
+                page[end] = bs & 0xFF
+                if self.prev_hi:
+                    page[end + 1] = page[end + 1] & ~self.prev_hi | bs >> 8
+            else:                     # a corrupt size: past the page or the field
+                self.hdr.pack_into(page, off, ulong1, tag)
+                self._set_prev(e + (bs << shift), bs)
+        self._link(desc, page, e, ulong1, tag, fill, bs, True)
+        return nxt_pending
 
     def _free_big(self, va: int, paged: bool, tag: int) -> None:
         found = self.big.remove(va)
@@ -743,7 +904,11 @@ class PoolManager:
             raise BugCheck(BAD_POOL_CALLER, 0xA, va, key, tag)
         desc = self.paged_desc[0] if paged else self.descriptors[0]
         self.tracker.update(key, pages * PAGE_SIZE, paged, -1)
-        self._add32(desc.addr + self.o_running_deallocs, 1)
-        self._addsz(desc.addr + self.o_total_bytes, -pages * PAGE_SIZE)
-        self._add32(desc.addr + self.o_total_big, -pages)
+        a = desc.deallocs
+        dpage = self.pages[a >> 12]
+        doff = a & PAGE_MASK
+        frees, gap1, big, gap2, total = self.d_big_free.unpack_from(dpage, doff)
+        self.d_big_free.pack_into(dpage, doff, (frees + 1) & 0xFFFFFFFF, gap1,
+                                  (big - pages) & 0xFFFFFFFF, gap2,
+                                  (total - pages * PAGE_SIZE) & self.pmask)
         self.mm.free_pool_pages(va)

@@ -51,16 +51,25 @@ class TagTracker:
         self.groups = tuple(field_run(L.tracker, names)[0] for names in (
             ("NonPagedAllocs", "NonPagedFrees", "NonPagedBytes"),
             ("PagedAllocs", "PagedFrees", "PagedBytes")))
+        # ... and read with the entry's Key in one call (the fields between are skipped)
+        self.keyed = tuple(field_run(L.tracker, ("Key", *names))[0] for names in (
+            ("NonPagedAllocs", "NonPagedFrees", "NonPagedBytes"),
+            ("PagedAllocs", "PagedFrees", "PagedBytes")))
         pages = -(-self.size * self.entry_size // PAGE_SIZE)
         self.table = mm.allocate_pool_pages(False, pages)
         g.write_ptr(g.var("PoolTrackTable"), self.table)
         g.write_ptr(g.var("PoolTrackTableSize"), self.size)
         g.write_ptr(g.var("PoolTrackTableMask"), self.mask)
+        # (tag | paged << 31) -> (page, offset of the entry, its Key+counters run, the counters'
+        # offset, their run), for entries whose Key and counters lie on one page; tag -> the
+        # address of an entry whose counters do not
         self._spots: dict[int, tuple] = {}
+        self._straddling: dict[int, int] = {}
         # nt!PoolHitTag: the tracker breaks into the debugger when it counts this tag
         self.sym_hit = g.var("PoolHitTag", 4)
         g.write_u32(self.sym_hit, POOL_HIT_TAG_NONE)
-        self._hit_spot = (self.pages[self.sym_hit >> 12], self.sym_hit & PAGE_MASK)
+        self._hit_page = self.pages[self.sym_hit >> 12]
+        self._hit_off = self.sym_hit & PAGE_MASK
         self.hit: tuple[int, int] | None = None      # (tag, sign) of a pending hit
         for tag in HOT_TAGS:
             self.slot(tag_to_ulong(tag))
@@ -90,46 +99,41 @@ class TagTracker:
     def update(self, key: int, nbytes: int, paged: int, sign: int) -> None:
         """An allocation (sign 1) or a free (sign -1) of nbytes charged bytes."""
         key &= 0x7FFFFFFF
-        if key == self.u32.unpack_from(*self._hit_spot)[0] and self.hit is None:
+        if key == self.u32.unpack_from(self._hit_page, self._hit_off)[0] and self.hit is None:
             self.hit = (key, sign)
-        spots = self._spots.get(key)
-        if spots is None or self.u32.unpack_from(spots[0], spots[1])[0] != key:
-            spots = self._locate(key)
-        page, off = spots[4 if paged else 2], spots[5 if paged else 3]
-        if page is None:                       # the entry straddles a page boundary
-            return self._update_split(spots[6], paged, nbytes, sign)
-        group = self.groups[1 if paged else 0]
-        allocs, frees, used = group.unpack_from(page, off)
-        if sign > 0:
-            allocs = (allocs + 1) & 0xFFFFFFFF
-        else:
-            frees = (frees + 1) & 0xFFFFFFFF
-        group.pack_into(page, off, allocs, frees, (used + sign * nbytes) & self.szmask)
+        spot = self._spots.get(key | paged << 31)
+        if spot is not None:
+            page, off, keyed, goff, group = spot
+            found, allocs, frees, used = keyed.unpack_from(page, off)
+            if found == key:
+                if sign > 0:
+                    allocs = (allocs + 1) & 0xFFFFFFFF
+                else:
+                    frees = (frees + 1) & 0xFFFFFFFF
+                group.pack_into(page, goff, allocs, frees, (used + sign * nbytes) & self.szmask)
+                return
+        self._update_slow(key, nbytes, paged, sign)
 
-    def _update_split(self, base: int, paged: int, nbytes: int, sign: int) -> None:
+    def _update_slow(self, key: int, nbytes: int, paged: int, sign: int) -> None:
+        """Count through the page map in the entry that holds key (the one remembered if its
+        Key still says so, else found or claimed by probing the table in memory), and
+        remember where it is."""
+        base = self._straddling.get(key)
+        if base is None or self._r32(base) != key:
+            base = self.table + self.slot(key) * self.entry_size
+        keyed, group = self.keyed[1 if paged else 0], self.groups[1 if paged else 0]
         a = base + self.fields[1 if paged else 0][0]
-        group = self.groups[1 if paged else 0]
         allocs, frees, used = group.unpack(self.memory.read(a, group.size))
         if sign > 0:
             allocs = (allocs + 1) & 0xFFFFFFFF
         else:
             frees = (frees + 1) & 0xFFFFFFFF
         self.memory.write(a, group.pack(allocs, frees, (used + sign * nbytes) & self.szmask))
-
-    def _locate(self, key: int) -> tuple:
-        """(key page, key offset, then per pool the page and offset of its {Allocs, Frees,
-        Bytes} run, or None where the run straddles a page, and the entry's address)."""
-        base = self.table + self.slot(key) * self.entry_size
-        spots: list = [self.pages[base >> 12], base & PAGE_MASK]
-        for fields, group in zip(self.fields, self.groups):
-            a = base + fields[0]
-            if (a & PAGE_MASK) + group.size <= PAGE_SIZE:
-                spots += [self.pages[a >> 12], a & PAGE_MASK]
-            else:
-                spots += [None, None]
-        spots.append(base)
-        found = self._spots[key] = tuple(spots)
-        return found
+        if (base & PAGE_MASK) + keyed.size <= PAGE_SIZE:
+            self._spots[key | paged << 31] = (self.pages[base >> 12], base & PAGE_MASK, keyed,
+                                              a & PAGE_MASK, group)
+        else:
+            self._straddling[key] = base
 
     def totals(self) -> tuple[int, int, int, int]:
         """(nonpaged blocks, paged blocks, nonpaged bytes, paged bytes) outstanding, summed

@@ -71,7 +71,8 @@ class Pattern:
     def run(self, engine: "Workload") -> None:
         rng = engine.rng
         if self.size_range:
-            size = rng.randint(*self.sizes)
+            lo, hi = self.sizes
+            size = rng.randrange(lo, hi + 1)                  # randint(lo, hi), one call less
         else:
             sizes = self.sizes
             size = sizes[0] if len(sizes) == 1 else sizes[rng.randrange(len(sizes))]
@@ -138,18 +139,18 @@ class Workload:
         rng, cum, acts, due = self.rng, self._cumulative, self.activities, self.due
         total = cum[-1] if cum else 0.0
         pool_free = self.pool.free
-        machine = self.machine
+        processors = self.machine.processors
         tracker = self.pool.tracker
+        random, heappop, bisect_right = rng.random, heapq.heappop, bisect.bisect_right
         for _ in range(n):
             if tracker.hit is not None:        # nt!PoolHitTag: the machine breaks in
                 return
-            self.t += 1
-            t = self.t
+            t = self.t = self.t + 1
             while due and due[0][0] <= t and tracker.hit is None:
-                _, _, addr, key, stack = heapq.heappop(due)
-                pool_free(addr, key, t % machine.processors, stack)
+                _, _, addr, key, stack = heappop(due)
+                pool_free(addr, key, t % processors, stack)
             if total and tracker.hit is None:
-                i = bisect.bisect_right(cum, rng.random() * total)
+                i = bisect_right(cum, random() * total)
                 acts[i if i < len(acts) else -1].run(self)
             if t % self.tick_period == 0:
                 self.pool.adjust_lookaside_depth()
