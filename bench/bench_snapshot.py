@@ -6,7 +6,7 @@ Wall time is what the user waits; CPU time (user + system of the kdsim process) 
 beside it, since other processes on a shared machine stretch the wall time.  The snapshot's
 own save and load, in process, are timed too.
 
-Run: python bench/bench_snapshot.py [warm runs]
+Run from the repository root: python -m bench.bench_snapshot [warm runs]
 """
 from __future__ import annotations
 
@@ -18,14 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.harness import print_machine, ratio, ratio_text, timed, verdict
+from kdsim import snapshot
+from kdsim.scenarios import SCENARIOS, boot, list_scenarios
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.machine_info import describe  # noqa: E402
-from kdsim import snapshot  # noqa: E402
-from kdsim.machine import Machine  # noqa: E402
-from kdsim.scenarios import SCENARIOS, list_scenarios  # noqa: E402
-
 WARM_LIMIT = 1.0              # seconds
 WARM_SHARE = 0.15             # of the cold open
 
@@ -49,9 +46,9 @@ def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
 
 def main() -> None:
     warm_runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    print(f"machine: {describe()}")
+    print_machine()
     print(f"{'lab':<22}{'cold wall':>10}{'cpu':>7}{'warm wall':>11}{'cpu':>7}{'warm/cold':>11}"
-          "  (seconds, warm: best of " f"{warm_runs})")
+          f"  (seconds, warm: best of {warm_runs})")
     labs = [name for name, _ in list_scenarios() if SCENARIOS[name].lab is not None]
     verdicts = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -59,27 +56,23 @@ def main() -> None:
             cache = Path(scratch) / name
             cold = open_lab(name, cache)
             warm = best([open_lab(name, cache) for _ in range(warm_runs)])
-            share = warm[0] / cold[0]
             print(f"{name:<22}{cold[0]:>10.2f}{cold[1]:>7.2f}{warm[0]:>11.2f}{warm[1]:>7.2f}"
-                  f"{share:>10.0%}")
-            verdicts.append((f"{name} warm <= {WARM_LIMIT:g} s", warm[0] <= WARM_LIMIT))
+                  f"{ratio(warm[0], cold[0]):>10.0%}")
+            verdicts.append(f"{name} warm {warm[0]:.2f} s: {verdict(warm[0], '≤', WARM_LIMIT, 's')}")
             if name == "fragmentation":
                 uncached = open_lab(name, cache, "--no-cache")
                 print(f"{'  (--no-cache)':<22}{uncached[0]:>10.2f}{uncached[1]:>7.2f}")
-                verdicts.append((f"fragmentation warm <= {WARM_SHARE:.0%} of cold",
-                                 share <= WARM_SHARE))
+                verdicts.append(f"fragmentation: {ratio_text('warm', warm[0], 'cold', cold[0])}; "
+                                f"{verdict(ratio(warm[0], cold[0]), '≤', WARM_SHARE)}")
         machine = boot(scenario="fragmentation")
         path = Path(scratch) / "fragmentation.kdsnap"
-        start = time.perf_counter()
-        size = snapshot.save(machine, path)
-        saved = time.perf_counter() - start
-        start = time.perf_counter()
-        snapshot.load(path)
-        loaded = time.perf_counter() - start
+        saved = timed(lambda: snapshot.save(machine, path))
+        loaded = timed(lambda: snapshot.load(path))
         print(f"fragmentation snapshot: {len(machine.memory.pages) * 4096 / 1e6:.0f} MB of "
-              f"memory in {size / 1e6:.1f} MB, saved in {saved:.2f} s, loaded in {loaded:.2f} s")
-    for what, met in verdicts:
-        print(f"target {what}: {'met' if met else 'MISSED'}")
+              f"memory in {saved.result / 1e6:.1f} MB, saved in {saved.summary()}, "
+              f"loaded in {loaded.summary()}")
+    for line in verdicts:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from bench.reference_allocator import Corrupt, ReferencePool, walk_page
 from kdsim.arch import get_arch
 from kdsim.layouts import IN_USE, PAGE_SIZE, profile_for, tag_to_ulong
 from kdsim.machine import Machine
+from tests.support import ROOT
 
-BENCHMARKS = ("bench_allocator", "bench_cli", "bench_dump", "bench_labs",
-              "bench_pool_commands", "bench_poolused_vm")
+BENCHMARKS = sorted(path.stem for path in (ROOT / "bench").glob("bench_*.py"))
 
 
 def ticking(step: float = 1.0):
