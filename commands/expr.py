@@ -32,6 +32,10 @@ _MAX_NESTING = 64                 # parentheses; deeper input is refused, not a 
 
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_!.$`")
 _DIGITS = {2: "01", 8: "01234567", 10: "0123456789", 16: "0123456789abcdef"}
+# Significant digits of the largest 64-bit value in each base: a number with more overflows
+# (and is refused before Python's int() would meet its own digit limit).
+_MAX_DIGITS = {2: 64, 8: 22, 10: 20, 16: 16}
+_MAX_DECIMAL = 9                  # digits of a small decimal count (`.hint N`, script args)
 _PREFIXES = {"x": 16, "n": 10, "t": 8, "y": 2}
 _READS = {"by": 1, "wo": 2, "dwo": 4, "qwo": 8}
 _UNARY_WORDS = frozenset({"not", "hi", "low", "poi", *_READS})
@@ -112,11 +116,23 @@ def sign_extend32(value: int) -> int:
     return value | _SIGN_EXTEND if 0x80000000 <= value <= 0xFFFFFFFF else value
 
 
+def decimal(text: str) -> int | None:
+    """A small count written in ASCII decimal digits (`.hint 2`, `${$arg3}`), or None.
+
+    Python's int() and str.isdigit() also take other scripts' digits (`²`, `٣`), which the
+    debugger does not; a count longer than _MAX_DECIMAL digits is no count either."""
+    digits = text.lstrip("0") or text[-1:]
+    if not text or len(digits) > _MAX_DECIMAL or not _all_in(text, _DIGITS[10]):
+        return None
+    return int(digits)
+
+
 def parse_number(word: str, radix: int) -> tuple[int, bool] | None:
     """A number token as (value, written with a backtick), or None if `word` is not one.
 
     Prefixes 0x/0n/0t/0y override the radix, a prefix alone is 0, an `h` suffix means hex,
-    backticks may separate digits but not lead."""
+    backticks may separate digits but not lead.  Only ASCII digits are digits.  A value
+    beyond 64 bits comes back as MASK64 + 1 (the caller's overflow), however long."""
     if not word or word[0] == "`":
         return None
     backtick = "`" in word
@@ -130,7 +146,10 @@ def parse_number(word: str, radix: int) -> tuple[int, bool] | None:
         base, digits = 16, digits[:-1]
     if not digits or not _all_in(digits, _DIGITS[base]):
         return None
-    return int(digits, base), backtick
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DIGITS[base]:
+        return MASK64 + 1, backtick
+    return int(significant or "0", base), backtick
 
 
 def _all_in(text: str, allowed: str) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from kdsim.control import Lab, scenario_lab
 
 from .errors import DebuggerError
+from .expr import decimal
 from .registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,9 +71,9 @@ def hint(session: "Session", args: str) -> str:
     total = len(lab.hints)
     text = args.strip()
     if text:
-        if not text.isdigit() or not 1 <= int(text) <= total:
+        number = decimal(text)
+        if number is None or not 1 <= number <= total:
             raise DebuggerError(f"There are {total} hints: .hint N takes N from 1 to {total}.")
-        number = int(text)
         if number > given.get(name, 0):
             raise DebuggerError(f"Hint {number} has not been given yet: .hint gives the "
                                 "next one.")

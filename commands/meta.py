@@ -10,6 +10,8 @@ import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pooltag import check_file
+
 from .errors import DebuggerError, syntax_error
 from .registry import CATEGORIES, Command, all_commands, command, lookup
 from .session import SETTINGS
@@ -222,7 +224,14 @@ def _settings(session: "Session", args: str) -> str:
         if not eq:
             raise syntax_error(len(".settings set ") + len(rest))
         name = name.strip()
-        session.settings[name] = parse_setting(name, value)
+        parsed = parse_setting(name, value)
+        # A tag file that cannot be read is refused (the setting keeps its value); one that
+        # does not exist yet is accepted, and reported by the first command that needs it.
+        problem = (check_file(parsed, missing_ok=True) if name == "pooltag_file" and parsed
+                   else None)
+        if problem:
+            raise DebuggerError(problem)
+        session.settings[name] = parsed
         return ""
     raise syntax_error(len(".settings "))
 

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 
 from .dispatch import Aborted, execute
 from .errors import DebuggerError, syntax_error
+from .expr import decimal
 from .registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
 MAX_DEPTH = 32
-_ARG = re.compile(r"\$\{\$arg(\d+)\}")
+_ARG = re.compile(r"\$\{\$arg([0-9]+)\}")
 _WORD = re.compile(r'"([^"]*)"?|(\S+)')
 
 
@@ -51,10 +52,11 @@ def words(text: str) -> list[str]:
 
 
 def substitute(line: str, args: list[str]) -> str:
-    """Replace `${$argN}` by the Nth argument; ones without an argument stay as written."""
+    """Replace `${$argN}` by the Nth argument; ones without an argument stay as written
+    (`${$arg99999999999}` among them: a number too long to be a count names no argument)."""
     def arg(match: re.Match[str]) -> str:
-        index = int(match.group(1))
-        return args[index - 1] if 1 <= index <= len(args) else match.group()
+        index = decimal(match.group(1))
+        return args[index - 1] if index is not None and 1 <= index <= len(args) else match.group()
     return _ARG.sub(arg, line)
 
 

@@ -70,7 +70,7 @@ class LogFile:
         self.name = name
         encoding = "utf-16" if unicode else "utf-8"
         self.handle: IO[str] = open(name, "a" if append else "w", encoding=encoding,
-                                    newline="")
+                                    errors="backslashreplace", newline="")
 
     def write(self, text: str) -> None:
         self.handle.write(text)

@@ -5,7 +5,7 @@ Point the debugger at a real pooltag.txt with the session setting or the environ
 variable KDSIM_POOLTAG; its entries take precedence over the built-in ones.
 """
 from .builtin import BUILTIN
-from .db import ENV_VAR, TagDatabase
+from .db import ENV_VAR, TagDatabase, check_file
 from .describe import pool_description, poolused_description
 from .parser import ParsedFile, ParseWarning, PoolTagEntry, parse_bytes, parse_file, parse_text
 from .tags import (PROTECTED_POOL, TAG_LEN, TagLike, display_tag, normalize_tag, printable,
@@ -13,7 +13,7 @@ from .tags import (PROTECTED_POOL, TAG_LEN, TagLike, display_tag, normalize_tag,
 
 __all__ = [
     "BUILTIN", "ENV_VAR", "PROTECTED_POOL", "TAG_LEN", "ParseWarning", "ParsedFile",
-    "PoolTagEntry", "TagDatabase", "TagLike", "display_tag", "normalize_tag", "parse_bytes",
-    "parse_file", "parse_text", "pool_description", "poolused_description", "printable",
-    "tag_from_ulong", "tag_matches", "tag_to_ulong",
+    "PoolTagEntry", "TagDatabase", "TagLike", "check_file", "display_tag", "normalize_tag",
+    "parse_bytes", "parse_file", "parse_text", "pool_description", "poolused_description",
+    "printable", "tag_from_ulong", "tag_matches", "tag_to_ulong",
 ]

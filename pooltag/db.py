@@ -7,21 +7,36 @@ is what makes `Gh05` print `GDITAG_HMGR_SURF_TYPE` (from `Gh?5`) rather than `Gd
 (from the earlier `G???`) as the real debugger does.
 
 Parsed files are cached per (path, mtime, size), so building a new database when a setting
-changes costs a stat(), not a parse.
+changes costs a stat(), not a parse.  A lookup costs the same however many wildcard lines a
+file holds: a tag is matched against the few patterns that could match it (a `?` in any
+position, a trailing `*` after any prefix), each one dictionary probe.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
+from itertools import product
 from pathlib import Path
 
 from .builtin import BUILTIN
-from .parser import ParsedFile, ParseWarning, PoolTagEntry, parse_file
-from .tags import TagLike, compile_pattern, normalize_pattern, normalize_tag
+from .parser import ParsedFile, ParseWarning, PoolTagEntry, UnusableFile, parse_file
+from .tags import TAG_LEN, TagLike, normalize_pattern, normalize_tag
 
 ENV_VAR = "KDSIM_POOLTAG"
+
+
+def _patterns_matching(tag: str) -> Iterator[str]:
+    """Every wildcard pattern, in normalize_pattern's form, that matches the 4-char `tag`:
+    `?` in any set of positions, and a trailing `*` after any (partly `?`) prefix.  A valid
+    pooltag wildcard has its `*` last (the parser refuses others), so these are all."""
+    for mask in product((False, True), repeat=TAG_LEN):
+        if any(mask):
+            yield "".join("?" if wild else c for c, wild in zip(tag, mask))
+    for length in range(TAG_LEN):
+        for mask in product((False, True), repeat=length):
+            yield "".join("?" if wild else c for c, wild in zip(tag, mask)) + "*"
 
 
 class _Index:
@@ -29,20 +44,21 @@ class _Index:
 
     def __init__(self, entries: Iterable[PoolTagEntry]) -> None:
         self.exact: dict[str, PoolTagEntry] = {}
-        ranked = []
+        # pattern -> (rank, entry); rank orders most literal characters first, then file order
+        self.wildcards: dict[str, tuple[tuple[int, int], PoolTagEntry]] = {}
         for order, entry in enumerate(entries):
             if entry.is_wildcard:
-                literals = sum(c not in "*?" for c in normalize_pattern(entry.tag))
-                ranked.append((-literals, order, entry))
+                pattern = normalize_pattern(entry.tag)
+                literals = sum(c not in "*?" for c in pattern)
+                self.wildcards.setdefault(pattern, ((-literals, order), entry))
             else:
                 self.exact.setdefault(entry.tag, entry)    # first line wins
-        ranked.sort(key=lambda r: r[:2])
-        self.wildcards = tuple((compile_pattern(e.tag), e) for _, _, e in ranked)
 
     def lookup(self, tag: str) -> PoolTagEntry | None:
         entry = self.exact.get(tag)
-        if entry is None:
-            entry = next((e for rx, e in self.wildcards if rx.fullmatch(tag)), None)
+        if entry is None and self.wildcards:
+            found = [self.wildcards[p] for p in _patterns_matching(tag) if p in self.wildcards]
+            entry = min(found, key=lambda ranked: ranked[0])[1] if found else None
         return entry
 
 
@@ -53,17 +69,66 @@ class _Loaded:
 
 
 _FILE_CACHE: dict[Path, tuple[int, int, _Loaded]] = {}
+_CACHED_FILES = 8                  # a session switches between a few files at most
+
+
+class TagFileError(Exception):
+    """A user pooltag file that cannot be used; `message` is the one line to print,
+    `missing` tells a file that does not exist (yet)."""
+
+    def __init__(self, message: str, missing: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.missing = missing
+
+
+def _shown(path: Path) -> str:
+    """The path as typed, control characters escaped so they never reach the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
 
 
 def _load(path: Path) -> _Loaded:
-    st = path.stat()
-    cached = _FILE_CACHE.get(path)
-    if cached and cached[:2] == (st.st_mtime_ns, st.st_size):
-        return cached[2]
-    parsed = parse_file(path)
-    loaded = _Loaded(parsed, _Index(parsed.entries))
-    _FILE_CACHE[path] = (st.st_mtime_ns, st.st_size, loaded)
-    return loaded
+    """The file parsed and indexed, from the cache while its mtime and size are unchanged.
+
+    Raises TagFileError.  The wording is assumed: no public transcript shows what the real
+    debugger prints for a tag file it cannot use, so it reads like its other file errors
+    (`Unable to read ...: <system message>`)."""
+    try:
+        absolute = Path(os.path.abspath(path))
+        st = absolute.stat()
+        cached = _FILE_CACHE.get(absolute)
+        if cached and cached[:2] == (st.st_mtime_ns, st.st_size):
+            return cached[2]
+        parsed = parse_file(absolute)
+    except FileNotFoundError as exc:
+        raise TagFileError(_unable(path, exc.strerror or str(exc)), missing=True) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    except UnusableFile as exc:
+        reason = exc.reason
+    except ValueError:                       # a NUL in the name
+        reason = "Invalid file name"
+    else:
+        loaded = _Loaded(parsed, _Index(parsed.entries))
+        if len(_FILE_CACHE) >= _CACHED_FILES:
+            _FILE_CACHE.pop(next(iter(_FILE_CACHE)))
+        _FILE_CACHE[absolute] = (st.st_mtime_ns, st.st_size, loaded)
+        return loaded
+    raise TagFileError(_unable(path, reason))
+
+
+def _unable(path: Path, reason: str) -> str:
+    return f"Unable to read pool tag file {_shown(path)}: {reason}"
+
+
+def check_file(path: str | os.PathLike[str], *, missing_ok: bool = False) -> str | None:
+    """Why a pooltag file cannot be used (one line), or None when it can (or, with
+    `missing_ok`, does not exist yet); loading it here caches it for the commands."""
+    try:
+        _load(Path(path).expanduser())
+    except TagFileError as exc:
+        return None if exc.missing and missing_ok else exc.message
+    return None
 
 
 @cache
@@ -73,8 +138,8 @@ def _builtin_index() -> _Index:
 
 class TagDatabase:
     """Pool tag descriptions for the commands. Never raises on a bad user file: the problem is
-    kept in `error` (file unreadable) and `warnings` (lines skipped or read leniently) for the
-    session to report, and lookups fall back to the built-in list."""
+    kept in `error` (file unusable, one line) and `warnings` (lines skipped or read leniently)
+    for the session to report, and lookups fall back to the built-in list."""
 
     def __init__(self, user_file: str | os.PathLike[str] | None = None, *,
                  environ: Mapping[str, str] | None = None, builtin: bool = True) -> None:
@@ -86,9 +151,9 @@ class TagDatabase:
         sources: list[_Index] = []
         if self.user_file is not None:
             try:
-                loaded = _load(self.user_file.resolve())
-            except OSError as exc:
-                self.error = f"Unable to read pool tag file {self.user_file}: {exc.strerror or exc}"
+                loaded = _load(self.user_file)
+            except TagFileError as exc:
+                self.error = exc.message
             else:
                 sources.append(loaded.index)
                 self.warnings = loaded.parsed.warnings

@@ -17,8 +17,8 @@ from kdsim.layouts.tags import tag_from_ulong, tag_to_ulong
 
 __all__ = [
     "PROTECTED_POOL", "TAG_LEN", "TagLike", "compile_pattern", "display_tag", "normalize_pattern",
-    "normalize_tag", "printable", "printable_bytes", "tag_from_ulong", "tag_matches",
-    "tag_to_ulong",
+    "normalize_tag", "printable", "printable_bytes", "simplify_pattern", "tag_from_ulong",
+    "tag_matches", "tag_to_ulong",
 ]
 
 TagLike = str | bytes | int
@@ -65,6 +65,17 @@ def normalize_pattern(pattern: str) -> str:
     return pattern.rstrip(" ") if "*" in pattern else pattern.ljust(TAG_LEN)
 
 
+_STAR_RUN = re.compile(r"\*{2,}")
+
+
+def simplify_pattern(pattern: str) -> str | None:
+    """A typed pattern normalized, each run of `*` written once (it matches the same tags),
+    or None when it can match no tag: more than TAG_LEN characters besides `*`.  What is
+    left is at most `*a*b*c*d*`, so matching it never backtracks for long."""
+    simple = _STAR_RUN.sub("*", normalize_pattern(pattern))
+    return None if len(simple) - simple.count("*") > TAG_LEN else simple
+
+
 @lru_cache(maxsize=1024)
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """`?` matches one character, `*` any run; everything else, `[` included, is literal."""
@@ -76,4 +87,6 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 def tag_matches(pattern: str, tag: TagLike) -> bool:
     """Whether a tag matches a pooltag.txt wildcard entry or a `!poolused`/`!poolfind`
     TagString (`Mm*`, `CM??`, `Irp`). Case-sensitive, as the debugger is."""
-    return compile_pattern(pattern).fullmatch(normalize_tag(tag)) is not None
+    simple = simplify_pattern(pattern)
+    return (simple is not None
+            and compile_pattern(simple).fullmatch(normalize_tag(tag)) is not None)

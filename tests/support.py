@@ -25,6 +25,9 @@ from kdsim.symbols import SymbolTable
 from kdsim.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
+# A real tag database file beside the checkout (../shared/data), for tests against it; the
+# project must not ship a copy.
+POOLTAG_TXT = ROOT.parent / "shared" / "data" / "pooltag.txt"
 
 
 # -- a target and session by hand, for one command without the dispatcher ----------------------

@@ -103,6 +103,9 @@ def parse_dump_args(args: str) -> DumpRequest:
             all_processes = True
         elif letter == "c":
             comment, pos = _string(args, _skip_blanks(args, pos), space_ends=True)
+            # the dump stores UTF-8: a lone surrogate (an undecodable input byte) is kept
+            # as its escape rather than failing the write
+            comment = comment.encode("utf-8", "backslashreplace").decode("utf-8")
         elif letter == "f":
             kind = "full"
         elif letter == "m":

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 
 from kdsim.layouts import PAGE_MASK
 from kdsim.target import MemoryFault
-from pooltag import TagDatabase, display_tag, pool_description
+from pooltag import display_tag, pool_description
 
 from ..expr import address_and_number
 from ..poolread import (PREVIOUS, SPECIAL_REGION, TOO_LARGE, BigPage, PageCheck, PoolHeader,
                         PoolReader, SpecialBlock, WalkError, row_text, special_line)
 from ..registry import command
+from ..tagdb import tag_database
 from .poolval import analysis_lines
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +44,7 @@ NO_SESSION_TABLE = ("Unable to read large session pool table (Session data is no
 
 def describe_for_pool(session: "Session", tag: int) -> str:
     """The description line `!pool` prints under the starred entry (two TABs first)."""
-    return pool_description(TagDatabase(session.settings["pooltag_file"]), tag)
+    return pool_description(tag_database(session), tag)
 
 
 # -- results ------------------------------------------------------------------------------------

@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING, Iterator
 
 from kdsim.layouts import PAGE_SIZE, PROTECTED_POOL
 from pooltag import display_tag, normalize_tag, tag_from_ulong, tag_matches, tag_to_ulong
-from pooltag.tags import normalize_pattern
+from pooltag.tags import normalize_pattern, simplify_pattern
 
 from ..dispatch import execute
 from ..errors import DebuggerError
+from ..expr import MASK64, decimal, parse_number
 from ..poolread import BigPage, PoolHeader, PoolReader, SpecialBlock, row_text, special_line
 from ..registry import command
 
@@ -51,6 +52,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
 POOL_TYPES = {0: "NonPaged", 1: "Paged", 2: "Special", 4: "Session"}
+# Longer argument text is refused before it is split (shlex costs microseconds a character):
+# a search needs a tag, a pool and perhaps a `-x` command, far below this.
+MAX_ARGUMENTS = 4096
 USAGE = """\
 !poolfind TagString|TagValue [PoolType]
 !poolfind TagString|TagValue [-nonpaged|-paged] [-small|-large] [-x "command"]
@@ -91,6 +95,8 @@ class Query:
 
 # -- arguments ----------------------------------------------------------------------------------
 def parse_query(args: str) -> Query:
+    if len(args) > MAX_ARGUMENTS:
+        raise usage()
     try:
         words = shlex.split(args, posix=True)
     except ValueError:
@@ -118,8 +124,8 @@ def parse_query(args: str) -> Query:
             raise usage()
         elif tag is None:
             tag = word
-        elif pool_type is None and word.isdigit() and int(word) in POOL_TYPES:
-            pool_type = int(word)
+        elif pool_type is None and decimal(word) in POOL_TYPES:
+            pool_type = decimal(word)
         else:
             raise usage()
     if tag is None:
@@ -128,14 +134,14 @@ def parse_query(args: str) -> Query:
 
 
 def _pattern(tag: str) -> str:
-    """A TagValue (`0x...`) as its four characters; a TagString as typed, at most four
-    characters unless it holds a `*`."""
+    """A TagValue (`0x...`, ASCII hex digits) as its four characters; a TagString as typed,
+    at most four characters besides `*`s: a longer one is no tag."""
     if tag.startswith("0x"):
-        try:
-            return tag_from_ulong(int(tag[2:], 16))
-        except ValueError:
-            raise usage() from None
-    if (len(normalize_pattern(tag)) > 4 and "*" not in tag) or not tag.isascii():
+        number = parse_number(tag, 16) if len(tag) > 2 else None
+        if number is None or number[0] > MASK64:
+            raise usage()
+        return tag_from_ulong(number[0])
+    if not tag.isascii() or simplify_pattern(tag) is None:
         raise usage()
     return tag
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pooltag import TagDatabase, display_tag, poolused_description, tag_matches
+from pooltag import display_tag, poolused_description, tag_matches
 
 from ..errors import numeric_missing, syntax_error_at
 from ..expr import evaluate
 from ..poolread import tracker_rows
 from ..registry import command
+from ..tagdb import tag_database
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.target import Target
@@ -218,7 +219,7 @@ def poolused(session: "Session", args: str) -> PoolUsed:
         shown.sort(key=lambda e: -e[2].used)
     if limit is not None:
         shown = shown[:limit]
-    db = TagDatabase(session.settings.get("pooltag_file"))
+    db = tag_database(session)
     rows = [TagUsage(display_tag(key), np, p, poolused_description(db, key))
             for key, np, p in shown]
     return PoolUsed(bool(flags & VERBOSE), sort, session_pool, rows,

@@ -6,9 +6,7 @@ from pathlib import Path
 import pytest
 
 from pooltag import TagDatabase
-
-# A real tag database file, for tests against it; the project must not ship a copy.
-POOLTAG_TXT = Path("/work/shared/data/pooltag.txt")
+from tests.support import POOLTAG_TXT
 
 
 @pytest.fixture(scope="session")
