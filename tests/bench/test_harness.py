@@ -17,7 +17,7 @@ from kdsim.layouts import IN_USE, PAGE_SIZE, profile_for, tag_to_ulong
 from kdsim.machine import Machine
 
 BENCHMARKS = ("bench_allocator", "bench_cli", "bench_dump", "bench_labs",
-              "bench_pool_commands", "bench_poolused_vm")
+              "bench_pool_commands", "bench_poolused_vm", "bench_streaming")
 
 
 def ticking(step: float = 1.0):
