@@ -88,25 +88,27 @@ _SCALARS = (str, int, float, bool, type(None))
 
 def iter_json(value: Any, indent: str = "") -> Iterator[str]:
     """`json.dumps(value, indent=2)` in pieces, with dataclasses as objects and Rows as arrays
-    read as they are encoded."""
+    read as they are encoded.  Plain data (scalars, and arrays and objects of them: a row)
+    is left to json.dumps whole."""
     if isinstance(value, _SCALARS):
         yield json.dumps(value)
         return
     inner = indent + "  "
     if isinstance(value, dict) or (dataclasses.is_dataclass(value)
                                    and not isinstance(value, type)):
-        items = iter(value.items() if isinstance(value, dict) else _fields(value).items())
-        first = next(items, None)
-        if first is None:
-            yield "{}"
+        fields = value if isinstance(value, dict) else _fields(value)
+        if all(_leaf(item) for item in fields.values()):
+            yield json.dumps(fields, indent=2).replace("\n", "\n" + indent)
             return
+        items = iter(fields.items())
+        first = next(items)
         yield "{"
         for sep, (key, item) in _separated(first, items):
             yield f"{sep}\n{inner}{json.dumps(_key(key))}: "
             yield from iter_json(item, inner)
         yield f"\n{indent}}}"
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value):
-        yield json.dumps(value, indent=2).replace("\n", "\n" + indent)   # the common leaf
+    elif _leaf(value):
+        yield json.dumps(value, indent=2).replace("\n", "\n" + indent)
     elif isinstance(value, (list, tuple, Rows)):
         rows = iter(value)
         missing = object()
@@ -121,6 +123,12 @@ def iter_json(value: Any, indent: str = "") -> Iterator[str]:
         yield f"\n{indent}]"
     else:
         raise TypeError(f"{type(value).__name__} is not a result field JSON can print")
+
+
+def _leaf(value: Any) -> bool:
+    """A scalar, or a list or tuple of scalars: what json.dumps prints as this would."""
+    return isinstance(value, _SCALARS) or (isinstance(value, (list, tuple))
+                                           and all(isinstance(v, _SCALARS) for v in value))
 
 
 def _separated(first: T, rest: Iterator[T]) -> Iterator[tuple[str, T]]:
