@@ -104,7 +104,7 @@ def read_elements(target: "Target", address: int, unit: int, count: int) -> list
         except MemoryFault:
             bad.append((offset, offset + piece))
         offset += piece
-    values: list[int | None] = list(_unpack(data, unit))
+    values = _unpack(data, unit)
     for lo, hi in bad:
         values[lo // unit:(hi - 1) // unit + 1] = [None] * ((hi - 1) // unit + 1 - lo // unit)
     return values

@@ -249,9 +249,9 @@ def _search_small(reader: PoolReader, query: Query, result: PoolFind) -> PoolSea
 
 def _scan(reader: PoolReader, span: tuple[int, int], pattern: str,
           result: PoolFind) -> Iterator[PoolHeader]:
-    """The matching blocks of the pool's pages, scanned SCAN_PAGES readable pages at a time
-    (a slice spans whole runs of pages, so each scan reads only its own); ^C ends the rows
-    with what its slice had found and records the page it reached."""
+    """The matching blocks of the pool's pages, scanned a slice of SCAN_PAGES readable pages
+    at a time; ^C ends the rows with what its slice had found and records the page it
+    reached."""
     reached = span[0]
     for start, end in _slices(reader, *span):
         scan = TagScan(reader, start, end, pattern)
