@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from kdsim.target import MemoryFault
 
 from .errors import DebuggerError, memory_access, no_export, syntax_error
+from .output import write_result
 from .registry import Command, lookup
 from .render import render
 from .session import PagerQuit
@@ -148,7 +149,7 @@ def execute_command(session: "Session", text: str, rest: str = "", column: int =
         return False
     try:
         result = cmd.func(session, args)
-        session.write(render(cmd, result, session))
+        write_result(session, render(cmd, result, session))
         return True
     except DebuggerError as err:
         _report(session, err, column + args_at, rest)

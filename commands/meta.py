@@ -181,6 +181,11 @@ def parse_setting(name: str, value: str) -> Any:
     if setting is None:
         raise DebuggerError(f"Unknown setting '{name}' (see .settings help)")
     text = value.strip().strip('"')
+    if setting.parse is not None:
+        try:
+            return setting.parse(text)
+        except ValueError as exc:
+            raise DebuggerError(f"Invalid value '{text}' for {name} ({exc})") from None
     if setting.choices is None:
         return None if text.lower() in ("", "none") else text
     for choice in setting.choices:
@@ -206,7 +211,7 @@ def _shown(value: Any) -> str:
 
 @command(".settings", syntax=".settings [list [-v]|set N=V|help]",
          help="View or change the session settings: radix, poolused_layout, pooltag_file, "
-              "color, more, output.")
+              "color, more, output, max_output_lines.")
 def _settings(session: "Session", args: str) -> str:
     verb, _, rest = args.strip().partition(" ")
     verb = verb.lower()

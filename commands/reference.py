@@ -149,7 +149,7 @@ def _spell(t: _Annotation, namespace: dict[str, Any], found: list[type]) -> str:
     inner = [f"({arg})" if a.name == "|" else arg for a, arg in zip(t.args, args)]
     if t.name in _SCALARS:
         return _SCALARS[t.name]
-    if t.name == "list" or (t.name == "tuple" and t.args[-1].name == "..."):
+    if t.name in ("list", "Rows") or (t.name == "tuple" and t.args[-1].name == "..."):
         return f"array of {inner[0]}"
     if t.name == "tuple":
         return f"[{', '.join(args)}]"

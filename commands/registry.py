@@ -4,7 +4,8 @@ completion and the README's command reference are all generated (the pwndbg patt
 A command function takes the session and the raw argument text (everything after the command
 name) and returns a result: None, a str (printed as is) or a result object, which the
 command's `render` function turns into the real debugger's text (the Volatility 3 pattern:
-commands compute, renderers print).
+commands compute, renderers print).  A renderer returns the text, or yields it line by line
+when the result is long (its rows read as they are printed: DESIGN.md "Results stream").
 
 Commands read the target; only those registered as acting (`target_action`, or a display
 command's `action_forms` such as `!verifier -disable`) may use its control surface, and a test
@@ -13,13 +14,13 @@ holds every other command module to that (tests/test_architecture.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
 CommandFunc = Callable[["Session", str], Any]
-Renderer = Callable[[Any, "Session"], str]
+Renderer = Callable[[Any, "Session"], str | Iterable[str]]   # the text, or its lines
 
 # Categories, in the order `.help` lists them.
 CATEGORIES = ("core", "extension", "meta", "target", "lab")

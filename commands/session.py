@@ -23,6 +23,16 @@ class Setting:
     default: Any
     choices: tuple[Any, ...] | None     # None: free text (a path); "none" clears it
     help: str
+    parse: Callable[[str], Any] | None = None   # a free value that is not text; ValueError
+
+
+def line_count(text: str) -> int:
+    """A number of lines in decimal (ASCII digits only); 0 or `off`: no limit."""
+    if text.lower() in ("off", "none"):
+        return 0
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ValueError("expected a number of lines (0 or off: no limit)")
+    return int(text)
 
 
 SETTINGS: dict[str, Setting] = {
@@ -37,6 +47,8 @@ SETTINGS: dict[str, Setting] = {
     "more": Setting(False, (False, True), "page long output on a terminal (.more on|off)"),
     "output": Setting("text", ("text", "json"),
                       "command results as the debugger's text or as JSON (.output text|json)"),
+    "max_output_lines": Setting(0, None, "stop a command's result after this many lines, "
+                                "for scripted runs (0: no limit)", line_count),
 }
 
 

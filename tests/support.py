@@ -66,7 +66,8 @@ def call(session: FakeSession, line: str) -> str:
     result = cmd.func(session, args.strip())
     if result is None or isinstance(result, str):
         return result or ""
-    return cmd.render(result, session)
+    text = cmd.render(result, session)
+    return text if isinstance(text, str) else "\n".join(text)     # a renderer may stream
 
 
 # -- golden text ----------------------------------------------------------------------------------

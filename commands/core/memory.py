@@ -6,20 +6,32 @@ line keeps the character column in place.  An unreadable element prints as quest
 its width, so a guard page shows as `??` rather than stopping the dump.
 
 A range is `Address`, `Address L[?|-]Count` (elements) or `Address EndAddress` (inclusive).
-Without `L?` a range is limited to 256 MB, as in the real debugger.  With no address a dump
-continues where the previous one in this session stopped.
+With no address a dump continues where the previous one in this session stopped.
+
+Range limit, as the real debugger applies it (its documentation of address ranges: ranges are
+limited to 256 MB because a larger one is most likely a typing mistake, and `L?` lifts the
+limit).  Assumed here: the limit is on the range's size in bytes (Count x element size, or
+End - Address + 1), a size of exactly 256 MB (0x10000000 bytes) is accepted, anything above it
+is the caret error `Range error in '<command>'` under the range, and `L?` accepts any count.
+
+A dump's rows are not built up front: `MemoryRows` reads the target block by block while the
+rows are printed (text or JSON), so `dd <pool> L?1000000` takes the memory of one block and
+Ctrl+C stops it at once; an unreadable page reads as `??` without a fault per element.
 """
 from __future__ import annotations
 
+import struct
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
+from kdsim.layouts import PAGE_SIZE
 from kdsim.target import MemoryFault
 
 from ..errors import ParseError, memory_access, numeric_missing
 from ..expr import evaluate, parse_leading
 from ..registry import command
+from ..render import Rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
@@ -29,6 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_BYTES = 0x80
 RANGE_LIMIT = 0x10000000           # 256 MB, lifted by `L?`
+BLOCK_BYTES = 0x10000              # read from the target at a time while rows are printed
+_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class MemoryRow:
 class MemoryDump:
     format: str
     unit: int
-    rows: list[MemoryRow]
+    rows: Rows[MemoryRow]
 
 
 # Where the next argument-less dump starts, and in which format, per session.
@@ -72,53 +86,117 @@ _CURSOR: "weakref.WeakKeyDictionary[Session, tuple[int, str]]" = weakref.WeakKey
 
 
 def read_elements(target: "Target", address: int, unit: int, count: int) -> list[int | None]:
-    """`count` little-endian elements from `address`; an unreadable one is None."""
-    try:
-        data = target.read(address, unit * count)
-    except MemoryFault:
-        values: list[int | None] = []
-        for i in range(count):
-            try:
-                values.append(int.from_bytes(target.read(address + i * unit, unit), "little"))
-            except MemoryFault:
-                values.append(None)
-        return values
-    return [int.from_bytes(data[i:i + unit], "little") for i in range(0, len(data), unit)]
+    """`count` little-endian elements from `address`, wrapping at the top of the address
+    space; an element with a byte on an unreadable page is None."""
+    mask, size = target.arch.ptr_mask, unit * count
+    if address + size - 1 <= mask:
+        try:
+            return _unpack(target.read(address, size), unit)
+        except MemoryFault:
+            pass
+    data, bad = bytearray(size), []
+    offset = 0
+    while offset < size:                   # page by page: a page is readable or it is not
+        va = (address + offset) & mask
+        piece = min(size - offset, PAGE_SIZE - va % PAGE_SIZE)
+        try:
+            data[offset:offset + piece] = target.read(va, piece)
+        except MemoryFault:
+            bad.append((offset, offset + piece))
+        offset += piece
+    values = _unpack(data, unit)
+    for lo, hi in bad:
+        values[lo // unit:(hi - 1) // unit + 1] = [None] * ((hi - 1) // unit + 1 - lo // unit)
+    return values
+
+
+def _unpack(data: bytes | bytearray, unit: int) -> list[int | None]:
+    return list(struct.unpack(f"<{len(data) // unit}{_CODES[unit]}", data))
+
+
+class MemoryRows(Rows[MemoryRow]):
+    """The rows of `count` elements from `address`, read from the target as they are
+    iterated (a block at a time) or indexed."""
+
+    def __init__(self, target: "Target", fmt: DumpFormat, address: int, count: int):
+        super().__init__()
+        self.target, self.fmt, self.address, self.count = target, fmt, address, count
+        self.unit, self.per_line = fmt.size(target.arch), fmt.per_line(target.arch)
+
+    def __getitem__(self, index: int) -> MemoryRow:
+        first = index * self.per_line
+        if not 0 <= first < self.count:
+            raise IndexError(index)
+        return next(self._rows(first, min(self.per_line, self.count - first)))
+
+    def __iter__(self) -> Iterator[MemoryRow]:
+        block = max(BLOCK_BYTES // (self.unit * self.per_line), 1) * self.per_line
+        for first in range(0, self.count, block):
+            yield from self._rows(first, min(block, self.count - first))
+
+    def _rows(self, first: int, count: int) -> Iterator[MemoryRow]:
+        """The rows of elements first .. first + count (a whole number of rows, or the
+        last, short one)."""
+        target, unit, per_line = self.target, self.unit, self.per_line
+        mask = target.arch.ptr_mask
+        address = self.address + first * unit
+        values = read_elements(target, address & mask, unit, count)
+        for i in range(0, count, per_line):
+            row = values[i:i + per_line]
+            symbol = None
+            if self.fmt.symbols and row[0] is not None:
+                symbol = target.symbolize(row[0])
+            yield MemoryRow((address + i * unit) & mask, row, symbol)
 
 
 def dump(target: "Target", fmt: DumpFormat, address: int, count: int) -> MemoryDump:
-    arch = target.arch
-    unit, per_line = fmt.size(arch), fmt.per_line(arch)
-    rows = []
-    for first in range(0, count, per_line):
-        at = (address + first * unit) & arch.ptr_mask
-        values = read_elements(target, at, unit, min(per_line, count - first))
-        symbol = None
-        if fmt.symbols and values[0] is not None:
-            symbol = target.symbolize(values[0])
-        rows.append(MemoryRow(at, values, symbol))
-    return MemoryDump(fmt.name, unit, rows)
+    """A dump whose rows are read when they are printed."""
+    return MemoryDump(fmt.name, fmt.size(target.arch), MemoryRows(target, fmt, address, count))
 
 
-def render_dump(result: MemoryDump, session: "Session") -> str:
+def render_dump(result: MemoryDump, session: "Session") -> Iterator[str]:
     arch = session.target.arch
     fmt = FORMATS[result.format]
-    per_line = fmt.per_line(arch)
-    lines = []
+    unit, per_line = result.unit, fmt.per_line(arch)
+    full = _full_row(fmt.name, unit, per_line)
+    width = per_line * (2 * unit + 1) - 1
+    unreadable = _body(fmt, [None] * per_line, unit, width)     # a row of an unmapped page
     for row in result.rows:
-        cells = [_cell(value, result.unit) for value in row.values]
-        if fmt.name == "db":
-            body = "".join(("" if i == 0 else "-" if i == 8 else " ") + cell
-                           for i, cell in enumerate(cells))
+        values = row.values
+        if len(values) < per_line:
+            body = _body(fmt, values, unit, width)
+        elif full is not None and None not in values:
+            body = full % tuple(values)
+            if fmt.chars:
+                body = f"{body}  {_chars(values, unit)}"
+        elif values.count(None) == per_line:
+            body = unreadable
         else:
-            body = " ".join(cells)
-        if fmt.chars:
-            width = per_line * (2 * result.unit + 1) - 1
-            body = f"{body:<{width}}  {_chars(row.values, result.unit)}"
-        elif row.symbol:
+            body = _body(fmt, values, unit, width)
+        if row.symbol:
             body += f" {row.symbol}"
-        lines.append(f"{arch.fmt_addr(row.address)}  {body}")
-    return "\n".join(lines)
+        yield f"{arch.fmt_addr(row.address)}  {body}"
+
+
+def _body(fmt: DumpFormat, values: list[int | None], unit: int, width: int) -> str:
+    """A row's values, and its characters padded to their column for db and dc."""
+    cells = [_cell(value, unit) for value in values]
+    if fmt.name == "db":
+        body = "".join(("" if i == 0 else "-" if i == 8 else " ") + cell
+                       for i, cell in enumerate(cells))
+    else:
+        body = " ".join(cells)
+    return f"{body:<{width}}  {_chars(values, unit)}" if fmt.chars else body
+
+
+def _full_row(name: str, unit: int, per_line: int) -> str | None:
+    """A %-format for a whole readable row (None for quad words, printed in two halves)."""
+    if unit == 8:
+        return None
+    cell = f"%0{2 * unit}x"
+    if name == "db":
+        return " ".join([cell] * 8) + "-" + " ".join([cell] * 8)
+    return " ".join([cell] * per_line)
 
 
 def _cell(value: int | None, unit: int) -> str:
@@ -131,14 +209,16 @@ def _cell(value: int | None, unit: int) -> str:
     return f"{value:0{2 * unit}x}"
 
 
+_PRINTABLE = bytes(b if 0x20 <= b < 0x7F else ord(".") for b in range(256))
+
+
 def _chars(values: list[int | None], unit: int) -> str:
-    out = []
-    for value in values:
-        if value is None:
-            out.append("?" * unit)
-            continue
-        out.extend(chr(b) if 0x20 <= b < 0x7F else "." for b in value.to_bytes(unit, "little"))
-    return "".join(out)
+    if None not in values:
+        data = struct.pack(f"<{len(values)}{_CODES[unit]}", *values)
+        return data.translate(_PRINTABLE).decode("ascii")
+    return "".join("?" * unit if value is None
+                   else value.to_bytes(unit, "little").translate(_PRINTABLE).decode("ascii")
+                   for value in values)
 
 
 def parse_range(session: "Session", args: str, unit: int) -> tuple[int, int]:

@@ -24,6 +24,10 @@ nonpaged search); small blocks are those of the searched pool's pages.  Rows car
 star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the scan with
 `...terminating - searched pool to <page>`.
 
+A pool's blocks are found while they are printed (`PoolSearch.headers` is Rows): the pool is
+scanned SCAN_PAGES pages at a time and each slice's rows are printed before the next is
+scanned, so a search of a whole pool holds one slice's rows, not the pool's.
+
 The scan looks for the tag's literal bytes in each readable page of the pool with `find`, then
 checks the header around each match (TagScan); a tag whose first three characters are
 wildcards walks every page instead.
@@ -45,6 +49,7 @@ from ..errors import DebuggerError
 from ..expr import MASK64, decimal, parse_number
 from ..poolread import BigPage, PoolHeader, PoolReader, SpecialBlock, row_text, special_line
 from ..registry import command
+from ..render import Rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
@@ -55,6 +60,7 @@ POOL_TYPES = {0: "NonPaged", 1: "Paged", 2: "Special", 4: "Session"}
 # Longer argument text is refused before it is split (shlex costs microseconds a character):
 # a search needs a tag, a pool and perhaps a `-x` command, far below this.
 MAX_ARGUMENTS = 4096
+SCAN_PAGES = 8192                             # pages scanned before their rows are printed
 USAGE = """\
 !poolfind TagString|TagValue [PoolType]
 !poolfind TagString|TagValue [-nonpaged|-paged] [-small|-large] [-x "command"]
@@ -70,7 +76,7 @@ class PoolSearch:
     pool: str                                 # "NonPaged", "Paged", "Special", "Session"
     start: int
     end: int
-    headers: list[PoolHeader] = field(default_factory=list)
+    headers: Rows[PoolHeader] = field(default_factory=Rows)
     special: list[SpecialBlock] = field(default_factory=list)
 
 
@@ -218,6 +224,8 @@ def find(session: "Session", query: Query) -> PoolFind:
     if query.small:
         result.searches.append(_search_small(reader, query, result))
     if query.command is not None:
+        for search in result.searches:           # -x: every block is known before the rows
+            search.headers = Rows(list(search.headers))
         for address in block_addresses(result):
             result.output[address] = _run_for(session, query.command, address)
     return result
@@ -241,13 +249,41 @@ def _search_small(reader: PoolReader, query: Query, result: PoolFind) -> PoolSea
         search.special = [b for b in _special_blocks(reader, *span)
                           if tag_matches(query.pattern, b.tag & ~PROTECTED_POOL)]
         return search
-    scan = TagScan(reader, span[0], span[1], query.pattern)
-    search.headers = scan.found
-    try:
-        scan.run()
-    except KeyboardInterrupt:
-        result.stopped_at = scan.position
+    search.headers = Rows(_scan(reader, span, query.pattern, result))
     return search
+
+
+def _scan(reader: PoolReader, span: tuple[int, int], pattern: str,
+          result: PoolFind) -> Iterator[PoolHeader]:
+    """The matching blocks of the pool's pages, scanned a slice of SCAN_PAGES readable pages
+    at a time; ^C ends the rows with what its slice had found and records the page it
+    reached."""
+    reached = span[0]
+    for start, end in _slices(reader, *span):
+        scan = TagScan(reader, start, end, pattern)
+        scan.position = reached               # ^C before its first page: the last one searched
+        try:
+            scan.run()
+        except KeyboardInterrupt:
+            result.stopped_at = scan.position
+            yield from scan.found
+            return
+        yield from scan.found
+        reached = scan.position
+
+
+def _slices(reader: PoolReader, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """[start, end) cut after each SCAN_PAGES readable pages, at a run's end or inside it."""
+    limit = SCAN_PAGES * PAGE_SIZE
+    begin, size = start, 0
+    for run, length in list(reader.valid_runs(start, end)):
+        while size + length >= limit:
+            cut = run + limit - size
+            yield begin, cut
+            begin, size, run, length = cut, 0, cut, length - (limit - size)
+        size += length
+    if size:
+        yield begin, end
 
 
 def _special_blocks(reader: PoolReader, start: int, end: int) -> Iterator[SpecialBlock]:
@@ -278,40 +314,39 @@ def large_row(arch: "Arch", big: BigPage) -> str:
             f"size  is 0x{big.nbytes:x} bytes")
 
 
-def render_poolfind(result: PoolFind, session: "Session") -> str:
+def render_poolfind(result: PoolFind, session: "Session") -> Iterator[str]:
     arch = session.target.arch
-    lines = [""]
 
-    def add(row: str, address: int) -> None:
-        lines.append(row)
+    def rows(row: str, address: int) -> Iterator[str]:
+        yield row
         if result.output.get(address):
-            lines.extend(result.output[address].rstrip("\n").split("\n"))
+            yield from result.output[address].rstrip("\n").split("\n")
 
+    yield ""
     if result.table is not None:
         start, end = (arch.fmt_ptr(a) for a in result.table)
-        lines += [f"Scanning large pool allocation table for Tag: {result.tag} "
-                  f"({start} : {end})", ""]
+        yield from (f"Scanning large pool allocation table for Tag: {result.tag} "
+                    f"({start} : {end})", "")
         for big in result.large:
-            add(large_row(arch, big), big.va)
+            yield from rows(large_row(arch, big), big.va)
         if result.large:
-            lines.append("")
+            yield ""
     for search in result.searches:
         if search.start == search.end:
             continue
-        lines += [f"Searching {search.pool} pool ({arch.fmt_ptr(search.start)} : "
-                  f"{arch.fmt_ptr(search.end)}) for Tag: {result.tag}", ""]
-        if result.output:
-            for h in search.headers:
-                add(row_text(arch, h, "*", ""), h.address + h.unit)
-        else:
-            lines.extend([row_text(arch, h, "*", "") for h in search.headers])
+        yield from (f"Searching {search.pool} pool ({arch.fmt_ptr(search.start)} : "
+                    f"{arch.fmt_ptr(search.end)}) for Tag: {result.tag}", "")
+        found = False
+        for h in search.headers:
+            found = True
+            yield from rows(row_text(arch, h, "*", ""), h.address + h.unit)
         for block in search.special:
-            add(special_line(arch, block, tag_marker=""), block.data)
-        if search.headers or search.special:
-            lines.append("")
+            found = True
+            yield from rows(special_line(arch, block, tag_marker=""), block.data)
+        if found:
+            yield ""
     if result.stopped_at is not None:
-        lines.append(f"...terminating - searched pool to {arch.fmt_ptr(result.stopped_at)}")
-    return "\n".join(lines) + "\n"
+        yield f"...terminating - searched pool to {arch.fmt_ptr(result.stopped_at)}"
 
 
 @command("!poolfind", syntax='!poolfind TagString|TagValue [PoolType] | [-tag "Tag"] '

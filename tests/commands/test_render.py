@@ -18,7 +18,7 @@ import commands.target_cmds  # noqa: F401  (registers g)
 from commands.dispatch import load_commands
 from commands.reference import JSON_DOC
 from commands.registry import all_commands
-from commands.render import colorize, render_json
+from commands.render import Rows, colorize, iter_json, render_json
 from commands.session import Session
 from commands.testing import run, temporary_command
 from kdsim.scenarios import boot
@@ -105,6 +105,43 @@ def test_json_keeps_declared_field_order_and_refuses_what_is_not_data() -> None:
     assert list(json.loads(text)["inner"]) == ["zeta", "alpha"]
     with pytest.raises(TypeError):
         render_json(Outer("x", Inner(1, (2, 3)), {16: object()}))
+
+
+def test_json_in_pieces_is_the_document_json_dumps_prints() -> None:
+    @dataclasses.dataclass
+    class Row:
+        address: int
+        values: list[int | None]
+        name: str | None
+
+    @dataclasses.dataclass
+    class Table:
+        rows: Rows[Row]
+        empty: Rows[Row]
+        nested: dict[int, list[tuple[int, str]]]
+        flags: tuple[bool, float, None]
+        blank: list[int]
+        none: dict[str, int]
+
+    rows = [Row(0xFFFFF80000000000 + i, [i, None], "nt!\u00e9\"x\n") for i in range(3)]
+    table = Table(Rows(row for row in rows), Rows(), {1: [(2, "a")], -3: []}, (True, 0.5, None),
+                  [], {})
+    plain = {"rows": [dataclasses.asdict(r) for r in rows], "empty": [],
+             "nested": {"1": [[2, "a"]], "-3": []}, "flags": [True, 0.5, None], "blank": [],
+             "none": {}}
+    pieces = list(iter_json(table))
+    assert "".join(pieces) == json.dumps(plain, indent=2)
+    assert len(pieces) > 20                                   # produced row by row
+    assert render_json(Rows([1, 2])) == "[\n  1,\n  2\n]"
+
+
+def test_a_renderer_may_yield_its_lines(session):
+    def lines(result, session):
+        yield from (f"line {i}" for i in range(result))
+
+    with temporary_command(".kt_lines", lambda s, a: int(a), render=lines):
+        assert run(session, ".kt_lines 3") == "line 0\nline 1\nline 2\n"
+        assert run(session, ".kt_lines 0") == ""
 
 
 def test_json_docs_are_current_and_name_no_arch() -> None:

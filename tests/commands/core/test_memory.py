@@ -4,12 +4,20 @@ Each real sample is replayed by writing the bytes it shows at the address it sho
 checking the command prints the sample back character for character."""
 from __future__ import annotations
 
+import io
+import json
+import signal
+import tracemalloc
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import commands.core.memory as memory
 from commands.core.memory import MemoryDump, parse_range
 from commands.errors import DebuggerError, ParseError
+from commands.session import Session
+from commands.dispatch import execute
+from commands.testing import run
 from kdsim.arch import X64, X86
 from tests.support import FakeSession, build_target, call, lines
 
@@ -194,6 +202,106 @@ def test_dump_result_is_data(x86: FakeSession) -> None:
     result = lookup("dd").func(x86, "8627e780 L1")
     assert isinstance(result, MemoryDump)
     assert (result.format, result.unit, result.rows[0].values) == ("dd", 4, [0x04080040])
+
+
+def test_a_range_wraps_at_the_top_of_the_address_space() -> None:
+    session = FakeSession(build_target(X86, memory=((0, bytes(range(8))),)))
+    assert call(session, "dd fffffff8 L4") == "fffffff8  ???????? ???????? 03020100 07060504"
+    assert call(session, "db ffffffff L2").startswith("ffffffff  ?? 00  ")
+
+
+# -- streaming --------------------------------------------------------------------------------
+class Sink(io.TextIOBase):
+    """An output that keeps only what a test asks for: the line count and the last text."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.last = ""
+
+    def write(self, text: str) -> int:
+        self.lines += text.count("\n")
+        self.last = text
+        return len(text)
+
+
+def _pool_session(booted, sink: io.TextIOBase) -> Session:
+    return Session(booted("x86").target(), stdout=sink)
+
+
+def test_a_long_range_streams_in_flat_memory(booted) -> None:
+    """0x20000 dwords (32,768 rows) built whole took 12 MB; streamed, about half a MB."""
+    sink = Sink()
+    session = _pool_session(booted, sink)
+    run(session, "dd f8000000 L1")                    # commands loaded before measuring
+    session.stdout = sink
+    tracemalloc.start()
+    try:
+        assert execute(session, "dd f8000000 L?20000")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sink.lines == 0x20000 // 4
+    assert peak < 2 << 20, f"{peak / 2**20:.1f} MB"
+
+
+def test_range_limit_and_l_question_mark(booted) -> None:
+    session = _pool_session(booted, io.StringIO())
+    pad = " " * (len(session.prompt) + len("db 0 "))       # the caret under the range
+    assert run(session, "db 0 L10000001") == f"{pad}^ Range error in 'db 0 L10000001'\n"
+    assert run(session, "dd 0 10000000") == f"{pad}^ Range error in 'dd 0 10000000'\n"
+    assert run(session, "dd 0 L4000001") == f"{pad}^ Range error in 'dd 0 L4000001'\n"
+    run(session, ".settings set max_output_lines=3")
+    out = run(session, "db 0 L?ffffffffffffffff")           # accepted, and streams at once
+    assert out.splitlines() == [
+        f"{a:08x}  ?? ?? ?? ?? ?? ?? ?? ??-?? ?? ?? ?? ?? ?? ?? ??  ????????????????"
+        for a in (0, 0x10, 0x20)] + [
+        "Output stopped after 3 lines (max_output_lines; "
+        ".settings set max_output_lines=0 removes the limit)"]
+    assert run(session, "db 0 L10000000").count("\n") == 4   # 256 MB exactly is allowed
+
+
+def test_unmapped_pages_in_a_long_range_print_question_marks(booted) -> None:
+    session = _pool_session(booted, io.StringIO())
+    out = run(session, "dd 0 L?10000").splitlines()     # 256 KB of the unmapped first pages
+    assert len(out) == 0x10000 // 4
+    assert set(line[8:] for line in out) == {"  ???????? ???????? ???????? ????????"}
+
+
+class InterruptingSink(Sink):
+    """Ctrl+C, as the terminal delivers it (SIGINT), once `after` lines were written."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if self.after and self.lines >= self.after:
+            self.after = 0
+            signal.raise_signal(signal.SIGINT)
+        return n
+
+
+def test_ctrl_c_stops_a_streaming_dump_and_the_session_goes_on(booted) -> None:
+    sink = InterruptingSink(after=1000)
+    session = _pool_session(booted, sink)
+    assert not execute(session, "dd f8000000 L?1000000; .echo not reached")
+    assert sink.last == "^C\n"
+    assert sink.lines < 1000 + 1 + 2 * memory.BLOCK_BYTES // 16   # stopped within a write
+    session.stdout = io.StringIO()
+    assert execute(session, "dd f8000000 L1")
+    assert session.stdout.getvalue().startswith("f8000000  ")
+
+
+def test_json_of_a_streamed_dump_is_one_document(booted) -> None:
+    session = _pool_session(booted, io.StringIO())
+    text = run(session, "dd f8000000 L?400")
+    run(session, ".output json")
+    data = json.loads(run(session, "dd f8000000 L?400"))
+    assert (data["format"], data["unit"], len(data["rows"])) == ("dd", 4, 0x100)
+    first = data["rows"][0]
+    assert first["address"] == 0xF8000000 and first["symbol"] is None
+    assert " ".join(f"{v:08x}" for v in first["values"]) == text.splitlines()[0][10:]
 
 
 # -- edit -------------------------------------------------------------------------------------

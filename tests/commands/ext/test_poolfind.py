@@ -6,7 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import commands.ext.poolfind as poolfind
+from commands.ext.poolfind import TagScan
 from commands.poolread import PoolReader
+from commands.registry import lookup
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
@@ -158,6 +161,57 @@ def test_ctrl_c_stops_the_scan(x86, monkeypatch):
     out = run(session, "!poolfind Leak -small")
     assert out.endswith("*f802fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
                         "...terminating - searched pool to f802f000\n")
+
+
+def test_slices_of_the_scan_print_the_same_rows_and_stop_the_same_on_ctrl_c(x86, monkeypatch):
+    session, _ = x86
+    monkeypatch.setattr(poolfind, "SCAN_PAGES", 1)
+    assert run(session, "!poolfind Leak") == X86_NONPAGED
+    test_ctrl_c_stops_the_scan(x86, monkeypatch)
+
+
+def test_the_pool_is_scanned_as_its_rows_are_printed(x86, monkeypatch):
+    """A slice is scanned when the renderer asks for its rows, not before."""
+    session, _ = x86
+    monkeypatch.setattr(poolfind, "SCAN_PAGES", 1)
+    scanned: list[int] = []
+    real = TagScan.run
+
+    def spy(self):
+        scanned.append(self.start)
+        real(self)
+
+    monkeypatch.setattr(TagScan, "run", spy)
+    result = lookup("!poolfind").func(session, "Leak -small")
+    assert scanned == []
+    rows = iter(result.searches[0].headers)
+    assert next(rows).address == 0xF802F000
+    assert scanned[-1] == 0xF802F000 and len(scanned) < 0x30 + 1
+    assert [h.address for h in rows] == [0xF802FE48, 0xF802FE70]
+
+
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(1, 12)), max_size=8),
+       st.integers(1, 5))
+def test_slices_cover_every_readable_page_once(gaps_and_runs, pages):
+    class Reader:
+        def valid_runs(self, start, end):
+            return iter(runs)
+
+    runs, va = [], 0x10000
+    for gap, length in gaps_and_runs:
+        va += gap * 0x1000
+        runs.append((va, length * 0x1000))
+        va += length * 0x1000
+    readable = {a for run, size in runs for a in range(run, run + size, 0x1000)}
+    poolfind.SCAN_PAGES, saved = pages, poolfind.SCAN_PAGES
+    try:
+        slices = list(poolfind._slices(Reader(), 0x10000, va + 0x5000))
+    finally:
+        poolfind.SCAN_PAGES = saved
+    covered = [a for lo, hi in slices for a in sorted(readable) if lo <= a < hi]
+    assert covered == sorted(readable)
+    assert all(len([a for a in readable if lo <= a < hi]) <= pages for lo, hi in slices)
+    assert all(a[1] <= b[0] for a, b in zip(slices, slices[1:]))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
