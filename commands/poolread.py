@@ -10,10 +10,11 @@ from these readers.
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from kdsim.layouts import (
     BIG_PAGE_FREE, PAGE_MASK, PAGE_SIZE, PROTECTED_POOL, QUOTA, SPECIAL_PAGED, SPECIAL_SIZE_MASK,
@@ -41,6 +42,13 @@ PREVIOUS = "previous"
 
 
 # -- results ------------------------------------------------------------------------------------
+# A header as a scan of a whole pool keeps it, without building an object per block: its address,
+# its two ULONGs as stored (Ulong1, PoolTag) and a quota block's ProcessBilled (else None).
+# PoolReader.header_of makes the PoolHeader of one.
+HeaderRow = tuple[int, int, int, int | None]
+Buffer = bytes | bytearray
+
+
 @dataclass(slots=True)
 class PoolHeader:
     """One `_POOL_HEADER` as found in memory; sizes are the raw fields, in blocks of `unit`."""
@@ -154,7 +162,7 @@ class PoolReader:
         self.unit = arch.block
         self.align = arch.block - 1
         self.layouts = target.profile
-        codec = self.layouts.codec
+        self.codec = codec = self.layouts.codec
         self.size_mask, self.field_mask = codec.size_mask, codec.field_mask
         self.idx_shift, self.type_shift = codec.idx_shift, codec.type_shift
         self.shift = arch.block_shift
@@ -185,43 +193,75 @@ class PoolReader:
             return None
         return self.u32.unpack_from(data, where)[0]
 
-    def headers_with(self, page: int, data: bytes | bytearray, needle: bytes,
-                     position: int) -> list[PoolHeader]:
-        """The headers of the page at `page` (its bytes: `data`) whose tag holds `needle` at
-        `position` and which agree with their neighbours, as the kernel checks a block it
-        frees: a size that stays in the page, a PreviousSize that is 0 at the page start and
-        otherwise the size of the header it points back to, and a next header whose
-        PreviousSize is this size.  Overlapping matches count (a tag may start one byte
-        into another)."""
-        found: list[PoolHeader] = []
-        find, unpack, u32 = data.find, self.hdr.unpack_from, self.u32.unpack_from
+    def header_of(self, row: HeaderRow) -> PoolHeader:
+        address, ulong1, tag, process = row
+        prev, index, bs, ptype = self.codec.unpack(ulong1)
+        return PoolHeader(address, prev, index, bs, ptype, tag, self.unit, process)
+
+    def row_of(self, h: PoolHeader) -> HeaderRow:
+        return (h.address, self.codec.pack(h.previous_size, h.pool_index, h.block_size,
+                                           h.pool_type), h.tag, h.process)
+
+    def find_headers(self, pages: Iterable[tuple[int, Buffer]], finder: re.Pattern[bytes],
+                     offset: int, rows: list[HeaderRow]) -> None:
+        """Append to `rows` the headers of `pages` ((address, contents) pairs) where `finder`
+        matches `offset` bytes into the header (4 to 7: in its PoolTag) and which agree with
+        their neighbours, as the kernel checks a block it frees: a size that stays in the
+        page, a PreviousSize that is 0 at the page start and otherwise the size of the header
+        it points back to, and a next header whose PreviousSize is this size.  Matches may
+        overlap (the finder's own business: a tag may start one byte into another).
+
+        One regex scan per page, and for each match a few integer operations on the page
+        already read: no object per header, so a pool of a dense tag scans near the speed of
+        a plain byte search.  Rows are appended as they are found, so an interrupted scan
+        keeps them."""
+        add = rows.append
+        unpack, u32, ptr = self.hdr.unpack_from, self.u32.unpack_from, self.ptr.unpack_from
         mask, shift, align = self.size_mask, self.shift, self.align
-        fmask, idx_shift, type_shift = self.field_mask, self.idx_shift, self.type_shift
-        unit, billed = self.unit, self._billed
-        offset = 4 + position
-        at = find(needle)
-        while at >= 0:
-            start = at - offset
-            at = find(needle, at + 1)
-            if start < 0 or start & align:
-                continue
-            ulong1, tag = unpack(data, start)
-            prev, bs = ulong1 & mask, (ulong1 >> 16) & mask
-            size = bs << shift
-            if not bs or start + size > PAGE_SIZE:
-                continue
-            if prev:
-                back = prev << shift
-                if back > start or (u32(data, start - back)[0] >> 16) & mask != prev:
+        quota = QUOTA << self.type_shift
+        in_header = self.arch.ptr_size == 8           # where ProcessBilled is (_billed)
+        page_size = PAGE_SIZE
+        for page, data in pages:
+            for match in finder.finditer(data):
+                start = match.start() - offset
+                if start & align:             # also any start before the page: offset < unit
                     continue
-            elif start:
-                continue
-            if start + size < PAGE_SIZE and u32(data, start + size)[0] & mask != bs:
-                continue
-            ptype = (ulong1 >> type_shift) & fmask
-            found.append(PoolHeader(page + start, prev, (ulong1 >> idx_shift) & fmask, bs, ptype,
-                                    tag, unit, billed(data, start, bs) if ptype & QUOTA else None))
-        return found
+                ulong1, tag = unpack(data, start)
+                bs = (ulong1 >> 16) & mask
+                end = start + (bs << shift)
+                if not bs or end > page_size:
+                    continue
+                prev = ulong1 & mask
+                if prev:
+                    back = start - (prev << shift)
+                    if back < 0 or (u32(data, back)[0] >> 16) & mask != prev:
+                        continue
+                elif start:
+                    continue
+                if end < page_size and u32(data, end)[0] & mask != bs:
+                    continue
+                add((page + start, ulong1, tag,
+                     (ptr(data, start + 8)[0] if in_header else u32(data, end - 4)[0])
+                     if ulong1 & quota else None))
+
+    def rows_text(self, rows: Iterable[HeaderRow], marker: str = " ",
+                  tag_marker: str = " ") -> list[str]:
+        """row_text of each row: one format per row, its label (state, tag and
+        ` (Protected)`) made once per PoolType and tag, a quota block's process added."""
+        arch = self.arch
+        line = _row_line(arch, marker)
+        unit, mask, fmask, type_shift = self.unit, self.size_mask, self.field_mask, self.type_shift
+        labels: dict[int, str] = {}
+        text: list[str] = []
+        add = text.append
+        for address, ulong1, tag, process in rows:
+            label = labels.get(key := (ulong1 >> type_shift) << 32 | tag)
+            if label is None:
+                label = labels[key] = _label((key >> 32) & fmask, tag, tag_marker)
+            if process is not None:
+                label += _process(arch, process)
+            add(line % (address, ((ulong1 >> 16) & mask) * unit, (ulong1 & mask) * unit, label))
+        return text
 
     def header_fields(self, header: PoolHeader) -> dict[str, int]:
         """Every field of the header as the `_POOL_HEADER` layout declares it (`dt`'s view)."""
@@ -435,24 +475,31 @@ def _chains_to_end(slots: list[PoolHeader], count: int) -> list[bool]:
 # -- how a header prints ------------------------------------------------------------------------
 
 
-def row_suffix(arch: "Arch", h: PoolHeader) -> str:
-    """` (Protected)` and ` Process: <p>` after an allocated block's tag."""
-    text = " (Protected)" if h.tag & PROTECTED_POOL else ""
-    if h.pool_type & QUOTA and h.process is not None:
-        text += f" Process: {arch.fmt_ptr(h.process)}"
-    return text
-
-
 def row_text(arch: "Arch", h: PoolHeader, marker: str = " ", tag_marker: str = " ") -> str:
     """`"%c%p size: %4x previous size: %4x  %-11s %c%-4s"` plus the Win7-era suffixes."""
-    if h.pool_type:
-        tag, status = h.tag & ~PROTECTED_POOL, "(Allocated)"
-        suffix = row_suffix(arch, h) if h.tag & PROTECTED_POOL or h.pool_type & QUOTA else ""
-    else:
-        tag, status, suffix = h.tag, "(Free)     ", ""
-    return "%s%0*x size: %4x previous size: %4x  %s %s%s%s" % (
-        marker, arch.hex_digits, h.address, h.block_size * h.unit, h.previous_size * h.unit,
-        status, tag_marker, printable_bytes(tag.to_bytes(4, "little")), suffix)
+    label = _label(h.pool_type, h.tag, tag_marker)
+    if h.pool_type & QUOTA and h.process is not None:
+        label += _process(arch, h.process)
+    return _row_line(arch, marker) % (h.address, h.size, h.previous_size * h.unit, label)
+
+
+def _row_line(arch: "Arch", marker: str) -> str:
+    """A row's format, its arguments the address, the size, the previous size and the label."""
+    return f"{marker}%0{arch.hex_digits}x size: %4x previous size: %4x  %s"
+
+
+def _label(pool_type: int, tag: int, tag_marker: str) -> str:
+    """`(Allocated) Tag (Protected)` or `(Free)      Tag`, the `%-11s %c%-4s` of a row: a
+    free block's tag is shown as stored, an allocated one's without the protected bit."""
+    if not pool_type:
+        return f"(Free)      {tag_marker}{printable_bytes(tag.to_bytes(4, 'little'))}"
+    shown = printable_bytes((tag & ~PROTECTED_POOL).to_bytes(4, "little"))
+    return f"(Allocated) {tag_marker}{shown}{' (Protected)' if tag & PROTECTED_POOL else ''}"
+
+
+def _process(arch: "Arch", process: int) -> str:
+    """What follows the label of a quota block."""
+    return f" Process: {arch.fmt_ptr(process)}"
 
 
 def special_line(arch: "Arch", block: SpecialBlock, tag_marker: str = "*") -> str:

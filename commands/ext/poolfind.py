@@ -24,9 +24,11 @@ nonpaged search); small blocks are those of the searched pool's pages.  Rows car
 star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the scan with
 `...terminating - searched pool to <page>`.
 
-The scan looks for the tag's literal bytes in each readable page of the pool with `find`, then
-checks the header around each match (TagScan); a tag whose first three characters are
-wildcards walks every page instead.
+The scan runs one regex over each readable page of the pool for the tag's bytes, then checks
+the header around each match with integer operations on the page (TagScan,
+PoolReader.find_headers); a tag whose first three characters are wildcards walks every page
+instead.  Blocks are kept as rows (poolread.HeaderRow) that the renderer formats directly;
+the PoolHeader objects JSON prints are built only when asked for.
 """
 from __future__ import annotations
 
@@ -34,15 +36,16 @@ import io
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from kdsim.layouts import PAGE_SIZE, PROTECTED_POOL
-from pooltag import display_tag, normalize_tag, tag_from_ulong, tag_matches, tag_to_ulong
+from pooltag import display_tag, tag_from_ulong, tag_matches
 from pooltag.tags import normalize_pattern
 
 from ..dispatch import execute
 from ..errors import DebuggerError
-from ..poolread import BigPage, PoolHeader, PoolReader, SpecialBlock, row_text, special_line
+from ..poolread import (BigPage, Buffer, HeaderRow, PoolHeader, PoolReader, SpecialBlock,
+                        special_line)
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,13 +64,29 @@ USAGE = """\
   !poolfind -x "dt nt!_MDL @$extret" Mdl  - Find and print MDL allocations."""
 
 
+# One pool's search.  The scan keeps its blocks as `rows` (poolread.HeaderRow tuples), which the
+# text renderer formats directly; `headers`, the same blocks as the PoolHeader objects JSON
+# prints, is built from the rows on first use with `header_of`, the scanning reader's.  (A
+# comment, not a docstring: docs/json.md shows a result's docstring, and JSON has no rows.)
 @dataclass
 class PoolSearch:
     pool: str                                 # "NonPaged", "Paged", "Special", "Session"
     start: int
     end: int
-    headers: list[PoolHeader] = field(default_factory=list)
+    headers: list[PoolHeader] = field(init=False, repr=False, compare=False)
     special: list[SpecialBlock] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rows: list[HeaderRow] = []
+        self.header_of: Callable[[HeaderRow], PoolHeader] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for `headers` before it is built (no other attribute is missing)."""
+        if name != "headers":
+            raise AttributeError(name)
+        header_of = self.header_of                # None: no scan, so no rows
+        self.headers = [header_of(row) for row in self.rows] if header_of else []
+        return self.headers
 
 
 @dataclass
@@ -146,10 +165,9 @@ def usage() -> DebuggerError:
 
 # -- matching -----------------------------------------------------------------------------------
 def needle_of(pattern: str) -> tuple[int, bytes]:
-    """What to search the pages for: the longest run of literal characters among the tag's
-    first three (before any `*`), as (position in the tag, bytes).  The fourth byte is left
-    to the check of each match, since it may carry the protected bit.  Empty when those
-    three are all wildcards."""
+    """The longest run of literal characters among the tag's first three (before any `*`),
+    as (position in the tag, bytes).  The fourth byte is left to the check of each match,
+    since it may carry the protected bit.  Empty when those three are all wildcards."""
     chars = normalize_pattern(pattern)
     star = chars.find("*")
     chars = chars[:3] if star < 0 else chars[:min(star, 3)]
@@ -165,14 +183,51 @@ def needle_of(pattern: str) -> tuple[int, bytes]:
     return best[0], best[1].encode("latin-1")
 
 
+@dataclass(frozen=True)
+class Finder:
+    """What a scan searches the pages for: `regex` matches `offset` bytes into a header (in
+    its PoolTag); `exact` when every match is a tag of the pattern, else each found tag is
+    checked against it.  The regex is a literal byte and a lookahead for the rest: the
+    engine's fast search for a literal does the scan, and matches may overlap (a tag may
+    start one byte into another)."""
+
+    regex: re.Pattern[bytes]
+    offset: int
+    exact: bool
+
+
+def finder_of(pattern: str) -> Finder | None:
+    """A pattern without `*` is its four bytes from its first literal one, `?` any byte and
+    the fourth either value of the protected bit: exact.  With `*`, the needle_of bytes.
+    None when the tag's first three characters are wildcards (the scan walks the pages)."""
+    chars = normalize_pattern(pattern)
+    if "*" in chars:
+        position, needle = needle_of(pattern)
+        parts = [re.escape(needle[i:i + 1]) for i in range(len(needle))]
+        return _finder(parts, 4 + position, False) if parts else None
+    lead = len(chars) - len(chars.lstrip("?"))
+    if lead >= 3:
+        return None
+    parts = [b"." if c == "?" else re.escape(c.encode("latin-1")) for c in chars[lead:3]]
+    last = ord(chars[3])                      # below 0x80: a TagValue's bit 31 is stripped
+    parts.append(b"." if chars[3] == "?" else
+                 b"[" + re.escape(bytes([last])) + re.escape(bytes([last | 0x80])) + b"]")
+    return _finder(parts, 4 + lead, True)
+
+
+def _finder(parts: list[bytes], offset: int, exact: bool) -> Finder:
+    rest = b"(?=" + b"".join(parts[1:]) + b")" if len(parts) > 1 else b""
+    return Finder(re.compile(parts[0] + rest, re.DOTALL), offset, exact)
+
+
 # -- scanning -----------------------------------------------------------------------------------
 class TagScan:
-    """Collects the headers in [start, end) whose tag matches, in address order; `position`
-    is the page the scan has reached, for `...terminating - searched pool to` on ^C (what was
-    found before it stays in `found`).
+    """Collects the headers in [start, end) whose tag matches, in address order, as rows;
+    `position` is the page the scan has reached, for `...terminating - searched pool to` on
+    ^C (what was found before it stays in `rows`).
 
-    Pages are searched for the tag's literal bytes; a match counts where a header sits that
-    its neighbours agree with (PoolReader.headers_with) and whose tag matches, either value of
+    Pages are searched with the pattern's Finder; a match counts where a header sits that its
+    neighbours agree with (PoolReader.find_headers) and whose tag matches, either value of
     the protected bit.  A tag whose first three characters are wildcards walks every page."""
 
     def __init__(self, reader: PoolReader, start: int, end: int, pattern: str):
@@ -180,26 +235,38 @@ class TagScan:
         self.start = self.position = start
         self.end = end
         self.pattern = pattern
-        self.found: list[PoolHeader] = []
+        self.rows: list[HeaderRow] = []
 
     def run(self) -> None:
-        reader, pattern, found = self.reader, self.pattern, self.found
-        position, needle = needle_of(pattern)
-        wild = "?" in pattern or "*" in pattern
-        key = tag_to_ulong(normalize_tag(pattern)) if not wild else None
-        for page, data in reader.pages(self.start, self.end):
+        reader, rows = self.reader, self.rows
+        finder = finder_of(self.pattern)
+        try:
+            if finder is not None:
+                reader.find_headers(self._pages(), finder.regex, finder.offset, rows)
+            else:                             # nothing literal to look for: walk the pages
+                for page, data in self._pages():
+                    rows.extend([reader.row_of(h) for h in reader.walk(page, data).headers])
+        finally:
+            if finder is None or not finder.exact:
+                rows[:] = self._matching(rows)
+
+    def _pages(self) -> Iterator[tuple[int, Buffer]]:
+        for page, data in self.reader.pages(self.start, self.end):
             self.position = page
-            if needle:
-                headers = reader.headers_with(page, data, needle, position)
-            else:                                 # nothing literal to look for: walk the page
-                headers = reader.walk(page, data).headers
-            if not headers:
-                continue
-            if key is not None:
-                found.extend([h for h in headers if h.tag & ~PROTECTED_POOL == key])
-            else:
-                found.extend([h for h in headers
-                              if tag_matches(pattern, h.tag & ~PROTECTED_POOL)])
+            yield page, data
+
+    def _matching(self, rows: list[HeaderRow]) -> list[HeaderRow]:
+        """The rows whose tag, protected bit stripped, matches the pattern (once per tag)."""
+        verdicts: dict[int, bool] = {}
+        kept = []
+        for row in rows:
+            tag = row[2] & ~PROTECTED_POOL
+            ok = verdicts.get(tag)
+            if ok is None:
+                ok = verdicts[tag] = tag_matches(self.pattern, tag)
+            if ok:
+                kept.append(row)
+        return kept
 
 
 def find(session: "Session", query: Query) -> PoolFind:
@@ -212,15 +279,16 @@ def find(session: "Session", query: Query) -> PoolFind:
     if query.small:
         result.searches.append(_search_small(reader, query, result))
     if query.command is not None:
-        for address in block_addresses(result):
+        for address in block_addresses(result, reader.unit):
             result.output[address] = _run_for(session, query.command, address)
     return result
 
 
-def block_addresses(result: PoolFind) -> list[int]:
-    """The caller's address of every block found (what `@$extret` stands for)."""
+def block_addresses(result: PoolFind, unit: int) -> list[int]:
+    """The caller's address of every block found (what `@$extret` stands for): a small
+    block's data follows its header of one `unit`."""
     return ([b.va for b in result.large]
-            + [h.address + h.unit for s in result.searches for h in s.headers]
+            + [row[0] + unit for s in result.searches for row in s.rows]
             + [b.data for s in result.searches for b in s.special])
 
 
@@ -236,7 +304,7 @@ def _search_small(reader: PoolReader, query: Query, result: PoolFind) -> PoolSea
                           if tag_matches(query.pattern, b.tag & ~PROTECTED_POOL)]
         return search
     scan = TagScan(reader, span[0], span[1], query.pattern)
-    search.headers = scan.found
+    search.rows, search.header_of = scan.rows, reader.header_of
     try:
         scan.run()
     except KeyboardInterrupt:
@@ -273,7 +341,8 @@ def large_row(arch: "Arch", big: BigPage) -> str:
 
 
 def render_poolfind(result: PoolFind, session: "Session") -> str:
-    arch = session.target.arch
+    reader = PoolReader(session.target)
+    arch = reader.arch
     lines = [""]
 
     def add(row: str, address: int) -> None:
@@ -294,14 +363,15 @@ def render_poolfind(result: PoolFind, session: "Session") -> str:
             continue
         lines += [f"Searching {search.pool} pool ({arch.fmt_ptr(search.start)} : "
                   f"{arch.fmt_ptr(search.end)}) for Tag: {result.tag}", ""]
+        rows = reader.rows_text(search.rows, "*", "")
         if result.output:
-            for h in search.headers:
-                add(row_text(arch, h, "*", ""), h.address + h.unit)
+            for row, text in zip(search.rows, rows):
+                add(text, row[0] + arch.block)
         else:
-            lines.extend([row_text(arch, h, "*", "") for h in search.headers])
+            lines += rows
         for block in search.special:
             add(special_line(arch, block, tag_marker=""), block.data)
-        if search.headers or search.special:
+        if search.rows or search.special:
             lines.append("")
     if result.stopped_at is not None:
         lines.append(f"...terminating - searched pool to {arch.fmt_ptr(result.stopped_at)}")
