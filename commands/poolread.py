@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import struct
+from array import array
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -42,10 +43,6 @@ PREVIOUS = "previous"
 
 
 # -- results ------------------------------------------------------------------------------------
-# A header as a scan of a whole pool keeps it, without building an object per block: its address,
-# its two ULONGs as stored (Ulong1, PoolTag) and a quota block's ProcessBilled (else None).
-# PoolReader.header_of makes the PoolHeader of one.
-HeaderRow = tuple[int, int, int, int | None]
 Buffer = bytes | bytearray
 
 
@@ -68,6 +65,29 @@ class PoolHeader:
 
     def contains(self, address: int) -> bool:
         return self.address <= address < self.address + max(self.size, 1)
+
+
+@dataclass
+class HeaderRows:
+    """Headers as a scan of a whole pool keeps them, without an object per block: parallel
+    arrays of their addresses and of their first eight bytes as a little-endian QWORD
+    (Ulong1, then PoolTag above bit 32), and the ProcessBilled of the quota blocks among
+    them, by index; `reached`, the last page the scan took up (where an interrupted scan
+    stopped).  PoolReader.headers_of makes PoolHeaders of them."""
+
+    addresses: array[int] = field(default_factory=lambda: array("Q"))
+    words: array[int] = field(default_factory=lambda: array("Q"))
+    processes: dict[int, int] = field(default_factory=dict)
+    reached: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def append(self, address: int, word: int, process: int | None) -> None:
+        if process is not None:
+            self.processes[len(self.addresses)] = process
+        self.addresses.append(address)
+        self.words.append(word)
 
 
 @dataclass(frozen=True)
@@ -167,6 +187,7 @@ class PoolReader:
         self.idx_shift, self.type_shift = codec.idx_shift, codec.type_shift
         self.shift = arch.block_shift
         self.hdr = struct.Struct("<II")
+        self.qword = struct.Struct("<Q")
         self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self.u32 = struct.Struct("<I")
 
@@ -193,18 +214,19 @@ class PoolReader:
             return None
         return self.u32.unpack_from(data, where)[0]
 
-    def header_of(self, row: HeaderRow) -> PoolHeader:
-        address, ulong1, tag, process = row
-        prev, index, bs, ptype = self.codec.unpack(ulong1)
-        return PoolHeader(address, prev, index, bs, ptype, tag, self.unit, process)
+    def word_of(self, h: PoolHeader) -> int:
+        """The header's first eight bytes as HeaderRows keeps them."""
+        return h.tag << 32 | self.codec.pack(h.previous_size, h.pool_index, h.block_size,
+                                             h.pool_type)
 
-    def row_of(self, h: PoolHeader) -> HeaderRow:
-        return (h.address, self.codec.pack(h.previous_size, h.pool_index, h.block_size,
-                                           h.pool_type), h.tag, h.process)
+    def headers_of(self, rows: HeaderRows) -> list[PoolHeader]:
+        unpack, unit, process = self.codec.unpack, self.unit, rows.processes.get
+        return [PoolHeader(address, *unpack(word & 0xFFFFFFFF), word >> 32, unit, process(i))
+                for i, (address, word) in enumerate(zip(rows.addresses, rows.words))]
 
     def find_headers(self, pages: Iterable[tuple[int, Buffer]], finder: re.Pattern[bytes],
-                     offset: int, rows: list[HeaderRow]) -> None:
-        """Append to `rows` the headers of `pages` ((address, contents) pairs) where `finder`
+                     offset: int, rows: HeaderRows) -> None:
+        """Add to `rows` the headers of `pages` ((address, contents) pairs) where `finder`
         matches `offset` bytes into the header (4 to 7: in its PoolTag) and which agree with
         their neighbours, as the kernel checks a block it frees: a size that stays in the
         page, a PreviousSize that is 0 at the page start and otherwise the size of the header
@@ -213,54 +235,55 @@ class PoolReader:
 
         One regex scan per page, and for each match a few integer operations on the page
         already read: no object per header, so a pool of a dense tag scans near the speed of
-        a plain byte search.  Rows are appended as they are found, so an interrupted scan
-        keeps them."""
-        add = rows.append
-        unpack, u32, ptr = self.hdr.unpack_from, self.u32.unpack_from, self.ptr.unpack_from
+        a plain byte search.  Rows are added as they are found, so an interrupted scan keeps
+        them."""
+        add_address, add_word, processes = rows.addresses.append, rows.words.append, rows.processes
+        qword, u32, ptr = self.qword.unpack_from, self.u32.unpack_from, self.ptr.unpack_from
         mask, shift, align = self.size_mask, self.shift, self.align
         quota = QUOTA << self.type_shift
         in_header = self.arch.ptr_size == 8           # where ProcessBilled is (_billed)
         page_size = PAGE_SIZE
-        for page, data in pages:
-            for match in finder.finditer(data):
-                start = match.start() - offset
-                if start & align:             # also any start before the page: offset < unit
-                    continue
-                ulong1, tag = unpack(data, start)
-                bs = (ulong1 >> 16) & mask
-                end = start + (bs << shift)
-                if not bs or end > page_size:
-                    continue
-                prev = ulong1 & mask
-                if prev:
-                    back = start - (prev << shift)
-                    if back < 0 or (u32(data, back)[0] >> 16) & mask != prev:
+        page: int | None = None
+        try:
+            for page, data in pages:
+                for match in finder.finditer(data):
+                    start = match.start() - offset
+                    if start & align:         # also any start before the page: offset < unit
                         continue
-                elif start:
-                    continue
-                if end < page_size and u32(data, end)[0] & mask != bs:
-                    continue
-                add((page + start, ulong1, tag,
-                     (ptr(data, start + 8)[0] if in_header else u32(data, end - 4)[0])
-                     if ulong1 & quota else None))
+                    word = qword(data, start)[0]
+                    bs = (word >> 16) & mask
+                    end = start + (bs << shift)
+                    if not bs or end > page_size:
+                        continue
+                    prev = word & mask
+                    if prev:
+                        back = start - (prev << shift)
+                        if back < 0 or (u32(data, back)[0] >> 16) & mask != prev:
+                            continue
+                    elif start:
+                        continue
+                    if end < page_size and u32(data, end)[0] & mask != bs:
+                        continue
+                    if word & quota:
+                        processes[len(rows)] = (ptr(data, start + 8) if in_header
+                                                else u32(data, end - 4))[0]
+                    add_address(page + start)
+                    add_word(word)
+        finally:
+            rows.reached = page
 
-    def rows_text(self, rows: Iterable[HeaderRow], marker: str = " ",
-                  tag_marker: str = " ") -> list[str]:
-        """row_text of each row: one format per row, its label (state, tag and
-        ` (Protected)`) made once per PoolType and tag, a quota block's process added."""
-        arch = self.arch
-        line = _row_line(arch, marker)
-        unit, mask, fmask, type_shift = self.unit, self.size_mask, self.field_mask, self.type_shift
-        labels: dict[int, str] = {}
-        text: list[str] = []
-        add = text.append
-        for address, ulong1, tag, process in rows:
-            label = labels.get(key := (ulong1 >> type_shift) << 32 | tag)
-            if label is None:
-                label = labels[key] = _label((key >> 32) & fmask, tag, tag_marker)
-            if process is not None:
-                label += _process(arch, process)
-            add(line % (address, ((ulong1 >> 16) & mask) * unit, (ulong1 & mask) * unit, label))
+    def rows_text(self, rows: HeaderRows, marker: str = " ", tag_marker: str = " ") -> list[str]:
+        """row_text of each row, one format per row: the size columns come from a table, the
+        label of each PoolType and tag is made once, a quota block's process is added."""
+        mask, shift, type_shift = self.size_mask, self.shift, self.type_shift
+        line = _row_line(self.arch, marker)
+        sizes = [f"{bs << shift:4x}" for bs in range(mask + 1)]
+        labels = _Labels(type_shift, self.field_mask, tag_marker)
+        text = [line % (address, sizes[(word >> 16) & mask], sizes[word & mask],
+                        labels[word >> type_shift])
+                for address, word in zip(rows.addresses, rows.words)]
+        for i, process in rows.processes.items():
+            text[i] += _process(self.arch, process)
         return text
 
     def header_fields(self, header: PoolHeader) -> dict[str, int]:
@@ -480,12 +503,27 @@ def row_text(arch: "Arch", h: PoolHeader, marker: str = " ", tag_marker: str = "
     label = _label(h.pool_type, h.tag, tag_marker)
     if h.pool_type & QUOTA and h.process is not None:
         label += _process(arch, h.process)
-    return _row_line(arch, marker) % (h.address, h.size, h.previous_size * h.unit, label)
+    return _row_line(arch, marker) % (h.address, f"{h.size:4x}",
+                                      f"{h.previous_size * h.unit:4x}", label)
 
 
 def _row_line(arch: "Arch", marker: str) -> str:
-    """A row's format, its arguments the address, the size, the previous size and the label."""
-    return f"{marker}%0{arch.hex_digits}x size: %4x previous size: %4x  %s"
+    """A row's format; its arguments: the address, the size and the previous size as `%4x`
+    prints them, and the label."""
+    return f"{marker}%0{arch.hex_digits}x size: %s previous size: %s  %s"
+
+
+class _Labels(dict[int, str]):
+    """Row labels by a header QWORD shifted down to its PoolType (the tag above it), each
+    made on first use."""
+
+    def __init__(self, type_shift: int, field_mask: int, tag_marker: str):
+        super().__init__()
+        self.tag_shift, self.field_mask, self.tag_marker = 32 - type_shift, field_mask, tag_marker
+
+    def __missing__(self, key: int) -> str:
+        label = self[key] = _label(key & self.field_mask, key >> self.tag_shift, self.tag_marker)
+        return label
 
 
 def _label(pool_type: int, tag: int, tag_marker: str) -> str:

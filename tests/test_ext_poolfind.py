@@ -149,7 +149,10 @@ def test_session_pool_has_nothing_to_search(x86):
     assert run(session, "!poolfind Leak 4") == X86_NONPAGED.split("\nSearching")[0] + "\n"
 
 
-def test_ctrl_c_stops_the_scan(x86, monkeypatch):
+@pytest.mark.parametrize("tag", ["Leak", "L?ak", "Le*", "*"])
+def test_ctrl_c_stops_the_scan(x86, monkeypatch, tag):
+    """Whether the pages are searched for the tag (exactly or checking each tag found) or
+    walked, what was found before ^C is printed, and the page reached."""
     session, _ = x86
     real = PoolReader.pages
 
@@ -160,9 +163,11 @@ def test_ctrl_c_stops_the_scan(x86, monkeypatch):
             yield page, data
 
     monkeypatch.setattr(PoolReader, "pages", interrupted)
-    out = run(session, "!poolfind Leak -small")
+    out = run(session, f"!poolfind {tag} -small")
     assert out.endswith("*f802fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
-                        "...terminating - searched pool to f802f000\n")
+                        "...terminating - searched pool to f802f000\n"
+                        if tag != "*" else "...terminating - searched pool to f802f000\n")
+    assert sum(line.startswith("*") and line.endswith(" Leak") for line in out.split("\n")) == 3
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -27,8 +27,8 @@ star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the sca
 The scan runs one regex over each readable page of the pool for the tag's bytes, then checks
 the header around each match with integer operations on the page (TagScan,
 PoolReader.find_headers); a tag whose first three characters are wildcards walks every page
-instead.  Blocks are kept as rows (poolread.HeaderRow) that the renderer formats directly;
-the PoolHeader objects JSON prints are built only when asked for.
+instead.  Blocks are kept as parallel arrays (poolread.HeaderRows) that the renderer formats
+directly; the PoolHeader objects JSON prints are built only when asked for.
 """
 from __future__ import annotations
 
@@ -44,8 +44,7 @@ from pooltag.tags import normalize_pattern
 
 from ..dispatch import execute
 from ..errors import DebuggerError
-from ..poolread import (BigPage, Buffer, HeaderRow, PoolHeader, PoolReader, SpecialBlock,
-                        special_line)
+from ..poolread import BigPage, HeaderRows, PoolHeader, PoolReader, SpecialBlock, special_line
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,10 +63,10 @@ USAGE = """\
   !poolfind -x "dt nt!_MDL @$extret" Mdl  - Find and print MDL allocations."""
 
 
-# One pool's search.  The scan keeps its blocks as `rows` (poolread.HeaderRow tuples), which the
-# text renderer formats directly; `headers`, the same blocks as the PoolHeader objects JSON
-# prints, is built from the rows on first use with `header_of`, the scanning reader's.  (A
-# comment, not a docstring: docs/json.md shows a result's docstring, and JSON has no rows.)
+# One pool's search.  The scan keeps its blocks as `rows` (poolread.HeaderRows), which the text
+# renderer formats directly; `headers`, the same blocks as the PoolHeader objects JSON prints,
+# is built from the rows on first use by `headers_of`, the scanning reader's.  (A comment, not
+# a docstring: docs/json.md shows a result's docstring, and JSON has no rows.)
 @dataclass
 class PoolSearch:
     pool: str                                 # "NonPaged", "Paged", "Special", "Session"
@@ -77,15 +76,15 @@ class PoolSearch:
     special: list[SpecialBlock] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.rows: list[HeaderRow] = []
-        self.header_of: Callable[[HeaderRow], PoolHeader] | None = None
+        self.rows = HeaderRows()
+        self.headers_of: Callable[[HeaderRows], list[PoolHeader]] | None = None
 
     def __getattr__(self, name: str) -> Any:
         """Only reached for `headers` before it is built (no other attribute is missing)."""
         if name != "headers":
             raise AttributeError(name)
-        header_of = self.header_of                # None: no scan, so no rows
-        self.headers = [header_of(row) for row in self.rows] if header_of else []
+        headers_of = self.headers_of              # None: no scan, so no rows
+        self.headers = headers_of(self.rows) if headers_of else []
         return self.headers
 
 
@@ -232,40 +231,42 @@ class TagScan:
 
     def __init__(self, reader: PoolReader, start: int, end: int, pattern: str):
         self.reader = reader
-        self.start = self.position = start
+        self.start = start
         self.end = end
         self.pattern = pattern
-        self.rows: list[HeaderRow] = []
+        self.rows = HeaderRows()
+
+    @property
+    def position(self) -> int:
+        return self.start if self.rows.reached is None else self.rows.reached
 
     def run(self) -> None:
         reader, rows = self.reader, self.rows
         finder = finder_of(self.pattern)
+        pages = reader.pages(self.start, self.end)
         try:
             if finder is not None:
-                reader.find_headers(self._pages(), finder.regex, finder.offset, rows)
+                reader.find_headers(pages, finder.regex, finder.offset, rows)
             else:                             # nothing literal to look for: walk the pages
-                for page, data in self._pages():
-                    rows.extend([reader.row_of(h) for h in reader.walk(page, data).headers])
+                for page, data in pages:
+                    rows.reached = page
+                    for h in reader.walk(page, data).headers:
+                        rows.append(h.address, reader.word_of(h), h.process)
         finally:
             if finder is None or not finder.exact:
-                rows[:] = self._matching(rows)
+                self.rows = self._matching(rows)
 
-    def _pages(self) -> Iterator[tuple[int, Buffer]]:
-        for page, data in self.reader.pages(self.start, self.end):
-            self.position = page
-            yield page, data
-
-    def _matching(self, rows: list[HeaderRow]) -> list[HeaderRow]:
+    def _matching(self, rows: HeaderRows) -> HeaderRows:
         """The rows whose tag, protected bit stripped, matches the pattern (once per tag)."""
         verdicts: dict[int, bool] = {}
-        kept = []
-        for row in rows:
-            tag = row[2] & ~PROTECTED_POOL
+        kept = HeaderRows(reached=rows.reached)
+        for i, (address, word) in enumerate(zip(rows.addresses, rows.words)):
+            tag = (word >> 32) & ~PROTECTED_POOL
             ok = verdicts.get(tag)
             if ok is None:
                 ok = verdicts[tag] = tag_matches(self.pattern, tag)
             if ok:
-                kept.append(row)
+                kept.append(address, word, rows.processes.get(i))
         return kept
 
 
@@ -288,7 +289,7 @@ def block_addresses(result: PoolFind, unit: int) -> list[int]:
     """The caller's address of every block found (what `@$extret` stands for): a small
     block's data follows its header of one `unit`."""
     return ([b.va for b in result.large]
-            + [row[0] + unit for s in result.searches for row in s.rows]
+            + [address + unit for s in result.searches for address in s.rows.addresses]
             + [b.data for s in result.searches for b in s.special])
 
 
@@ -304,11 +305,11 @@ def _search_small(reader: PoolReader, query: Query, result: PoolFind) -> PoolSea
                           if tag_matches(query.pattern, b.tag & ~PROTECTED_POOL)]
         return search
     scan = TagScan(reader, span[0], span[1], query.pattern)
-    search.rows, search.header_of = scan.rows, reader.header_of
     try:
         scan.run()
     except KeyboardInterrupt:
         result.stopped_at = scan.position
+    search.rows, search.headers_of = scan.rows, reader.headers_of
     return search
 
 
@@ -365,13 +366,13 @@ def render_poolfind(result: PoolFind, session: "Session") -> str:
                   f"{arch.fmt_ptr(search.end)}) for Tag: {result.tag}", ""]
         rows = reader.rows_text(search.rows, "*", "")
         if result.output:
-            for row, text in zip(search.rows, rows):
-                add(text, row[0] + arch.block)
+            for address, text in zip(search.rows.addresses, rows):
+                add(text, address + arch.block)
         else:
             lines += rows
         for block in search.special:
             add(special_line(arch, block, tag_marker=""), block.data)
-        if search.rows or search.special:
+        if rows or search.special:
             lines.append("")
     if result.stopped_at is not None:
         lines.append(f"...terminating - searched pool to {arch.fmt_ptr(result.stopped_at)}")
