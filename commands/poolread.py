@@ -42,10 +42,11 @@ ZERO = "zero"
 PREVIOUS = "previous"
 
 
-# -- results ------------------------------------------------------------------------------------
+# A page's contents as the scans read them: the target's own buffer (Target.mapped_pages) or a copy.
 Buffer = bytes | bytearray
 
 
+# -- results ------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class PoolHeader:
     """One `_POOL_HEADER` as found in memory; sizes are the raw fields, in blocks of `unit`."""
@@ -220,6 +221,7 @@ class PoolReader:
                                              h.pool_type)
 
     def headers_of(self, rows: HeaderRows) -> list[PoolHeader]:
+        """The rows as PoolHeader objects, for those who need them (JSON)."""
         unpack, unit, process = self.codec.unpack, self.unit, rows.processes.get
         return [PoolHeader(address, *unpack(word & 0xFFFFFFFF), word >> 32, unit, process(i))
                 for i, (address, word) in enumerate(zip(rows.addresses, rows.words))]
