@@ -10,10 +10,12 @@ from these readers.
 """
 from __future__ import annotations
 
+import re
 import struct
+from array import array
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from kdsim.layouts import (
     BIG_PAGE_FREE, PAGE_MASK, PAGE_SIZE, PROTECTED_POOL, QUOTA, SPECIAL_PAGED, SPECIAL_SIZE_MASK,
@@ -40,6 +42,10 @@ ZERO = "zero"
 PREVIOUS = "previous"
 
 
+# A page's contents as the scans read them: the target's own buffer (Target.mapped_pages) or a copy.
+Buffer = bytes | bytearray
+
+
 # -- results ------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class PoolHeader:
@@ -60,6 +66,29 @@ class PoolHeader:
 
     def contains(self, address: int) -> bool:
         return self.address <= address < self.address + max(self.size, 1)
+
+
+@dataclass
+class HeaderRows:
+    """Headers as a scan of a whole pool keeps them, without an object per block: parallel
+    arrays of their addresses and of their first eight bytes as a little-endian QWORD
+    (Ulong1, then PoolTag above bit 32), and the ProcessBilled of the quota blocks among
+    them, by index; `reached`, the last page the scan took up (where an interrupted scan
+    stopped).  PoolReader.headers_of makes PoolHeaders of them."""
+
+    addresses: array[int] = field(default_factory=lambda: array("Q"))
+    words: array[int] = field(default_factory=lambda: array("Q"))
+    processes: dict[int, int] = field(default_factory=dict)
+    reached: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def append(self, address: int, word: int, process: int | None) -> None:
+        if process is not None:
+            self.processes[len(self.addresses)] = process
+        self.addresses.append(address)
+        self.words.append(word)
 
 
 @dataclass(frozen=True)
@@ -154,11 +183,12 @@ class PoolReader:
         self.unit = arch.block
         self.align = arch.block - 1
         self.layouts = target.profile
-        codec = self.layouts.codec
+        self.codec = codec = self.layouts.codec
         self.size_mask, self.field_mask = codec.size_mask, codec.field_mask
         self.idx_shift, self.type_shift = codec.idx_shift, codec.type_shift
         self.shift = arch.block_shift
         self.hdr = struct.Struct("<II")
+        self.qword = struct.Struct("<Q")
         self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self.u32 = struct.Struct("<I")
 
@@ -185,43 +215,78 @@ class PoolReader:
             return None
         return self.u32.unpack_from(data, where)[0]
 
-    def headers_with(self, page: int, data: bytes | bytearray, needle: bytes,
-                     position: int) -> list[PoolHeader]:
-        """The headers of the page at `page` (its bytes: `data`) whose tag holds `needle` at
-        `position` and which agree with their neighbours, as the kernel checks a block it
-        frees: a size that stays in the page, a PreviousSize that is 0 at the page start and
-        otherwise the size of the header it points back to, and a next header whose
-        PreviousSize is this size.  Overlapping matches count (a tag may start one byte
-        into another)."""
-        found: list[PoolHeader] = []
-        find, unpack, u32 = data.find, self.hdr.unpack_from, self.u32.unpack_from
+    def word_of(self, h: PoolHeader) -> int:
+        """The header's first eight bytes as HeaderRows keeps them."""
+        return h.tag << 32 | self.codec.pack(h.previous_size, h.pool_index, h.block_size,
+                                             h.pool_type)
+
+    def headers_of(self, rows: HeaderRows) -> list[PoolHeader]:
+        """The rows as PoolHeader objects, for those who need them (JSON)."""
+        unpack, unit, process = self.codec.unpack, self.unit, rows.processes.get
+        return [PoolHeader(address, *unpack(word & 0xFFFFFFFF), word >> 32, unit, process(i))
+                for i, (address, word) in enumerate(zip(rows.addresses, rows.words))]
+
+    def find_headers(self, pages: Iterable[tuple[int, Buffer]], finder: re.Pattern[bytes],
+                     offset: int, rows: HeaderRows) -> None:
+        """Add to `rows` the headers of `pages` ((address, contents) pairs) where `finder`
+        matches `offset` bytes into the header (4 to 7: in its PoolTag) and which agree with
+        their neighbours, as the kernel checks a block it frees: a size that stays in the
+        page, a PreviousSize that is 0 at the page start and otherwise the size of the header
+        it points back to, and a next header whose PreviousSize is this size.  Matches may
+        overlap (the finder's own business: a tag may start one byte into another).
+
+        One regex scan per page, and for each match a few integer operations on the page
+        already read: no object per header, so a pool of a dense tag scans near the speed of
+        a plain byte search.  Rows are added as they are found, so an interrupted scan keeps
+        them."""
+        add_address, add_word, processes = rows.addresses.append, rows.words.append, rows.processes
+        qword, u32, ptr = self.qword.unpack_from, self.u32.unpack_from, self.ptr.unpack_from
         mask, shift, align = self.size_mask, self.shift, self.align
-        fmask, idx_shift, type_shift = self.field_mask, self.idx_shift, self.type_shift
-        unit, billed = self.unit, self._billed
-        offset = 4 + position
-        at = find(needle)
-        while at >= 0:
-            start = at - offset
-            at = find(needle, at + 1)
-            if start < 0 or start & align:
-                continue
-            ulong1, tag = unpack(data, start)
-            prev, bs = ulong1 & mask, (ulong1 >> 16) & mask
-            size = bs << shift
-            if not bs or start + size > PAGE_SIZE:
-                continue
-            if prev:
-                back = prev << shift
-                if back > start or (u32(data, start - back)[0] >> 16) & mask != prev:
-                    continue
-            elif start:
-                continue
-            if start + size < PAGE_SIZE and u32(data, start + size)[0] & mask != bs:
-                continue
-            ptype = (ulong1 >> type_shift) & fmask
-            found.append(PoolHeader(page + start, prev, (ulong1 >> idx_shift) & fmask, bs, ptype,
-                                    tag, unit, billed(data, start, bs) if ptype & QUOTA else None))
-        return found
+        quota = QUOTA << self.type_shift
+        in_header = self.arch.ptr_size == 8           # where ProcessBilled is (_billed)
+        page_size = PAGE_SIZE
+        page: int | None = None
+        try:
+            for page, data in pages:
+                for match in finder.finditer(data):
+                    start = match.start() - offset
+                    if start & align:         # also any start before the page: offset < unit
+                        continue
+                    word = qword(data, start)[0]
+                    bs = (word >> 16) & mask
+                    end = start + (bs << shift)
+                    if not bs or end > page_size:
+                        continue
+                    prev = word & mask
+                    if prev:
+                        back = start - (prev << shift)
+                        if back < 0 or (u32(data, back)[0] >> 16) & mask != prev:
+                            continue
+                    elif start:
+                        continue
+                    if end < page_size and u32(data, end)[0] & mask != bs:
+                        continue
+                    if word & quota:
+                        processes[len(rows)] = (ptr(data, start + 8) if in_header
+                                                else u32(data, end - 4))[0]
+                    add_address(page + start)
+                    add_word(word)
+        finally:
+            rows.reached = page
+
+    def rows_text(self, rows: HeaderRows, marker: str = " ", tag_marker: str = " ") -> list[str]:
+        """row_text of each row, one format per row: the size columns come from a table, the
+        label of each PoolType and tag is made once, a quota block's process is added."""
+        mask, shift, type_shift = self.size_mask, self.shift, self.type_shift
+        line = _row_line(self.arch, marker)
+        sizes = [f"{bs << shift:4x}" for bs in range(mask + 1)]
+        labels = _Labels(type_shift, self.field_mask, tag_marker)
+        text = [line % (address, sizes[(word >> 16) & mask], sizes[word & mask],
+                        labels[word >> type_shift])
+                for address, word in zip(rows.addresses, rows.words)]
+        for i, process in rows.processes.items():
+            text[i] += _process(self.arch, process)
+        return text
 
     def header_fields(self, header: PoolHeader) -> dict[str, int]:
         """Every field of the header as the `_POOL_HEADER` layout declares it (`dt`'s view)."""
@@ -435,24 +500,46 @@ def _chains_to_end(slots: list[PoolHeader], count: int) -> list[bool]:
 # -- how a header prints ------------------------------------------------------------------------
 
 
-def row_suffix(arch: "Arch", h: PoolHeader) -> str:
-    """` (Protected)` and ` Process: <p>` after an allocated block's tag."""
-    text = " (Protected)" if h.tag & PROTECTED_POOL else ""
-    if h.pool_type & QUOTA and h.process is not None:
-        text += f" Process: {arch.fmt_ptr(h.process)}"
-    return text
-
-
 def row_text(arch: "Arch", h: PoolHeader, marker: str = " ", tag_marker: str = " ") -> str:
     """`"%c%p size: %4x previous size: %4x  %-11s %c%-4s"` plus the Win7-era suffixes."""
-    if h.pool_type:
-        tag, status = h.tag & ~PROTECTED_POOL, "(Allocated)"
-        suffix = row_suffix(arch, h) if h.tag & PROTECTED_POOL or h.pool_type & QUOTA else ""
-    else:
-        tag, status, suffix = h.tag, "(Free)     ", ""
-    return "%s%0*x size: %4x previous size: %4x  %s %s%s%s" % (
-        marker, arch.hex_digits, h.address, h.block_size * h.unit, h.previous_size * h.unit,
-        status, tag_marker, printable_bytes(tag.to_bytes(4, "little")), suffix)
+    label = _label(h.pool_type, h.tag, tag_marker)
+    if h.pool_type & QUOTA and h.process is not None:
+        label += _process(arch, h.process)
+    return _row_line(arch, marker) % (h.address, f"{h.size:4x}",
+                                      f"{h.previous_size * h.unit:4x}", label)
+
+
+def _row_line(arch: "Arch", marker: str) -> str:
+    """A row's format; its arguments: the address, the size and the previous size as `%4x`
+    prints them, and the label."""
+    return f"{marker}%0{arch.hex_digits}x size: %s previous size: %s  %s"
+
+
+class _Labels(dict[int, str]):
+    """Row labels by a header QWORD shifted down to its PoolType (the tag above it), each
+    made on first use."""
+
+    def __init__(self, type_shift: int, field_mask: int, tag_marker: str):
+        super().__init__()
+        self.tag_shift, self.field_mask, self.tag_marker = 32 - type_shift, field_mask, tag_marker
+
+    def __missing__(self, key: int) -> str:
+        label = self[key] = _label(key & self.field_mask, key >> self.tag_shift, self.tag_marker)
+        return label
+
+
+def _label(pool_type: int, tag: int, tag_marker: str) -> str:
+    """`(Allocated) Tag (Protected)` or `(Free)      Tag`, the `%-11s %c%-4s` of a row: a
+    free block's tag is shown as stored, an allocated one's without the protected bit."""
+    if not pool_type:
+        return f"(Free)      {tag_marker}{printable_bytes(tag.to_bytes(4, 'little'))}"
+    shown = printable_bytes((tag & ~PROTECTED_POOL).to_bytes(4, "little"))
+    return f"(Allocated) {tag_marker}{shown}{' (Protected)' if tag & PROTECTED_POOL else ''}"
+
+
+def _process(arch: "Arch", process: int) -> str:
+    """What follows the label of a quota block."""
+    return f" Process: {arch.fmt_ptr(process)}"
 
 
 def special_line(arch: "Arch", block: SpecialBlock, tag_marker: str = "*") -> str:

@@ -24,13 +24,14 @@ nonpaged search); small blocks are those of the searched pool's pages.  Rows car
 star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the scan with
 `...terminating - searched pool to <page>`.
 
-A pool's blocks are found while they are printed (`PoolSearch.headers` is Rows): the pool is
-scanned SCAN_PAGES pages at a time and each slice's rows are printed before the next is
-scanned, so a search of a whole pool holds one slice's rows, not the pool's.
-
-The scan looks for the tag's literal bytes in each readable page of the pool with `find`, then
-checks the header around each match (TagScan); a tag whose first three characters are
-wildcards walks every page instead.
+A pool's blocks are found while they are printed: the pool is scanned SCAN_PAGES readable
+pages at a time and each slice's rows are printed before the next is scanned, so a search of a
+whole pool holds one slice's rows, not the pool's.  Each slice runs one regex over each
+readable page for the tag's bytes, then checks the header around each match with integer
+operations on the page (TagScan, PoolReader.find_headers); a tag whose first three characters
+are wildcards walks every page instead.  A slice's blocks are kept as parallel arrays
+(poolread.HeaderRows) that the renderer formats directly; the PoolHeader objects JSON prints
+are built only when JSON asks for them.
 """
 from __future__ import annotations
 
@@ -38,16 +39,17 @@ import io
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from kdsim.layouts import PAGE_SIZE, PROTECTED_POOL
-from pooltag import display_tag, normalize_tag, tag_from_ulong, tag_matches, tag_to_ulong
+from pooltag import display_tag, tag_from_ulong, tag_matches
 from pooltag.tags import normalize_pattern, simplify_pattern
 
 from ..dispatch import execute
 from ..errors import DebuggerError
 from ..expr import MASK64, decimal, parse_number
-from ..poolread import BigPage, PoolHeader, PoolReader, SpecialBlock, row_text, special_line
+from ..poolread import (BigPage, HeaderRows, PoolHeader, PoolReader, SpecialBlock,
+                        special_line)
 from ..registry import command
 from ..render import Rows
 
@@ -71,6 +73,11 @@ USAGE = """\
   !poolfind -x "dt nt!_MDL @$extret" Mdl  - Find and print MDL allocations."""
 
 
+# One pool's search.  The scan yields its blocks a slice at a time as `slices`
+# (poolread.HeaderRows), which the text renderer formats directly; `headers`, the same blocks
+# as the PoolHeader objects JSON prints, is drawn from the same slices, so whichever renderer
+# prints the result scans the pool once, as it prints.  (A comment, not a docstring:
+# docs/json.md shows a result's docstring, and JSON has no slices.)
 @dataclass
 class PoolSearch:
     pool: str                                 # "NonPaged", "Paged", "Special", "Session"
@@ -78,6 +85,26 @@ class PoolSearch:
     end: int
     headers: Rows[PoolHeader] = field(default_factory=Rows)
     special: list[SpecialBlock] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.slices: Iterable[HeaderRows] = ()
+        self._headers_of: Callable[[HeaderRows], list[PoolHeader]] | None = None
+
+    def found(self, reader: PoolReader, slices: Iterable[HeaderRows]) -> None:
+        """The scan's slices, read when the result is printed."""
+        self.slices, self._headers_of = slices, reader.headers_of
+        self.headers = Rows(self._each_header())
+
+    def keep_all(self) -> None:
+        """Scan the whole pool now (`-x` runs its command for each block before any row)."""
+        self.slices = list(self.slices)
+        self.headers = Rows(self._each_header())
+
+    def _each_header(self) -> Iterator[PoolHeader]:
+        headers_of = self._headers_of
+        if headers_of is not None:
+            for rows in self.slices:
+                yield from headers_of(rows)
 
 
 @dataclass
@@ -158,10 +185,9 @@ def usage() -> DebuggerError:
 
 # -- matching -----------------------------------------------------------------------------------
 def needle_of(pattern: str) -> tuple[int, bytes]:
-    """What to search the pages for: the longest run of literal characters among the tag's
-    first three (before any `*`), as (position in the tag, bytes).  The fourth byte is left
-    to the check of each match, since it may carry the protected bit.  Empty when those
-    three are all wildcards."""
+    """The longest run of literal characters among the tag's first three (before any `*`),
+    as (position in the tag, bytes).  The fourth byte is left to the check of each match,
+    since it may carry the protected bit.  Empty when those three are all wildcards."""
     chars = normalize_pattern(pattern)
     star = chars.find("*")
     chars = chars[:3] if star < 0 else chars[:min(star, 3)]
@@ -177,41 +203,94 @@ def needle_of(pattern: str) -> tuple[int, bytes]:
     return best[0], best[1].encode("latin-1")
 
 
+@dataclass(frozen=True)
+class Finder:
+    """What a scan searches the pages for: `regex` matches `offset` bytes into a header (in
+    its PoolTag); `exact` when every match is a tag of the pattern, else each found tag is
+    checked against it.  The regex is a literal byte and a lookahead for the rest: the
+    engine's fast search for a literal does the scan, and matches may overlap (a tag may
+    start one byte into another)."""
+
+    regex: re.Pattern[bytes]
+    offset: int
+    exact: bool
+
+
+def finder_of(pattern: str) -> Finder | None:
+    """A pattern without `*` is its four bytes from its first literal one, `?` any byte and
+    the fourth either value of the protected bit: exact.  With `*`, the needle_of bytes.
+    None when the tag's first three characters are wildcards (the scan walks the pages)."""
+    chars = normalize_pattern(pattern)
+    if "*" in chars:
+        position, needle = needle_of(pattern)
+        parts = [re.escape(needle[i:i + 1]) for i in range(len(needle))]
+        return _finder(parts, 4 + position, False) if parts else None
+    lead = len(chars) - len(chars.lstrip("?"))
+    if lead >= 3:
+        return None
+    parts = [b"." if c == "?" else re.escape(c.encode("latin-1")) for c in chars[lead:3]]
+    last = ord(chars[3])                      # below 0x80: a TagValue's bit 31 is stripped
+    parts.append(b"." if chars[3] == "?" else
+                 b"[" + re.escape(bytes([last])) + re.escape(bytes([last | 0x80])) + b"]")
+    return _finder(parts, 4 + lead, True)
+
+
+def _finder(parts: list[bytes], offset: int, exact: bool) -> Finder:
+    rest = b"(?=" + b"".join(parts[1:]) + b")" if len(parts) > 1 else b""
+    return Finder(re.compile(parts[0] + rest, re.DOTALL), offset, exact)
+
+
 # -- scanning -----------------------------------------------------------------------------------
 class TagScan:
-    """Collects the headers in [start, end) whose tag matches, in address order; `position`
-    is the page the scan has reached, for `...terminating - searched pool to` on ^C (what was
-    found before it stays in `found`).
+    """Collects the headers in [start, end) whose tag matches, in address order, as rows;
+    `position` is the page the scan has reached, for `...terminating - searched pool to` on
+    ^C (what was found before it stays in `rows`).
 
-    Pages are searched for the tag's literal bytes; a match counts where a header sits that
-    its neighbours agree with (PoolReader.headers_with) and whose tag matches, either value of
+    Pages are searched with the pattern's Finder; a match counts where a header sits that its
+    neighbours agree with (PoolReader.find_headers) and whose tag matches, either value of
     the protected bit.  A tag whose first three characters are wildcards walks every page."""
 
-    def __init__(self, reader: PoolReader, start: int, end: int, pattern: str):
+    def __init__(self, reader: PoolReader, start: int, end: int, pattern: str,
+                 before: int | None = None):
         self.reader = reader
-        self.start = self.position = start
+        self.start = start
         self.end = end
         self.pattern = pattern
-        self.found: list[PoolHeader] = []
+        self.before = start if before is None else before   # reached before its first page
+        self.rows = HeaderRows()
+
+    @property
+    def position(self) -> int:
+        return self.before if self.rows.reached is None else self.rows.reached
 
     def run(self) -> None:
-        reader, pattern, found = self.reader, self.pattern, self.found
-        position, needle = needle_of(pattern)
-        wild = "?" in pattern or "*" in pattern
-        key = tag_to_ulong(normalize_tag(pattern)) if not wild else None
-        for page, data in reader.pages(self.start, self.end):
-            self.position = page
-            if needle:
-                headers = reader.headers_with(page, data, needle, position)
-            else:                                 # nothing literal to look for: walk the page
-                headers = reader.walk(page, data).headers
-            if not headers:
-                continue
-            if key is not None:
-                found.extend([h for h in headers if h.tag & ~PROTECTED_POOL == key])
-            else:
-                found.extend([h for h in headers
-                              if tag_matches(pattern, h.tag & ~PROTECTED_POOL)])
+        reader, rows = self.reader, self.rows
+        finder = finder_of(self.pattern)
+        pages = reader.pages(self.start, self.end)
+        try:
+            if finder is not None:
+                reader.find_headers(pages, finder.regex, finder.offset, rows)
+            else:                             # nothing literal to look for: walk the pages
+                for page, data in pages:
+                    rows.reached = page
+                    for h in reader.walk(page, data).headers:
+                        rows.append(h.address, reader.word_of(h), h.process)
+        finally:
+            if finder is None or not finder.exact:
+                self.rows = self._matching(rows)
+
+    def _matching(self, rows: HeaderRows) -> HeaderRows:
+        """The rows whose tag, protected bit stripped, matches the pattern (once per tag)."""
+        verdicts: dict[int, bool] = {}
+        kept = HeaderRows(reached=rows.reached)
+        for i, (address, word) in enumerate(zip(rows.addresses, rows.words)):
+            tag = (word >> 32) & ~PROTECTED_POOL
+            ok = verdicts.get(tag)
+            if ok is None:
+                ok = verdicts[tag] = tag_matches(self.pattern, tag)
+            if ok:
+                kept.append(address, word, rows.processes.get(i))
+        return kept
 
 
 def find(session: "Session", query: Query) -> PoolFind:
@@ -225,16 +304,18 @@ def find(session: "Session", query: Query) -> PoolFind:
         result.searches.append(_search_small(reader, query, result))
     if query.command is not None:
         for search in result.searches:           # -x: every block is known before the rows
-            search.headers = Rows(list(search.headers))
-        for address in block_addresses(result):
+            search.keep_all()
+        for address in block_addresses(result, reader.unit):
             result.output[address] = _run_for(session, query.command, address)
     return result
 
 
-def block_addresses(result: PoolFind) -> list[int]:
-    """The caller's address of every block found (what `@$extret` stands for)."""
+def block_addresses(result: PoolFind, unit: int) -> list[int]:
+    """The caller's address of every block found (what `@$extret` stands for): a small
+    block's data follows its header of one `unit`."""
     return ([b.va for b in result.large]
-            + [h.address + h.unit for s in result.searches for h in s.headers]
+            + [address + unit for s in result.searches for rows in s.slices
+               for address in rows.addresses]
             + [b.data for s in result.searches for b in s.special])
 
 
@@ -249,26 +330,25 @@ def _search_small(reader: PoolReader, query: Query, result: PoolFind) -> PoolSea
         search.special = [b for b in _special_blocks(reader, *span)
                           if tag_matches(query.pattern, b.tag & ~PROTECTED_POOL)]
         return search
-    search.headers = Rows(_scan(reader, span, query.pattern, result))
+    search.found(reader, _scan(reader, span, query.pattern, result))
     return search
 
 
 def _scan(reader: PoolReader, span: tuple[int, int], pattern: str,
-          result: PoolFind) -> Iterator[PoolHeader]:
+          result: PoolFind) -> Iterator[HeaderRows]:
     """The matching blocks of the pool's pages, scanned a slice of SCAN_PAGES readable pages
-    at a time; ^C ends the rows with what its slice had found and records the page it
+    at a time; ^C ends the slices with what its slice had found and records the page it
     reached."""
     reached = span[0]
     for start, end in _slices(reader, *span):
-        scan = TagScan(reader, start, end, pattern)
-        scan.position = reached               # ^C before its first page: the last one searched
+        scan = TagScan(reader, start, end, pattern, before=reached)
         try:
             scan.run()
         except KeyboardInterrupt:
             result.stopped_at = scan.position
-            yield from scan.found
+            yield scan.rows
             return
-        yield from scan.found
+        yield scan.rows
         reached = scan.position
 
 
@@ -315,7 +395,8 @@ def large_row(arch: "Arch", big: BigPage) -> str:
 
 
 def render_poolfind(result: PoolFind, session: "Session") -> Iterator[str]:
-    arch = session.target.arch
+    reader = PoolReader(session.target)
+    arch = reader.arch
 
     def rows(row: str, address: int) -> Iterator[str]:
         yield row
@@ -337,9 +418,14 @@ def render_poolfind(result: PoolFind, session: "Session") -> Iterator[str]:
         yield from (f"Searching {search.pool} pool ({arch.fmt_ptr(search.start)} : "
                     f"{arch.fmt_ptr(search.end)}) for Tag: {result.tag}", "")
         found = False
-        for h in search.headers:
-            found = True
-            yield from rows(row_text(arch, h, "*", ""), h.address + h.unit)
+        for slice_rows in search.slices:
+            texts = reader.rows_text(slice_rows, "*", "")
+            found = found or bool(texts)
+            if result.output:
+                for address, text in zip(slice_rows.addresses, texts):
+                    yield from rows(text, address + arch.block)
+            else:
+                yield from texts
         for block in search.special:
             found = True
             yield from rows(special_line(arch, block, tag_marker=""), block.data)

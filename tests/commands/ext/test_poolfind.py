@@ -1,21 +1,28 @@
-"""`!poolfind`: exact text on hand-built machines, both syntaxes, wildcards, `-x`, ^C, and a
-property: the allocated blocks it reports are exactly the live blocks of the tag."""
+"""`!poolfind`: exact text on hand-built machines, both syntaxes, wildcards, `-x`, ^C, and two
+properties: the allocated blocks it reports are exactly the live blocks of the tag, and its
+scan finds exactly the headers a slow decode of every block slot finds, corrupted pages and
+tags at page ends included."""
 from __future__ import annotations
+
+import dataclasses
+import json
+import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import commands.ext.poolfind as poolfind
-from commands.ext.poolfind import TagScan
-from commands.poolread import PoolReader
+from commands.ext.poolfind import TagScan, finder_of, parse_query
+from commands.poolread import PoolHeader, PoolReader, row_text
 from commands.registry import lookup
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
-from kdsim.layouts import tag_to_ulong
+from kdsim.layouts import PAGE_SIZE, QUOTA, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import PoolSettings
+from pooltag import tag_matches
 from tests.commands.ext.pool_lines import (
     DESCRIPTION, FIND_LARGE, FIND_ROW, FIND_SCAN, FIND_SEARCH, HEADER, LARGE, REAL_POOLFIND,
 )
@@ -147,7 +154,10 @@ def test_session_pool_has_nothing_to_search(x86):
     assert run(session, "!poolfind Leak 4") == X86_NONPAGED.split("\nSearching")[0] + "\n"
 
 
-def test_ctrl_c_stops_the_scan(x86, monkeypatch):
+@pytest.mark.parametrize("tag", ["Leak", "L?ak", "Le*", "*"])
+def test_ctrl_c_stops_the_scan(x86, monkeypatch, tag):
+    """Whether the pages are searched for the tag (exactly or checking each tag found) or
+    walked, what was found before ^C is printed, and the page reached."""
     session, _ = x86
     real = PoolReader.pages
 
@@ -158,16 +168,18 @@ def test_ctrl_c_stops_the_scan(x86, monkeypatch):
             yield page, data
 
     monkeypatch.setattr(PoolReader, "pages", interrupted)
-    out = run(session, "!poolfind Leak -small")
+    out = run(session, f"!poolfind {tag} -small")
     assert out.endswith("*f802fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
-                        "...terminating - searched pool to f802f000\n")
+                        "...terminating - searched pool to f802f000\n"
+                        if tag != "*" else "...terminating - searched pool to f802f000\n")
+    assert sum(line.startswith("*") and line.endswith(" Leak") for line in out.split("\n")) == 3
 
 
 def test_slices_of_the_scan_print_the_same_rows_and_stop_the_same_on_ctrl_c(x86, monkeypatch):
     session, _ = x86
     monkeypatch.setattr(poolfind, "SCAN_PAGES", 1)
     assert run(session, "!poolfind Leak") == X86_NONPAGED
-    test_ctrl_c_stops_the_scan(x86, monkeypatch)
+    test_ctrl_c_stops_the_scan(x86, monkeypatch, "Leak")
 
 
 def test_the_pool_is_scanned_as_its_rows_are_printed(x86, monkeypatch):
@@ -278,3 +290,171 @@ def test_big_allocations_print_the_seed_line(session):
     va = int(large[0][1:large[0].index(" ")], 16)
     out = run(session, f"!pool {va + 0x20:x}").splitlines()
     assert HEADER.match(out[0]) and LARGE.match(out[1]) and DESCRIPTION.match(out[2])
+
+
+# -- the scan against a slow decode of every block slot ---------------------------------------
+def slow_find(reader: PoolReader, start: int, end: int, pattern: str) -> list[PoolHeader]:
+    """Every block-aligned slot of every page decoded on its own and kept where the rule of
+    PoolReader.find_headers holds: a size inside the page, a PreviousSize of 0 exactly at the
+    page start and otherwise the BlockSize of the header it points back to, a next header
+    whose PreviousSize is this BlockSize; and the tag, protected bit stripped, matches."""
+    unit, found = reader.unit, []
+    for page, data in reader.pages(start, end):
+        slots = [reader.decode(data, off, page + off) for off in range(0, PAGE_SIZE, unit)]
+        for i, h in enumerate(slots):
+            nxt, back = i + h.block_size, i - h.previous_size
+            if not h.block_size or nxt > len(slots):
+                continue
+            if not (back >= 0 and slots[back].block_size == h.previous_size
+                    if h.previous_size else i == 0):
+                continue
+            if nxt < len(slots) and slots[nxt].previous_size != h.block_size:
+                continue
+            if tag_matches(pattern, h.tag & ~PROTECTED):
+                found.append(h)
+    return found
+
+
+def _check(session: Session, pattern: str, pool: int) -> list[PoolHeader]:
+    """`!poolfind` prints and JSON holds exactly the headers slow_find finds; those."""
+    reader = PoolReader(session.target)
+    ranges = reader.ranges()
+    expected = slow_find(reader, *(ranges.paged if pool else ranges.nonpaged),
+                         parse_query(pattern).pattern)
+    out = run(session, f"!poolfind {pattern} {pool} -small")
+    arch = session.target.arch
+    assert [line for line in out.splitlines() if line.startswith("*")] == \
+        [row_text(arch, h, "*", "") for h in expected]
+    run(session, ".output json")
+    try:
+        data = json.loads(run(session, f"!poolfind {pattern} {pool} -small"))
+    finally:
+        run(session, ".output text")
+    assert data["searches"][0]["headers"] == [dataclasses.asdict(h) for h in expected]
+    return expected
+
+
+TAGS = ["Leak", "LeaL", "eakL", "LLLL", "Irp ", "L\x00ak"]
+PATTERNS = ["Leak", "Lea?", "L?ak", "?eak", "??ak", "LL", "LLLL", "Le*", "L*k", "Irp", "I?p",
+            "0x6b61654c", "0x4c4c4c4c"]
+
+
+HEADER_WORDS = struct.Struct("<II")
+# A run of headers written into a pool page: (paged, which page, first slot, blocks as
+# (BlockSize, tag, protected, PoolType), which of them to spoil, by how much (0: none)).
+CHAINS = st.tuples(st.integers(0, 1), st.integers(0, 1 << 20), st.integers(0, 511),
+                   st.lists(st.tuples(st.integers(1, 4), st.sampled_from(TAGS), st.booleans(),
+                                      st.sampled_from([0, 1, 2, 1 | QUOTA])),
+                            min_size=1, max_size=6),
+                   st.integers(0, 5), st.integers(-2, 2))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=st.sampled_from(["x86", "x64"]),
+       ops=st.lists(st.tuples(st.integers(0, 1), st.sampled_from(TAGS), st.integers(1, 0xF00),
+                              st.booleans(), st.booleans(), st.booleans()),
+                    min_size=1, max_size=30),
+       chains=st.lists(CHAINS, max_size=4),
+       garbage=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1 << 20),
+                                  st.integers(0, PAGE_SIZE - 1),
+                                  st.sampled_from(TAGS) | st.binary(min_size=1, max_size=4)),
+                        max_size=4),
+       pattern=st.sampled_from(PATTERNS))
+def test_the_scan_finds_what_a_slow_decode_finds(arch, ops, chains, garbage, pattern):
+    """Blocks of look-alike tags (shifted, self-overlapping, protected, quota); then runs of
+    headers written over pool pages, one field of one of them spoilt, so each check of the
+    rule fails somewhere, the last slot of a page included; then bytes anywhere."""
+    m = Machine(get_arch(arch), 0, processors=1, settings=SETTINGS)
+    live: list[int] = []
+    for paged, tag, size, protected, quota, free_one in ops:
+        key = tag_to_ulong(tag) | (PROTECTED if protected else 0)
+        live.append(m.pool.allocate(paged | (QUOTA if quota else 0), size, key,
+                                    process=0x85070000 if quota else 0))
+        if free_one and len(live) > 1:
+            m.pool.free(live.pop(size % len(live)))
+    target = m.target()
+    reader = PoolReader(target)
+    codec, unit, slots = target.profile.codec, reader.unit, PAGE_SIZE // reader.unit
+    ranges = reader.ranges()
+    pages = {pool: [page for page, _ in reader.pages(*span)]
+             for pool, span in ((0, ranges.nonpaged), (1, ranges.paged))}
+    for paged, which, slot, blocks, spoil, delta in chains:
+        if not pages[paged]:
+            continue
+        page, slot = pages[paged][which % len(pages[paged])], slot % slots
+        prev = 0 if slot == 0 else blocks[0][0]
+        for i, (bs, tag, protected, ptype) in enumerate(blocks):
+            if slot + bs > slots:
+                break
+            fields = [prev, bs]
+            if i == spoil % len(blocks):
+                fields[delta % 2] = max(fields[delta % 2] + delta, 0)
+            target.write(page + slot * unit,
+                         HEADER_WORDS.pack(codec.pack(fields[0], 0, fields[1], ptype),
+                                     tag_to_ulong(tag) | (PROTECTED if protected else 0)))
+            prev, slot = bs, slot + bs
+    for paged, which, offset, raw in garbage:
+        if pages[paged]:
+            data = raw.encode("latin-1") if isinstance(raw, str) else raw
+            page = pages[paged][which % len(pages[paged])]
+            target.write(page + min(offset, PAGE_SIZE - len(data)), data)
+    session = Session(target)
+    for pool in (0, 1):
+        found = _check(session, pattern, pool)
+        if not chains and not garbage:    # healthy pages: the slot rule is the page walk
+            span = ranges.paged if pool else ranges.nonpaged
+            tag = parse_query(pattern).pattern
+            assert found == [h for page, data in reader.pages(*span)
+                             for h in reader.walk(page, data).headers
+                             if tag_matches(tag, h.tag & ~PROTECTED)]
+
+
+def _page_of(m: Machine) -> int:
+    """A nonpaged pool page of its own, for hand-written headers."""
+    return m.pool.allocate(0, 0xF00, tag_to_ulong("Pad ")) & ~(PAGE_SIZE - 1)
+
+
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_a_tag_in_the_last_bytes_of_a_page(arch):
+    """A one-block header at the page end has its tag in the page's last four bytes; a tag
+    there under a header its neighbours contradict is not a block."""
+    m = Machine(get_arch(arch), 0, processors=1, settings=SETTINGS)
+    codec, unit = m.target().profile.codec, m.arch.block
+    good, bad = _page_of(m), _page_of(m)
+    slots = PAGE_SIZE // unit
+    header = struct.Struct("<II")
+    for page, last_prev in ((good, slots - 1), (bad, slots - 2)):
+        data = bytearray(PAGE_SIZE)
+        header.pack_into(data, 0, codec.pack(0, 0, slots - 1, 1), tag_to_ulong("Mdl "))
+        header.pack_into(data, PAGE_SIZE - unit, codec.pack(last_prev, 0, 1, 1),
+                         tag_to_ulong("Leak") | PROTECTED)
+        m.target().write(page, bytes(data))
+    session = Session(m.target())
+    found = _check(session, "Leak", 0)
+    assert [h.address for h in found] == [good + PAGE_SIZE - unit]
+    assert run(session, "!poolfind Leak -small").splitlines()[3] == \
+        f"*{m.arch.fmt_ptr(good + PAGE_SIZE - unit)} size: {unit:4x} previous size: " \
+        f"{PAGE_SIZE - unit:4x}  (Allocated) Leak (Protected)"
+
+
+def test_a_tag_overlapping_a_false_match_is_found():
+    """x64: PoolType 0x41 is an `A` just before the tag `AAAA`, so the bytes hold `AAAAA` and
+    the first match, one byte early, overlaps the tag."""
+    m = Machine(get_arch("x64"), 0, processors=1, settings=SETTINGS)
+    codec, page = m.target().profile.codec, _page_of(m)
+    data, slots = bytearray(PAGE_SIZE), PAGE_SIZE // 16
+    struct.pack_into("<II", data, 0, codec.pack(0, 0, slots - 1, 0x41), tag_to_ulong("AAAA"))
+    struct.pack_into("<II", data, PAGE_SIZE - 16, codec.pack(slots - 1, 0, 1, 0), 0)
+    m.target().write(page, bytes(data))
+    session = Session(m.target())
+    for pattern in ("AAAA", "A?AA", "AA*"):
+        assert [h.address for h in _check(session, pattern, 0)] == [page]
+
+
+@pytest.mark.parametrize("pattern, offset, exact", [
+    ("Leak", 4, True), ("?eak", 5, True), ("??ak", 6, True), ("???k", None, None),
+    ("L*", 4, False), ("*ak", None, None), ("Le?*", 4, False), ("?e*", 5, False)])
+def test_what_the_scan_searches_for(pattern, offset, exact):
+    finder = finder_of(pattern)
+    assert (None if finder is None else (finder.offset, finder.exact)) == \
+        (None if offset is None else (offset, exact))
