@@ -11,6 +11,7 @@ line saying why.  No traceback ever reaches the user (KDSIM_DEBUG=1 shows them o
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import os
 import sys
@@ -23,7 +24,7 @@ from .dispatch import debug_enabled, load_commands
 from .progress import boot_progress, on_terminal
 from .repl import run_interactive, run_plain
 from .scripts import read_script, run_lines
-from .session import Session
+from .session import OutputClosed, Session
 from .target_cmds import fatal_error_text, stop_processor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
+    except OutputClosed as closed:
+        _silence_stdout()
+        if closed.error.errno in (errno.EPIPE, errno.EBADF):
+            return 0
+        print(f"{PROG}: cannot write the output: {closed.error.strerror}", file=sys.stderr)
+        return 1
     except Exception as exc:
         if debug_enabled():
             traceback.print_exc()
@@ -171,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:          # started with standard output closed: nothing to show
+        return 0
     if args.version:
         print(f"{PROG} {version()}")
         return 0
@@ -182,6 +191,8 @@ def _main(argv: list[str] | None) -> int:
         return 0
     startup: list[str] = []
     if args.command_file is not None:
+        if not args.command_file.strip():
+            raise UsageError("argument -cf: expected a file name")
         try:
             startup = read_script(args.command_file)
         except OSError as exc:
@@ -240,7 +251,12 @@ def _stdin_lines() -> io.TextIOBase | list[str]:
 def _silence_stdout() -> None:
     """After a closed pipe (`kdsim | head`), let the interpreter exit without complaint."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):   # no descriptor left to replace: nothing will complain
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,10 @@ def timestamped(name: str, when: datetime | None = None, pid: int | None = None)
 
 
 def _open_log(session: "Session", name: str, append: bool, unicode: bool) -> str:
+    if not append and session.log_holds(name):
+        # Overwriting the open log would lose it: append to it, or close it first.
+        raise DebuggerError(f"Log file '{name}' is already open (.logappend goes on "
+                            f"writing to it, .logclose closes it)")
     try:
         session.open_log(name, append=append, unicode=unicode)
     except (OSError, ValueError):       # ValueError: a NUL in the name

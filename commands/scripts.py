@@ -11,10 +11,16 @@ not echoed: the docs' own `$$><` samples and real `$$><`/`$$>a<` transcripts sho
 only, although the reference page's prose says `$><` and `$$><` echo.
 
 An error inside a script aborts the script and the line that ran it.
+
+A script (and `kdsim -cf`'s file) must be a regular text file of at most 16 MB: `/dev/zero`,
+a FIFO, a directory or a dump given by mistake is refused in one line, never read forever.
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from typing import TYPE_CHECKING
 
 from .dispatch import Aborted, execute
@@ -26,24 +32,52 @@ if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
 MAX_DEPTH = 32
+MAX_SCRIPT_BYTES = 16 << 20     # a script is typed text: 16 MB is far beyond any real one
+_TOO_LARGE = f"larger than {MAX_SCRIPT_BYTES >> 20} MB"
 _ARG = re.compile(r"\$\{\$arg([0-9]+)\}")
 _WORD = re.compile(r'"([^"]*)"?|(\S+)')
 
 
-def cannot_open(name: str) -> DebuggerError:
+class NotAScript(OSError):
+    """A file that is there but is no script: not a regular file, too large, or binary."""
+
+    def __init__(self, path: str, why: str):
+        super().__init__(errno.EINVAL, why, path)
+        self.why = why
+
+
+def cannot_open(name: str, why: str = "") -> DebuggerError:
     # Not found verbatim in a public transcript; worded like dbgeng's other file errors.
-    return DebuggerError(f"Couldn't open script file '{name}'")
+    return DebuggerError(f"Couldn't open script file '{name}'" + (f" ({why})" if why else ""))
 
 
 def read_script(path: str) -> list[str]:
-    """The lines of a script file (UTF-8 or UTF-16 with a BOM); OSError if unreadable."""
-    with open(path, "rb") as handle:
-        raw = handle.read()
+    """The lines of a script file (UTF-8 or UTF-16 with a BOM); OSError if unreadable,
+    NotAScript for a device, FIFO, directory or socket, a file above MAX_SCRIPT_BYTES or
+    one holding NUL bytes outside UTF-16.  Nothing but a regular file is ever opened for
+    long: the name is checked first, then opened without blocking (a FIFO put there
+    meanwhile does not hang) and checked again, and at most MAX_SCRIPT_BYTES + 1 are read."""
+    _check_script(path, os.stat(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    with open(fd, "rb") as handle:
+        _check_script(path, os.fstat(fd))
+        raw = handle.read(MAX_SCRIPT_BYTES + 1)
+    if len(raw) > MAX_SCRIPT_BYTES:
+        raise NotAScript(path, _TOO_LARGE)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = raw.decode("utf-16", errors="replace")
+    elif b"\0" in raw:
+        raise NotAScript(path, "not a text file")
     else:
         text = raw.decode("utf-8-sig", errors="replace")
     return text.splitlines()
+
+
+def _check_script(path: str, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise NotAScript(path, "not a regular file")
+    if info.st_size > MAX_SCRIPT_BYTES:
+        raise NotAScript(path, _TOO_LARGE)
 
 
 def words(text: str) -> list[str]:
@@ -83,6 +117,8 @@ def run_script(session: "Session", name: str, *, condense: bool,
         raise DebuggerError(f"Script nesting too deep at '{name}'")
     try:
         lines = read_script(name)
+    except NotAScript as exc:
+        raise cannot_open(name, exc.why) from None
     except (OSError, ValueError):       # ValueError: a NUL in the name
         raise cannot_open(name) from None
     if args is not None:

@@ -3,6 +3,8 @@
 Every character the debugger prints goes through `Session.write`, so the screen, the open log
 (`.logopen`) and the pager (`.more on`) can never disagree about what was printed.  The screen
 gets colour when it is a terminal; the log always gets plain text, as a real KD log does.
+A log that stops taking text (a full disk, an I/O error) is closed with kd's error and the
+screen goes on; a screen that stops taking text (a closed pipe) ends the session as `q` does.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import os
 import sys
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable
+
+from kdsim.control import win32_error
 
 from .poolread import live_tags
 from .render import colorize
@@ -75,21 +79,59 @@ class Pager:
             self.shown = 0
 
 
+class OutputClosed(BaseException):
+    """The screen can no longer be written (a closed pipe, a closed or failing standard
+    output): the session ends as after `q`.  A BaseException, like KeyboardInterrupt, so that
+    no command's own error handling mistakes it for a failure of its own."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
 class LogFile:
-    """An open `.logopen`/`.logappend` file; `name` is printed as the user gave it."""
+    """An open `.logopen`/`.logappend` file; `name` is printed as the user gave it.
+
+    Every string the session shows can be written: what UTF-8 or UTF-16 cannot encode (a lone
+    surrogate from undecodable bytes) is written as a backslash escape.  The file is opened
+    without blocking, so a FIFO nobody reads is refused rather than waited on."""
 
     def __init__(self, name: str, append: bool, unicode: bool):
         self.name = name
-        encoding = "utf-16" if unicode else "utf-8"
-        self.handle: IO[str] = open(name, "a" if append else "w", encoding=encoding,
-                                    errors="backslashreplace", newline="")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | (os.O_APPEND if append else os.O_TRUNC)
+        fd = os.open(name, flags, 0o666)
+        try:
+            os.set_blocking(fd, True)
+            self.identity = _identity(os.fstat(fd))
+            self.handle: IO[str] = open(fd, "a" if append else "w", newline="",
+                                        encoding="utf-16" if unicode else "utf-8",
+                                        errors="backslashreplace")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def holds(self, path: str) -> bool:
+        """Whether `path` names this log's file (through any link)."""
+        try:
+            return _identity(os.stat(path)) == self.identity
+        except (OSError, ValueError):
+            return False
 
     def write(self, text: str) -> None:
+        """OSError when the file cannot take it (a full disk, an I/O error)."""
         self.handle.write(text)
         self.handle.flush()
 
     def close(self) -> None:
-        self.handle.close()
+        """Close the file; bytes a failed write left behind are dropped."""
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
 
 
 class Session:
@@ -126,22 +168,48 @@ class Session:
         return _isatty(self.stdout) and not os.environ.get("NO_COLOR")
 
     def write(self, text: str, kind: str = "output") -> None:
-        """Print text (kind: output, error or echo) to the screen, the log and the pager."""
+        """Print text (kind: output, error or echo) to the screen, the log and the pager.
+
+        A log that cannot take the text is closed with kd's error after the text is shown;
+        a screen that cannot be written any more raises OutputClosed."""
         if not text:
             return
-        if self.log is not None:
-            self.log.write(text)
+        log_error = self._to_log(text)
         pager = self.pager if self.settings["more"] else None
         shown = colorize(text, kind) if self.color else text
-        if pager is None:
-            self.stdout.write(shown)
+        try:
+            if pager is None:
+                self._show(shown)
+                return
+            for line in shown.splitlines(keepends=True):
+                self._show(line)
+                if line.endswith("\n"):
+                    pager.line_shown()
+        finally:
+            if log_error is not None:
+                self.write(log_error, "error")
+
+    def _show(self, text: str) -> None:
+        try:
+            self.stdout.write(text)
             self.stdout.flush()
-            return
-        for line in shown.splitlines(keepends=True):
-            self.stdout.write(line)
-            self.stdout.flush()
-            if line.endswith("\n"):
-                pager.line_shown()
+        except OSError as exc:
+            raise OutputClosed(exc) from None
+
+    def _to_log(self, text: str) -> str | None:
+        """Write to the open log, if any; when that fails, close it and return what to say."""
+        log = self.log
+        if log is None:
+            return None
+        try:
+            log.write(text)
+            return None
+        except OSError as exc:
+            self.log = None
+            log.close()
+            code, why = win32_error(exc, None, creating=True)
+            return (f"Failed writing to log file {log.name} - {code}\n    \"{why}\"\n"
+                    f"Closing open log file {log.name}\n")
 
     def write_lines(self, lines: list[str], kind: str = "output") -> None:
         self.write("".join(line + "\n" for line in lines), kind)
@@ -154,8 +222,8 @@ class Session:
         text = f"{self.prompt}{line}\n"
         if echo:
             self.write(text, "echo")
-        elif self.log is not None:
-            self.log.write(text)
+        elif (failure := self._to_log(text)) is not None:
+            self.write(failure, "error")
 
     def begin_command(self) -> None:
         """A typed command starts a new page (a script's commands share one)."""
@@ -169,10 +237,19 @@ class Session:
 
     # -- log -------------------------------------------------------------------------------
     def open_log(self, name: str, *, append: bool, unicode: bool = False) -> None:
-        """Open a log (closing any open one, as KD does); OSError if it cannot be opened."""
+        """Open a log (closing any open one, as KD does); OSError if it cannot be opened.
+
+        When `name` is the open log's own file, that log is closed first, so the file never
+        has two writers (refusing to overwrite it is the caller's part: `log_holds`)."""
+        if self.log is not None and self.log.holds(name):
+            self.close_log()
         log = LogFile(name, append, unicode)
         self.close_log()
         self.log = log
+
+    def log_holds(self, path: str) -> bool:
+        """Whether the open log is the file `path` names."""
+        return self.log is not None and self.log.holds(path)
 
     def close_log(self, announce: bool = True) -> None:
         """Close the open log; `.logclose` announces it (the line is the log's last)."""
@@ -180,8 +257,9 @@ class Session:
             return
         if announce:
             self.write(f"Closing open log file {self.log.name}\n")
-        self.log.close()
-        self.log = None
+        if self.log is not None:        # a failed write has closed it already
+            self.log.close()
+            self.log = None
 
 
 def _isatty(stream: IO[str]) -> bool:

@@ -22,13 +22,13 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 import time
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import snapshot
+from .files import TEMP_SUFFIX, NewFile
 from .recipe import Recipe
 from .version import version
 
@@ -41,7 +41,6 @@ MAX_ENV = "KDSIM_CACHE_MAX"
 OFF = "off"
 DEFAULT_MAX = 2 << 30
 SUFFIX = ".kdsnap"
-TEMP_SUFFIX = ".tmp"
 STALE_TEMP = 3600.0            # seconds: a temporary file this old was left by a killed process
 PACKAGE = Path(__file__).resolve().parent
 
@@ -157,14 +156,8 @@ def _store(machine: "Machine", path: Path, note: Note) -> None:
     where = path.parent
     try:
         where.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=path.stem + ".", suffix=TEMP_SUFFIX, dir=where)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                snapshot.write(machine, handle)
-            os.replace(temp, path)
-        except BaseException:
-            _unlink(Path(temp))
-            raise
+        with NewFile(path, overwrite=True) as handle:
+            snapshot.write(machine, handle)
     except OSError as exc:
         note(f"boot cache unavailable ({_why(exc, where)}); booting without it")
         return

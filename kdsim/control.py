@@ -8,7 +8,7 @@
   holds it), `open_snapshot` resumes a snapshot, `open_dump` loads a dump file, `save_dump`
   writes one; `list_scenarios` and `scenario_lab` describe the scenarios.
 * The simulator's facts the debugger shows as data: Driver Verifier settings (verifier.exe's
-  syntax and option names) and the dump banners.
+  syntax and option names), the dump banners, and OS errors in kd's words (`win32_error`).
 
 Commands import nothing else from kdsim but `kdsim.target`, `kdsim.arch` and `kdsim.layouts`
 (tests/test_architecture.py).
@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 from .bootcache import open_scenario
 from .dump import DUMP_TYPE_BANNERS, DumpCreateError, DumpError, load
 from .dump import save as save_dump
+from .files import cannot_create, win32_error
 from .live import LiveControl, MachineStopped, RunResult, Stop
 from .scenarios import Lab, Progress, get_scenario, list_scenarios
 from .snapshot import SnapshotError
@@ -32,7 +33,8 @@ from .verifier import FLAG_NAMES, VerifierSettings, parse_settings
 
 __all__ = ["Control", "RunResult", "Stop", "MachineStopped", "open_machine", "open_dump",
            "open_snapshot", "save_snapshot", "save_dump", "SnapshotError", "Progress", "version", "list_scenarios", "scenario_lab", "Lab", "VerifierSettings",
-           "parse_settings", "FLAG_NAMES", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError"]
+           "parse_settings", "FLAG_NAMES", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError",
+           "win32_error", "cannot_create"]
 
 
 class Control(Protocol):

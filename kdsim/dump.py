@@ -21,7 +21,6 @@ architecture, opens with that architecture's Windows 7 SP1 profile.
 """
 from __future__ import annotations
 
-import errno
 import io
 import os
 import zlib
@@ -34,6 +33,7 @@ from construct import (
 )
 
 from .arch import ARCHES, Arch
+from .files import INVALID_NAME, NewFile, cannot_create, win32_error
 from .layouts import PAGE_SHIFT, PAGE_SIZE, PROFILES, Profile, profile_for
 from .memory import AddressSpace, MemoryFault
 from .stop import KSTACK_REGION, KSTACK_SIZE
@@ -148,34 +148,26 @@ class DumpCreateError(DumpError):
 
 
 # -- saving -------------------------------------------------------------------------------------
-INVALID_NAME = "The filename, directory name, or volume label syntax is incorrect."
-
-
 def save(target: Target, path: str | os.PathLike[str], *, kind: str = "full",
          comment: str = "", overwrite: bool = True) -> int:
     """Write the target as it stands; returns the bytes written.
 
     kind "full" keeps every page (what the pool commands need); "mini" keeps the modules, the
     symbols and the page holding the bug-check data, as a small memory dump does.  Without
-    `overwrite` an existing file is an error (kd's default for `.dump`).  A failed write
-    leaves no file behind."""
+    `overwrite` an existing file is an error (kd's default for `.dump`).  The file is written
+    beside the destination and renamed into place (kdsim/files.py): a failed write leaves what
+    was there, and only a regular file is ever replaced."""
     if kind not in DUMP_TYPE_BANNERS:
         raise ValueError(f"unknown dump kind {kind!r}")
     try:
-        handle = open(path, "wb" if overwrite else "xb")
-    except ValueError:                       # a NUL in the name: Windows calls it invalid
-        raise DumpCreateError(f"Unable to create file '{os.fspath(path)!s}' - "
-                              f"Win32 error 0n123\n    \"{INVALID_NAME}\"") from None
-    except OSError as exc:
-        code, text = _win32(exc, path, creating=True)
-        raise DumpCreateError(f"Unable to create file '{os.fspath(path)}' - {code}\n"
-                              f"    \"{text}\"") from None
+        out = NewFile(path, overwrite=overwrite)
+    except (OSError, ValueError) as exc:     # ValueError: a NUL in the name
+        raise DumpCreateError(cannot_create(os.fspath(path), exc)) from None
     try:
-        with handle:
+        with out as handle:
             return _write(target, handle, kind, comment)
-    except BaseException:
-        _discard(path)
-        raise
+    except OSError as exc:                   # the last bytes, or the rename
+        raise _write_failed(exc) from None
 
 
 def _write(target: Target, handle: io.BufferedIOBase, kind: str, comment: str) -> int:
@@ -198,10 +190,13 @@ def _write(target: Target, handle: io.BufferedIOBase, kind: str, comment: str) -
         cause = exc if isinstance(exc, OSError) else exc.__context__
         if not isinstance(cause, OSError):
             raise
-        code_text, text = _win32(cause, None, creating=True)
-        raise DumpError(f"Failed writing to crashdump file - {code_text}\n"
-                        f"    \"{text}\"") from None
+        raise _write_failed(cause) from None
     return HEADER_SIZE + out.size
+
+
+def _write_failed(exc: OSError) -> DumpError:
+    code, text = win32_error(exc, None, creating=True)
+    return DumpError(f"Failed writing to crashdump file - {code}\n    \"{text}\"")
 
 
 def dump_body(target: Target, kind: str = "full", comment: str = "") -> dict[str, Any]:
@@ -284,13 +279,6 @@ class _Checksummed:
         self.size += len(data)
 
 
-def _discard(path: str | os.PathLike[str]) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 # -- loading ------------------------------------------------------------------------------------
 def load(path: str | os.PathLike[str]) -> Target:
     """Open a dump file as a Target (control=None); DumpError says why it could not be."""
@@ -307,7 +295,7 @@ def load(path: str | os.PathLike[str]) -> Target:
         raise DumpError(f"Could not open dump file [{name}], Win32 error 0n123 "
                         f"\"{INVALID_NAME}\"") from None
     except OSError as exc:
-        code, text = _win32(exc, path, creating=False)
+        code, text = win32_error(exc, path, creating=False)
         raise DumpError(f"Could not open dump file [{name}], {code} \"{text}\"") from None
     if zlib.crc32(raw[:size - 4], stream.crc) != header.checksum:
         raise _damaged(name, "checksum mismatch")
@@ -436,32 +424,3 @@ def _damaged(name: str, why: str) -> DumpError:
 def _last_line(exc: Exception) -> str:
     """The message of a construct error, without its `Error in path ...` line."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-
-
-# -- OS errors in the debugger's words ----------------------------------------------------------
-_WIN32 = {
-    errno.ENOENT: (2, "The system cannot find the file specified."),
-    errno.ENOTDIR: (3, "The system cannot find the path specified."),
-    errno.EACCES: (5, "Access is denied."),
-    errno.EPERM: (5, "Access is denied."),
-    errno.EISDIR: (5, "Access is denied."),
-    errno.EROFS: (19, "The media is write protected."),
-    errno.EEXIST: (80, "The file exists."),
-    errno.ENOSPC: (112, "There is not enough space on the disk."),
-    errno.ENAMETOOLONG: (206, "The filename or extension is too long."),
-}
-
-
-def _win32(exc: OSError, path: str | os.PathLike[str] | None,
-           creating: bool) -> tuple[str, str]:
-    """kd's `Win32 error 0nN` and its message for an OS error.  A missing directory is
-    ERROR_PATH_NOT_FOUND (3), a missing file ERROR_FILE_NOT_FOUND (2), as on Windows."""
-    if exc.errno == errno.ENOENT and path is not None:
-        parent = os.path.dirname(os.path.abspath(path))
-        if creating or not os.path.isdir(parent):
-            code, text = _WIN32[errno.ENOTDIR]
-            return f"Win32 error 0n{code}", text
-    if exc.errno in _WIN32:
-        code, text = _WIN32[exc.errno]
-        return f"Win32 error 0n{code}", text
-    return f"error {exc.errno}", exc.strerror or str(exc)

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 from construct import Const, ConstructError, Int16ul, Int32ul, Int64ul, StreamError, Struct
 
 from . import dump
+from .files import INVALID_NAME, NewFile, cannot_create, win32_error
 from .livestate import STATE, StateError, capture, recipe_of, restore
 from .memory import AddressSpace
 from .version import version
@@ -72,26 +73,20 @@ class SnapshotError(Exception):
 # -- saving -------------------------------------------------------------------------------------
 def save(machine: "Machine", path: str | os.PathLike[str], *, overwrite: bool = True) -> int:
     """Write a snapshot of the machine as it stands; returns the bytes written.  Without
-    `overwrite` an existing file is an error; a failed write leaves no file behind."""
+    `overwrite` an existing file is an error.  The file is written beside the destination and
+    renamed into place (kdsim/files.py): a failed write leaves what was there, and only a
+    regular file is ever replaced."""
     name = os.fspath(path)
     try:
-        handle = open(path, "wb" if overwrite else "xb")
-    except ValueError:                        # a NUL in the name
-        raise SnapshotError(f"Unable to create file '{name}' - Win32 error 0n123\n"
-                            f"    \"{dump.INVALID_NAME}\"") from None
-    except OSError as exc:
-        code, text = dump._win32(exc, path, creating=True)
-        raise SnapshotError(f"Unable to create file '{name}' - {code}\n    \"{text}\"") from None
+        out = NewFile(path, overwrite=overwrite)
+    except (OSError, ValueError) as exc:      # ValueError: a NUL in the name
+        raise SnapshotError(cannot_create(name, exc)) from None
     try:
-        with handle:
+        with out as handle:
             return write(machine, handle)
     except OSError as exc:
-        dump._discard(path)
-        code, text = dump._win32(exc, None, creating=True)
+        code, text = win32_error(exc, None, creating=True)
         raise SnapshotError(f"Failed writing to snapshot file - {code}\n    \"{text}\"") from None
-    except BaseException:
-        dump._discard(path)
-        raise
 
 
 def write(machine: "Machine", handle: IO[bytes]) -> int:
@@ -152,9 +147,9 @@ def load(path: str | os.PathLike[str]) -> "Machine":
             return read(handle, name)
     except ValueError:                        # a NUL in the name
         raise SnapshotError(f"Could not open snapshot [{name}], Win32 error 0n123 "
-                            f"\"{dump.INVALID_NAME}\"") from None
+                            f"\"{INVALID_NAME}\"") from None
     except OSError as exc:
-        code, text = dump._win32(exc, path, creating=False)
+        code, text = win32_error(exc, path, creating=False)
         raise SnapshotError(f"Could not open snapshot [{name}], {code} \"{text}\"") from None
 
 

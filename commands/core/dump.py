@@ -7,12 +7,13 @@ user-mode minidump letters are not kernel options, so they print the usage.
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kdsim.control import DumpCreateError, DumpError, save_dump
+from kdsim.control import DumpCreateError, DumpError, cannot_create, save_dump
 
 from ..errors import DebuggerError
 from ..registry import command
@@ -70,6 +71,7 @@ def render_written(result: DumpWritten, session: "Session") -> str:
 def dot_dump(session: "Session", args: str) -> DumpWritten:
     request = parse_dump_args(args)
     path = unique_name(request.path) if request.unique else request.path
+    refuse_open_log(session, path)
     target = session.target
     try:
         size = save_dump(target, path, kind=request.kind, comment=request.comment,
@@ -79,6 +81,14 @@ def dot_dump(session: "Session", args: str) -> DumpWritten:
     except DumpError as err:
         raise DebuggerError(f"Creating {path} - \n{err.message}") from None
     return DumpWritten(path, request.kind, size)
+
+
+def refuse_open_log(session: "Session", path: str) -> None:
+    """The open log is not a place for a file (Windows refuses, the file being in use): the
+    log would lose what it holds and the file what the log writes after it."""
+    if session.log_holds(path):
+        busy = OSError(errno.ETXTBSY, os.strerror(errno.ETXTBSY), path)
+        raise DebuggerError(cannot_create(path, busy))
 
 
 def parse_dump_args(args: str) -> DumpRequest:

@@ -15,6 +15,7 @@ from kdsim.control import SnapshotError, save_snapshot
 from ..errors import DebuggerError
 from ..registry import command
 from ..target_cmds import _live
+from .dump import refuse_open_log
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
@@ -41,6 +42,7 @@ def render_written(result: SnapshotWritten, session: "Session") -> str:
 def dot_snapshot(session: "Session", args: str) -> SnapshotWritten:
     control = _live(session, ".snapshot", args)
     path, overwrite = parse_snapshot_args(args)
+    refuse_open_log(session, path)
     try:
         size = save_snapshot(control, path, overwrite)
     except SnapshotError as err:

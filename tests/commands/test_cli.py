@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shlex
 import subprocess
 import sys
 import types
@@ -61,6 +63,10 @@ def test_help():
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["-c"], "argument -c: expected one argument"),
     (["-cf", "no-such-file.txt"], "cannot read 'no-such-file.txt': No such file or directory"),
+    (["-cf", "/dev/zero"], "cannot read '/dev/zero': not a regular file"),
+    (["-cf", "."], "cannot read '.': not a regular file"),
+    (["-cf", ""], "argument -cf: expected a file name"),
+    (["-cf", " \t"], "argument -cf: expected a file name"),
 ])
 def test_unusable_arguments_give_one_line_and_status_2(args, reason):
     result = kdsim(*args)
@@ -102,6 +108,46 @@ def test_closed_pipe_is_not_an_error():
                             capture_output=True, cwd=ROOT, timeout=60)
     assert result.stdout == b"kd> .help\n"
     assert result.stderr == b""
+
+
+def test_a_fifo_as_cf_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = kdsim("-cf", str(fifo), code=BARE)         # kdsim() times out after 60 s
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.decode() == f"kdsim: cannot read '{fifo}': not a regular file (see kdsim -h)\n"
+
+
+def test_undecodable_bytes_echoed_with_a_log_open(tmp_path):
+    log = tmp_path / "x.log"
+    result = kdsim("-c", os.fsdecode(b".logopen " + os.fsencode(log) + b"; .echo \xff; .echo on"),
+                   code=BARE)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout.decode().endswith("\n?\non\n")
+    assert log.read_text() == f"Opened log file '{log}'\n\\udcff\non\n"
+
+
+@pytest.mark.parametrize("shell", [
+    "{kdsim} >&-; echo status=$?",                                # started with stdout closed
+    "{kdsim} | true; echo status=${{PIPESTATUS[0]}}",              # nobody reads
+    "yes .help | {kdsim} | head -1 >/dev/null; echo status=${{PIPESTATUS[1]}}",  # closed midway
+])
+def test_closed_stdout_ends_quietly_with_status_0(shell):
+    kdsim_line = shlex.join([sys.executable, "-c", BARE, "-c", ".echo one; .echo two"])
+    result = subprocess.run(["bash", "-c", shell.format(kdsim=kdsim_line)],
+                            stdin=subprocess.DEVNULL, capture_output=True, cwd=ROOT, timeout=60)
+    assert (result.stdout, result.stderr) == (b"status=0\n", b"")
+
+
+def test_a_failing_stdout_is_one_line_and_status_1():
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-c", BARE, "-c", ".echo one"], stdout=full,
+                                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                                timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.decode() == "kdsim: cannot write the output: No space left on device\n"
 
 
 # -- in-process: the lazy machine -------------------------------------------------------------

@@ -2,8 +2,10 @@
 `.settings` and `.more`, and help generated from the registry."""
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -92,6 +94,72 @@ def test_unopenable_log(session, tmp_path):
     bad = tmp_path / "no" / "such" / "dir.log"
     assert run(session, f".logopen {bad}; .echo not run") == f"Unable to open log file '{bad}'\n"
     assert session.log is None
+
+
+def test_a_log_that_cannot_be_written_is_closed_and_the_session_goes_on(session, tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    full = tmp_path / "full.log"
+    full.symlink_to("/dev/full")
+    assert transcript(session, [f".logopen {full}", ".echo still shown"]) == (
+        f"kd> .logopen {full}\nOpened log file '{full}'\n"
+        f"Failed writing to log file {full} - Win32 error 0n112\n"
+        '    "There is not enough space on the disk."\n'
+        f"Closing open log file {full}\n"
+        "kd> .echo still shown\nstill shown\n")
+    assert session.log is None
+    assert full.is_symlink() and os.readlink(full) == "/dev/full"
+
+
+def test_a_log_that_fails_midway_keeps_what_it_holds(session, tmp_path, monkeypatch):
+    log = tmp_path / "kd.log"
+    run(session, f".logopen {log}; .echo kept")
+
+    def io_error(text: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(session.log, "write", io_error)
+    assert run(session, ".echo on the screen") == (
+        "on the screen\n"
+        f"Failed writing to log file {log} - Win32 error 0n1117\n"
+        '    "The request could not be performed because of an I/O device error."\n'
+        f"Closing open log file {log}\n")
+    assert log.read_text() == f"Opened log file '{log}'\nkept\n"
+    assert run(session, ".logclose; .echo after") == "after\n"
+
+
+def test_the_open_log_is_not_opened_twice(session, tmp_path):
+    log = tmp_path / "kd.log"
+    run(session, f".logopen {log}; .echo first")
+    assert run(session, f".logopen {log}; .echo not run") == (
+        f"Log file '{log}' is already open (.logappend goes on writing to it, "
+        ".logclose closes it)\n")
+    link = tmp_path / "link.log"
+    link.symlink_to(log)
+    assert run(session, f".logopen {link}").startswith(f"Log file '{link}' is already open")
+    assert run(session, f".logappend {log}; .echo second; .logclose") == (
+        f"Closing open log file {log}\nOpened log file '{log}'\nsecond\n"
+        f"Closing open log file {log}\n")
+    text = log.read_bytes().decode()
+    assert "\0" not in text
+    assert text.startswith(f"Opened log file '{log}'\nfirst\nLog file '{log}' is already open")
+    assert text.endswith(f"Closing open log file {log}\nOpened log file '{log}'\nsecond\n"
+                         f"Closing open log file {log}\n")
+
+
+def test_a_fifo_nobody_reads_is_no_log(session, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert run(session, f".logopen {fifo}") == f"Unable to open log file '{fifo}'\n"
+
+
+@pytest.mark.parametrize("options, encoding", [("", "utf-8"), ("/u ", "utf-16")])
+def test_undecodable_text_is_logged_escaped(session, tmp_path, options, encoding):
+    log = tmp_path / "kd.log"
+    # what a command line holding the byte 0xff becomes (surrogateescape)
+    assert run(session, f".logopen {options}{log}; .echo \udcff end; .logclose").startswith(
+        f"Opened log file '{log}'\n\udcff end\n")
+    assert Path(log).read_bytes().decode(encoding).splitlines()[1] == "\\udcff end"
 
 
 # -- settings --------------------------------------------------------------------------------

@@ -2,8 +2,13 @@
 would see."""
 from __future__ import annotations
 
+import os
+import socket
+import threading
+
 import pytest
 
+from commands.scripts import MAX_SCRIPT_BYTES
 from commands.testing import run
 from tests.support import transcript
 
@@ -82,6 +87,56 @@ def test_missing_script_file_then_the_session_goes_on(session, tmp_path):
         f"Couldn't open script file '{missing}'\n")
     assert run(session, f"$$>a<{missing} 1 2") == f"Couldn't open script file '{missing}'\n"
     assert run(session, "$<a\x00b") == "Couldn't open script file 'a\x00b'\n"
+    assert run(session, ".echo next") == "next\n"
+
+
+TOKENS = ["$<", "$$<", "$><", "$$><", "$$>a<"]
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_dev_zero_is_refused_without_reading_it(session, token):
+    assert run(session, f"{token}/dev/zero") == (
+        "Couldn't open script file '/dev/zero' (not a regular file)\n")
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_a_fifo_is_refused_at_once(session, tmp_path, token):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    printed: list[str] = []
+    worker = threading.Thread(target=lambda: printed.append(run(session, f"{token}{fifo}")),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():                   # blocked on the FIFO: let it go, then fail
+        with open(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK), "wb"):
+            pass
+        pytest.fail(f"{token} waited on a FIFO")
+    assert printed == [f"Couldn't open script file '{fifo}' (not a regular file)\n"]
+
+
+def test_directories_and_sockets_are_refused(session, tmp_path):
+    assert run(session, f"$<{tmp_path}") == (
+        f"Couldn't open script file '{tmp_path}' (not a regular file)\n")
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        assert run(session, f"$$<{path}") == (
+            f"Couldn't open script file '{path}' (not a regular file)\n")
+
+
+def test_binary_and_oversized_files_are_refused(session, tmp_path):
+    binary = tmp_path / "crash.dmp"
+    binary.write_bytes(b"KDSIMDMP\x02\x00\x00\x00\x1b[2J")
+    assert run(session, f"$<{binary}") == (
+        f"Couldn't open script file '{binary}' (not a text file)\n")
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as handle:          # sparse: costs no disk
+        handle.truncate(MAX_SCRIPT_BYTES + 1)
+    assert run(session, f"$$><{big}") == f"Couldn't open script file '{big}' (larger than 16 MB)\n"
+    undecodable = tmp_path / "latin1.txt"
+    undecodable.write_bytes(b".echo caf\xe9\n")
+    assert run(session, f"$$><{undecodable}") == "caf\ufffd\n"
     assert run(session, ".echo next") == "next\n"
 
 

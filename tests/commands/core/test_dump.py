@@ -1,6 +1,9 @@
 """`.dump` (commands/core/dump.py): kd's options, messages and progress lines."""
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from commands.errors import DebuggerError
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
+from kdsim import dump as dump_file
 from kdsim.dump import load
 from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
@@ -71,6 +75,60 @@ def test_full_dump_of_a_mini_dump_is_refused(session, tmp_path):
         "Kernel full dumps can only be written when all of physical memory is accessible - "
         "aborting now\n")
     assert not full.exists()
+
+
+ACCESS_DENIED = "Win32 error 0n5\n    \"Access is denied.\""
+
+
+def test_o_onto_a_fifo_a_device_or_a_directory_is_refused(session, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    device = tmp_path / "full"
+    device.symlink_to("/dev/full")             # never anything under /dev itself
+    for path in (fifo, device, tmp_path):
+        assert run(session, f".dump /f /o {path}; .echo not run") == (
+            f"Unable to create file '{path}' - {ACCESS_DENIED}\n")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert device.is_symlink() and stat.S_ISCHR(device.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "full"]   # no temp file left
+
+
+def test_o_replaces_a_regular_file_through_a_rename(session, tmp_path):
+    path = tmp_path / "x.dmp"
+    path.write_bytes(b"old")
+    before = path.stat().st_ino
+    link = tmp_path / "link.dmp"
+    link.symlink_to(path)
+    assert run(session, f".dump /f /o {link}").endswith("Dump successfully written\n")
+    assert link.is_symlink()                   # the file it names was replaced, not the link
+    assert path.stat().st_ino != before and load(path).meta["dump_type"] == "full"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.dmp", "x.dmp"]
+
+
+def test_a_failed_write_keeps_the_old_file(session, tmp_path, monkeypatch):
+    path = tmp_path / "x.dmp"
+    path.write_bytes(b"keep me")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(dump_file, "dump_body", full_disk)
+    assert run(session, f".dump /f /o {path}") == (
+        f"Creating {path} - \nFailed writing to crashdump file - Win32 error 0n112\n"
+        '    "There is not enough space on the disk."\n')
+    assert path.read_bytes() == b"keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.dmp"]
+
+
+def test_the_open_log_is_no_place_for_a_dump(session, tmp_path):
+    log = tmp_path / "kd.log"
+    run(session, f".logopen {log}; .echo before")
+    assert run(session, f".dump /f /o {log}") == (
+        f"Unable to create file '{log}' - Win32 error 0n32\n"
+        '    "The process cannot access the file because it is being used by another process."\n')
+    run(session, ".echo after; .logclose")
+    assert log.read_text().startswith(f"Opened log file '{log}'\nbefore\nUnable to create")
+    assert log.read_text().endswith(f"after\nClosing open log file {log}\n")
 
 
 def test_comment_is_stored(session, tmp_path):

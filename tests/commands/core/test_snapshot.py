@@ -3,6 +3,8 @@ it stood; a dump stays a dump (kdsim/snapshot.py has the format's own tests in
 tests/kdsim/test_snapshot.py)."""
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -61,6 +63,25 @@ def test_snapshot_command_options_and_refusals(tmp_path, capsys):
     dump = Session(Target(m.arch, m.memory, m.symbols, m.processors))
     assert run(dump, f".snapshot {tmp_path}/b") == (
         f"       ^ No runnable debuggees error in '.snapshot {tmp_path}/b'\n")
+
+
+def test_snapshot_onto_the_open_log_or_a_non_regular_file_is_refused(tmp_path):
+    load_commands()
+    session = Session(boot("x86", 1, "overrun", scale=SCALE).target())
+    log, fifo, device = tmp_path / "kd.log", tmp_path / "fifo", tmp_path / "full"
+    os.mkfifo(fifo)
+    device.symlink_to("/dev/full")             # never anything under /dev itself
+    run(session, f".logopen {log}")
+    assert run(session, f".snapshot /o {log}") == (
+        f"Unable to create file '{log}' - Win32 error 0n32\n"
+        '    "The process cannot access the file because it is being used by another process."\n')
+    for path in (fifo, device, tmp_path):
+        assert run(session, f".snapshot /o {path}") == (
+            f"Unable to create file '{path}' - Win32 error 0n5\n    \"Access is denied.\"\n")
+    run(session, ".logclose")
+    assert log.read_text().startswith(f"Opened log file '{log}'\nUnable to create file")
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and device.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "full", "kd.log"]
 
 
 def test_a_dump_stays_a_dump(tmp_path):

@@ -1,0 +1,157 @@
+"""Files kdsim writes, and what the debugger says when the operating system refuses.
+
+`NewFile` is the one way a dump, a snapshot or a boot-cache entry reaches the disk: the bytes
+go to a temporary file beside the destination, which is renamed onto it only once it is
+whole, so a reader never sees half a file and a failed write leaves what was there.  Only a
+regular file is ever replaced: a device, a FIFO or a directory at the destination is refused
+before anything is written and left as it was (a rename onto `/dev/null` would have removed
+the device node).  A symbolic link is followed, so the file it names is replaced and the
+link stays.
+
+`win32_error` puts an OS error in kd's words (`Win32 error 0nN` and Windows' message), as the
+debugger on Windows would report the same failure.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import os
+import secrets
+import stat
+from types import TracebackType
+
+__all__ = ["NewFile", "NotRegularFile", "TEMP_SUFFIX", "INVALID_NAME", "win32_error",
+           "cannot_create"]
+
+TEMP_SUFFIX = ".tmp"
+_NAME_TRIES = 16
+_BASE_KEPT = 200              # of the destination's name in the temporary name (NAME_MAX 255)
+
+
+class NotRegularFile(PermissionError):
+    """The destination exists and is not a regular file: it is never written or replaced."""
+
+    def __init__(self, path: str):
+        super().__init__(errno.EACCES, "Not a regular file", path)
+
+
+class NewFile:
+    """A binary file that takes `path`'s place when the `with` block ends without an error.
+
+    Creating it raises the OSError that stops it (NotRegularFile; FileExistsError when `path`
+    exists and `overwrite` is False; whatever creating the temporary file raises) and
+    ValueError for a NUL in the name.  Errors while writing, and a rename that fails, leave
+    the `with` block as OSError, with the temporary file removed."""
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool):
+        self.name = os.fspath(path)
+        self.overwrite = overwrite
+        self.target = os.path.realpath(self.name)       # a link is followed, not replaced
+        _check(self.target, self.name, overwrite)
+        folder, base = os.path.split(self.target)
+        self.temp, fd = _create_beside(folder, base)
+        self.handle: io.BufferedWriter = os.fdopen(fd, "wb")
+
+    def __enter__(self) -> io.BufferedWriter:
+        return self.handle
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        try:
+            self.handle.close()                 # its last bytes may fail too (a full disk)
+            if kind is None:
+                self._place()
+        except BaseException:
+            _unlink(self.temp)
+            raise
+        if kind is not None:
+            _unlink(self.temp)
+
+    def _place(self) -> None:
+        _check(self.target, self.name, self.overwrite)   # the destination may have changed
+        if self.overwrite:
+            os.replace(self.temp, self.target)
+            return
+        try:
+            os.link(self.temp, self.target)      # never over a file that appeared meanwhile
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise
+            os.replace(self.temp, self.target)   # a file system without hard links
+            return
+        _unlink(self.temp)
+
+
+def _check(target: str, name: str, overwrite: bool) -> None:
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return
+    if not overwrite:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFile(name)
+
+
+def _create_beside(folder: str, base: str) -> tuple[str, int]:
+    """A new, hidden temporary file in `folder` (created with the umask's permissions, as
+    the destination would be); its path and descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_NAME_TRIES):
+        temp = os.path.join(folder, f".{base[:_BASE_KEPT]}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- OS errors in the debugger's words ----------------------------------------------------------
+INVALID_NAME = "The filename, directory name, or volume label syntax is incorrect."
+
+_WIN32 = {
+    errno.ENOENT: (2, "The system cannot find the file specified."),
+    errno.ENOTDIR: (3, "The system cannot find the path specified."),
+    errno.EACCES: (5, "Access is denied."),
+    errno.EPERM: (5, "Access is denied."),
+    errno.EISDIR: (5, "Access is denied."),
+    errno.EROFS: (19, "The media is write protected."),
+    errno.EIO: (1117, "The request could not be performed because of an I/O device error."),
+    errno.EEXIST: (80, "The file exists."),
+    errno.ETXTBSY: (32, "The process cannot access the file because it is being used by another "
+                        "process."),
+    errno.ENOSPC: (112, "There is not enough space on the disk."),
+    errno.ENAMETOOLONG: (206, "The filename or extension is too long."),
+}
+
+
+def win32_error(exc: OSError, path: str | os.PathLike[str] | None,
+                creating: bool) -> tuple[str, str]:
+    """kd's `Win32 error 0nN` and its message for an OS error.  A missing directory is
+    ERROR_PATH_NOT_FOUND (3), a missing file ERROR_FILE_NOT_FOUND (2), as on Windows."""
+    if exc.errno == errno.ENOENT and path is not None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if creating or not os.path.isdir(parent):
+            code, text = _WIN32[errno.ENOTDIR]
+            return f"Win32 error 0n{code}", text
+    if exc.errno in _WIN32:
+        code, text = _WIN32[exc.errno]
+        return f"Win32 error 0n{code}", text
+    return f"error {exc.errno}", exc.strerror or str(exc)
+
+
+def cannot_create(name: str, exc: OSError | ValueError) -> str:
+    """kd's two lines for a file it cannot create (a ValueError: a NUL in the name, which
+    Windows calls invalid)."""
+    if isinstance(exc, OSError):
+        code, text = win32_error(exc, name, creating=True)
+    else:
+        code, text = "Win32 error 0n123", INVALID_NAME
+    return f"Unable to create file '{name}' - {code}\n    \"{text}\""
