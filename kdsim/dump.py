@@ -13,6 +13,13 @@ Compression was measured and left out: zlib level 1 shrinks a booted machine abo
 runs at ~190 MB/s compressing and ~230 MB/s inflating on the reference box, below the 200 MB/s
 that saving and loading must sustain (bench/bench_dump.py).
 
+A dump may come from a stranger, so nothing it declares is believed: the header is checked
+against the file's length and the maxima below (processors, the profile), every count and
+length of the body against its maximum and the bytes left before anything is allocated
+(kdsim/bounded.py), every field is read in time linear in its size, and a page run against the
+address space and the pages already read before its pages are.  What the prompt and the stack
+walk take from memory, the processor that owns the bug check, must be one of the processors.
+
 Every failure is a `DumpError` whose message is in the debugger's words: one line when opening,
 kd's own two-line `Unable to create file ...` text when saving.  Never a traceback.
 
@@ -42,7 +49,8 @@ from .symbols import SymbolTable
 from .target import Target
 
 __all__ = ["save", "load", "dump_runs", "DumpError", "DumpCreateError", "DUMP_TYPE_BANNERS",
-           "MAGIC", "VERSION"]
+           "MAGIC", "VERSION", "MAX_PROCESSORS", "MAX_MODULES", "MAX_SYMBOLS", "MAX_NAME",
+           "MAX_COMMENT", "MAX_PAGES"]
 
 MAGIC = b"KDSIMDMP"
 VERSION = 2

@@ -47,7 +47,7 @@ BITMAP = BytesInteger(64, swapped=True)       # one bit per ListHeads entry (512
 # thousand times its file, so the state's lists are bounded by these, not by the file.  The
 # largest machine kdsim builds (fragmentation, x64, scale 4) keeps ~0.5 M values and ~10 k
 # records.
-MAX_VALUES = 1 << 22          # numbers in the packed lists (pool page runs, scheduled frees...)
+MAX_VALUES = 1 << 21          # numbers in the packed lists (pool page runs, scheduled frees...)
 MAX_RECORDS = 1 << 16         # elements of the other lists (stacks, activities, fields...)
 
 

@@ -12,7 +12,10 @@ the stored bytes continued over the header) and the body, zlib-compressed.  The 
 checked against the file's length before anything else is read, the body is inflated a chunk
 at a time and never past the size the header declares, and every field is checked before it
 is used, so a damaged file is one `SnapshotError` line and costs no more memory than it
-claims.  Nothing in a snapshot is executed or unpickled.
+claims.  Every list and name of the body is checked against its maximum and the bytes left
+before it is read (kdsim/bounded.py; the state's allowances in kdsim/livestate.py, the memory's
+the dump's), and the bug check's owner against the processors, as for a dump.  Nothing in a
+snapshot is executed or unpickled.
 """
 from __future__ import annotations
 
