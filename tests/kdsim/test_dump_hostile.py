@@ -9,6 +9,7 @@ they read: kd's messages, never an internal error."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 import time
 import tracemalloc
@@ -529,3 +530,25 @@ def test_comments_a_dump_cannot_hold(tmp_path):
     assert not path.exists()
     save(machine.target(), path, comment="undecodable \udcff byte")     # from a command line
     assert load(path).meta["comment"] == "undecodable ? byte"
+
+
+# -- files that are not files -------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_pipes_and_devices_are_refused_at_once(tmp_path, kind):
+    """A FIFO would block the open (or never end), /dev/zero never ends: as for a directory,
+    `Access is denied`."""
+    path = tmp_path / "pipe"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    started = time.perf_counter()
+    with pytest.raises(DumpError) as dumped:
+        load(path)
+    with pytest.raises(snapshot.SnapshotError) as resumed:
+        snapshot.load(path)
+    assert time.perf_counter() - started < SECONDS
+    assert dumped.value.message == (f"Could not open dump file [{path}], Win32 error 0n5 "
+                                    f'"Access is denied."')
+    assert resumed.value.message == (f"Could not open snapshot [{path}], Win32 error 0n5 "
+                                     f'"Access is denied."')
