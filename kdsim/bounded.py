@@ -28,7 +28,7 @@ from construct import (
 from construct.core import stream_read, stream_write
 
 __all__ = ["Refused", "Budget", "Number", "Signed", "Text", "Counted", "Packed", "Record",
-           "least", "remaining", "NUMBER_BYTES"]
+           "budget_of", "least", "remaining", "NUMBER_BYTES"]
 
 NUMBER_BYTES = 10             # a 64-bit value takes at most ten 7-bit groups
 
@@ -199,9 +199,10 @@ class Counted(Construct):
         self.count = count
         self.draws = draws
         self.least = least(count)
+        self.each = least(subcon)
 
     def _parse(self, stream, context, path):
-        n = _count(stream, context, path, self.count, self.what, self.most, least(self.subcon),
+        n = _count(stream, context, path, self.count, self.what, self.most, self.each,
                    self.draws)
         parse = self.subcon._parsereport
         return ListContainer([parse(stream, context, path) for _ in range(n)])
