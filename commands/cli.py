@@ -98,6 +98,8 @@ def open_machine(args: argparse.Namespace) -> "Target":
         raise StartupError(f"the simulated machine is not available ({exc})") from None
     if args.scale is not None and not 0 < args.scale <= 4:
         raise UsageError(f"--scale must be above 0 and at most 4, not {args.scale:g}")
+    if args.seed is not None and not -(1 << 63) <= args.seed < 1 << 63:
+        raise UsageError(f"--seed must be a 64-bit number, not {args.seed}")
     options = {"arch": args.arch, "seed": args.seed, "scenario": args.scenario,
                "scale": args.scale, "verifier": args.verifier}
     try:
@@ -189,6 +191,9 @@ def _main(argv: list[str] | None) -> int:
         for name, description in found:
             print(f"{name:<{width}}  {description}")
         return 0
+    for option, path in (("-z", args.dump), ("--resume", args.resume)):
+        if path is not None and not path.strip():
+            raise UsageError(f"{option} needs a file name")
     startup: list[str] = []
     if args.command_file is not None:
         if not args.command_file.strip():

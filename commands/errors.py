@@ -74,6 +74,15 @@ def no_export(name: str) -> DebuggerError:
     return DebuggerError(f"No export {name} found")
 
 
+def nt_symbol(target: "Target", name: str) -> int:
+    """The address of the nt symbol `name`; an absent one reported as the evaluator reports
+    it (a dump whose symbol table lacks it)."""
+    address = target.resolve(f"nt!{name}")
+    if address is None:
+        raise couldnt_resolve(f"nt!{name}")
+    return address
+
+
 def nt_global(target: "Target", name: str) -> int:
     """`Target.global_ptr(name)`, an absent symbol reported as the evaluator reports it."""
     try:

@@ -13,6 +13,13 @@ Compression was measured and left out: zlib level 1 shrinks a booted machine abo
 runs at ~190 MB/s compressing and ~230 MB/s inflating on the reference box, below the 200 MB/s
 that saving and loading must sustain (bench/bench_dump.py).
 
+A dump may come from a stranger, so nothing it declares is believed: the header is checked
+against the file's length and the maxima below (processors, the profile), every count and
+length of the body against its maximum and the bytes left before anything is allocated
+(kdsim/bounded.py), every field is read in time linear in its size, and a page run against the
+address space and the pages already read before its pages are.  What the prompt and the stack
+walk take from memory, the processor that owns the bug check, must be one of the processors.
+
 Every failure is a `DumpError` whose message is in the debugger's words: one line when opening,
 kd's own two-line `Unable to create file ...` text when saving.  Never a traceback.
 
@@ -21,18 +28,20 @@ architecture, opens with that architecture's Windows 7 SP1 profile.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import zlib
 from typing import IO, Any
 
 from construct import (
     Array, Const, Construct, ConstructError, Enum, Int8ul, Int16ul, Int32ul, Int64ul,
-    PaddedString, PascalString, PrefixedArray, StreamError, Struct, Terminated, VarInt, ZigZag,
-    this,
+    PaddedString, StreamError, Struct, Terminated, this,
 )
 
 from .arch import ARCHES, Arch
+from .bounded import Budget, Counted, Packed, Record, Refused, Signed, Text, budget_of
 from .files import INVALID_NAME, NewFile, cannot_create, win32_error
 from .layouts import PAGE_SHIFT, PAGE_SIZE, PROFILES, Profile, profile_for
 from .memory import AddressSpace, MemoryFault
@@ -41,7 +50,8 @@ from .symbols import SymbolTable
 from .target import Target
 
 __all__ = ["save", "load", "dump_runs", "DumpError", "DumpCreateError", "DUMP_TYPE_BANNERS",
-           "MAGIC", "VERSION"]
+           "MAGIC", "VERSION", "MAX_PROCESSORS", "MAX_MODULES", "MAX_SYMBOLS", "MAX_NAME",
+           "MAX_COMMENT", "MAX_PAGES"]
 
 MAGIC = b"KDSIMDMP"
 VERSION = 2
@@ -55,23 +65,39 @@ DUMP_TYPE_BANNERS = {
 # -- the format ---------------------------------------------------------------------------------
 _PAGES_PER_WRITE = 256      # 1 MB: few system calls, and a buffer malloc keeps reusing
 
+# What a dump may declare: anything beyond is refused before it is read (kdsim/bounded.py).
+MAX_PROCESSORS = 32         # nt!KiProcessorBlock's slots (Windows 7 x86's MAXIMUM_PROCESSORS)
+MAX_MODULES = 1024          # a Windows 7 machine loads a few hundred
+MAX_SYMBOLS = 1 << 15       # in all modules together; the simulated kernel exports ~100
+MAX_NAME = 1024             # bytes of a module, image, symbol or scenario name
+MAX_COMMENT = 4096          # bytes of a `.dump /c` comment
+MAX_PAGES = 1 << 20         # 4 GB of pages, in all runs (and as many no-access pages)
+
 
 class PageArray(Construct):
     """`count` whole pages back to back: on disk exactly `Bytes(count * PAGE_SIZE)`, in Python a
     list of page-sized bytearrays (what AddressSpace.pages holds), read with one readinto per
-    page and written a megabyte at a time."""
+    page and written a megabyte at a time.  Reading stores them straight into the body's
+    address space (`Loading`), once the run is known to fit it and the file."""
 
-    def __init__(self, count: Any):
+    least = PAGE_SIZE
+
+    def __init__(self, vpn: Any, count: Any):
         super().__init__()
+        self.vpn = vpn
         self.count = count
 
     def _parse(self, stream, context, path):
+        vpn, count = self.vpn(context), self.count(context)
+        loading = Loading.of(context)
+        loading.claim(vpn, count, path)
         pages = []
-        for _ in range(self.count(context)):
+        for _ in range(count):
             page = bytearray(PAGE_SIZE)
             if stream.readinto(page) != PAGE_SIZE:
                 raise StreamError("the page data stops early", path=path)
             pages.append(page)
+        loading.memory.pages.update(zip(range(vpn, vpn + count), pages))
         return pages
 
     def _build(self, obj, stream, context, path):
@@ -83,6 +109,49 @@ class PageArray(Construct):
 
     def _sizeof(self, context, path):
         return self.count(context) * PAGE_SIZE
+
+
+def vpn_limit(arch: Arch) -> int:
+    """Virtual pages the arch can address."""
+    return 1 << (8 * arch.ptr_size - PAGE_SHIFT)
+
+
+class RunRefused(Refused):
+    """A page run the address space cannot take."""
+
+
+class Loading(Budget):
+    """What a body being read may still declare, and the address space its runs are stored
+    into as they are read: before any page of a run is allocated, the run is checked against
+    the arch's address space, the pages a dump may hold and the pages already stored (its
+    pages are then read one at a time, so no more is allocated than the file holds)."""
+
+    def __init__(self, arch: Arch | None = None):
+        super().__init__(symbols=MAX_SYMBOLS, pages=MAX_PAGES)
+        widest = max(ARCHES.values(), key=lambda a: a.ptr_size)
+        self.limit = vpn_limit(arch or widest)
+        self.memory = AddressSpace()
+
+    @classmethod
+    def of(cls, context: Any) -> "Loading":
+        """The parse's Loading; a body parsed without one (BODY.parse, in tests) gets one
+        for the widest address space."""
+        found = budget_of(context)
+        if not isinstance(found, Loading):
+            found = context._params["budget"] = cls()
+        return found
+
+    def claim(self, vpn: int, count: int, path: str) -> None:
+        if count == 0:
+            raise RunRefused(f"page run {vpn:#x} is empty", path=path)
+        if vpn + count > self.limit:
+            raise RunRefused(f"page run {vpn:#x}+{count:#x} is outside the address space",
+                             path=path)
+        self.draw("pages", count)
+        pages = self.memory.pages
+        twice = next((v for v in range(vpn, vpn + count) if v in pages), None)
+        if twice is not None:
+            raise RunRefused(f"page {twice:#x} is stored twice", path=path)
 
 
 # The preamble is read alone first, so a later version may change everything after it.
@@ -105,30 +174,30 @@ HEADER = PREAMBLE + _ARCH + _PROFILE + _REST
 HEADER_SIZE = HEADER.sizeof()
 HEADERS = {1: PREAMBLE + _ARCH + _REST, 2: HEADER}        # by version
 
-STRING = PascalString(VarInt, "utf8")
-SYMBOL = Struct(
-    "name" / STRING,
+NAME = Text(MAX_NAME, "name")
+SYMBOL = Record(
+    "name" / NAME,
     "address" / Int64ul,
 )
-MODULE = Struct(
-    "name" / STRING,
-    "image" / STRING,
+MODULE = Record(
+    "name" / NAME,
+    "image" / NAME,
     "base" / Int64ul,
     "size" / Int64ul,
-    "symbols" / PrefixedArray(VarInt, SYMBOL),
+    "symbols" / Counted(SYMBOL, "symbols", MAX_SYMBOLS),
 )
 RUN = Struct(
     "vpn" / Int64ul,                      # first virtual page number
     "count" / Int32ul,                    # consecutive mapped pages
-    "pages" / PageArray(this.count),
+    "pages" / PageArray(this.vpn, this.count),
 )
 BODY = Struct(
-    "seed" / ZigZag,
-    "scenario" / STRING,
-    "comment" / STRING,
-    "modules" / PrefixedArray(VarInt, MODULE),
-    "noaccess" / PrefixedArray(VarInt, Int64ul),     # guard / freed special-pool pages
-    "runs" / PrefixedArray(VarInt, RUN),
+    "seed" / Signed,
+    "scenario" / NAME,
+    "comment" / Text(MAX_COMMENT, "comment"),
+    "modules" / Counted(MODULE, "modules", MAX_MODULES),
+    "noaccess" / Packed("Q", "no-access pages", MAX_PAGES),   # guard / freed special-pool pages
+    "runs" / Counted(RUN, "page runs", MAX_PAGES),
     Terminated,
 )
 
@@ -201,7 +270,13 @@ def _write_failed(exc: OSError) -> DumpError:
 
 def dump_body(target: Target, kind: str = "full", comment: str = "") -> dict[str, Any]:
     """What BODY builds from: the target's modules and symbols, no-access pages and the
-    pages a dump of this kind keeps."""
+    pages a dump of this kind keeps.  A comment is stored as UTF-8 (what cannot be encoded,
+    such as the undecodable bytes of a command line, as `?`) and no longer than a dump may
+    hold."""
+    comment = comment.encode("utf-8", "replace").decode("utf-8")
+    if len(comment.encode("utf-8")) > MAX_COMMENT:
+        raise DumpError(f"The comment is too long: a dump holds at most {MAX_COMMENT} bytes "
+                        f"of comment")
     memory = target.memory
     runs = dump_runs(target, kind)
     return dict(
@@ -249,10 +324,12 @@ def dump_runs(target: Target, kind: str = "full") -> list[tuple[int, int]]:
 
 class _Checksummed:
     """The body's stream: passes bytes to or from the file, counting them and keeping their
-    CRC-32, so the checksum costs no second pass over the file."""
+    CRC-32, so the checksum costs no second pass over the file.  Reading, `limit` is the
+    body's size, so what a count declares is checked against the bytes left."""
 
-    def __init__(self, handle: io.BufferedIOBase):
+    def __init__(self, handle: io.BufferedIOBase, limit: int = 0):
         self.handle = handle
+        self.limit = limit
         self.crc = 0
         self.size = 0
 
@@ -274,6 +351,9 @@ class _Checksummed:
     def tell(self) -> int:            # construct places its error messages with it
         return self.handle.tell()
 
+    def remaining(self) -> int:
+        return self.limit - self.size
+
     def _count(self, data: bytes | memoryview) -> None:
         self.crc = zlib.crc32(data, self.crc)
         self.size += len(data)
@@ -281,16 +361,25 @@ class _Checksummed:
 
 # -- loading ------------------------------------------------------------------------------------
 def load(path: str | os.PathLike[str]) -> Target:
-    """Open a dump file as a Target (control=None); DumpError says why it could not be."""
+    """Open a dump file as a Target (control=None); DumpError says why it could not be.
+
+    Everything the file declares is checked before it is used: the header against the file's
+    length and the maxima, each count and length of the body against the maxima and the bytes
+    left (kdsim/bounded.py) before anything is allocated, each page run against the address
+    space as it is read, and what the prompt and the stack walk take from memory (the
+    processor that owns the bug check) against the processors."""
     name = os.fspath(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             header, raw, size = _header(handle, name)
-            stream = _Checksummed(handle)
+            arch = _arch(header, name)
+            _check_header(header, name)
+            stream = _Checksummed(handle, header.body_size)
+            loading = Loading(arch)
             try:
-                body = BODY.parse_stream(stream)
+                body = BODY.parse_stream(stream, budget=loading)
             except (ConstructError, ValueError, OverflowError) as exc:
-                raise _damaged(name, f"malformed contents: {_last_line(exc)}") from None
+                raise _damaged(name, reason_of(exc)) from None
     except ValueError:
         raise DumpError(f"Could not open dump file [{name}], Win32 error 0n123 "
                         f"\"{INVALID_NAME}\"") from None
@@ -299,21 +388,39 @@ def load(path: str | os.PathLike[str]) -> Target:
         raise DumpError(f"Could not open dump file [{name}], {code} \"{text}\"") from None
     if zlib.crc32(raw[:size - 4], stream.crc) != header.checksum:
         raise _damaged(name, "checksum mismatch")
-    if str(header.arch) not in ARCHES:
-        raise _damaged(name, f"unknown architecture id {int(header.arch)}")
-    profile = _profile(header, name)
-    if str(header.dump_type) not in DUMP_TYPE_BANNERS:
-        raise _damaged(name, f"unknown dump type {int(header.dump_type)}")
-    if header.processors < 1:
-        raise _damaged(name, "no processors")
-    arch = profile.arch
-    target = Target(arch, _memory(body, arch, name), _symbols(body.modules, arch, name),
+    profile = _profile(header, arch, name)
+    target = Target(arch, _memory(body, loading, name), _symbols(body.modules, arch, name),
                     header.processors,
                     meta={"seed": body.seed, "scenario": body.scenario, "comment": body.comment,
                           "dump_type": str(header.dump_type)}, profile=profile)
     if _bugcheck(target) != (header.bugcheck_code, tuple(header.bugcheck_params)):
         raise _damaged(name, "the bug-check data in the header disagrees with memory")
+    why = stop_problem(target)
+    if why:
+        raise _damaged(name, why)
     return target
+
+
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """The file at `path` opened for reading, if it is a regular file: a directory, a device
+    or a pipe (which would block, or never end) is `Access is denied`, as for a directory on
+    Windows."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def reason_of(exc: Exception) -> str:
+    """What is wrong with a body construct could not read: a page run's own words, else the
+    malformed field's."""
+    if isinstance(exc, RunRefused):
+        return exc.reason
+    return f"malformed contents: {exc.reason if isinstance(exc, Refused) else _last_line(exc)}"
 
 
 def _header(handle: IO[bytes], name: str) -> tuple[Any, bytes, int]:
@@ -341,7 +448,7 @@ def _header(handle: IO[bytes], name: str) -> tuple[Any, bytes, int]:
         raise _truncated(name, size)
     try:
         header = layout.parse(raw)
-    except ConstructError as exc:
+    except (ConstructError, UnicodeDecodeError) as exc:
         raise _damaged(name, f"malformed header: {_last_line(exc)}") from None
     need = header_size + header.body_size
     if size < need:
@@ -352,12 +459,19 @@ def _header(handle: IO[bytes], name: str) -> tuple[Any, bytes, int]:
     return header, raw, header_size
 
 
-def _profile(header: Any, name: str) -> Profile:
+def _arch(header: Any, name: str) -> Arch:
+    if str(header.arch) not in ARCHES:
+        raise _damaged(name, f"unknown architecture id {int(header.arch)}")
+    return ARCHES[str(header.arch)]
+
+
+def _profile(header: Any, arch: Arch, name: str) -> Profile:
     """The profile the header names, checked against its architecture (version 1 names none:
     the architecture's Windows 7 SP1 profile)."""
-    arch = ARCHES[str(header.arch)]
     if "profile" not in header:
         return profile_for(arch)
+    if not header.profile.isprintable():
+        raise _damaged(name, "its profile name is not text")
     profile = PROFILES.get(header.profile)
     if profile is None:
         raise DumpError(f"Could not open dump file [{name}], unknown kdsim profile "
@@ -367,22 +481,20 @@ def _profile(header: Any, name: str) -> Profile:
     return profile
 
 
-def _memory(body: Any, arch: Arch, name: str) -> AddressSpace:
-    limit = 1 << (8 * arch.ptr_size - PAGE_SHIFT)     # virtual pages the arch can address
-    memory = AddressSpace()
-    pages = memory.pages
-    for run in body.runs:
-        if run.count == 0:
-            raise _damaged(name, f"page run {run.vpn:#x} is empty")
-        if run.vpn + run.count > limit:
-            raise _damaged(name, f"page run {run.vpn:#x}+{run.count:#x} is outside the "
-                                 f"address space")
-        for vpn, page in enumerate(run.pages, run.vpn):
-            if vpn in pages:
-                raise _damaged(name, f"page {vpn:#x} is stored twice")
-            pages[vpn] = page
+def _check_header(header: Any, name: str) -> None:
+    if str(header.dump_type) not in DUMP_TYPE_BANNERS:
+        raise _damaged(name, f"unknown dump type {int(header.dump_type)}")
+    if header.processors < 1:
+        raise _damaged(name, "no processors")
+    if header.processors > MAX_PROCESSORS:
+        raise _damaged(name, f"{header.processors} processors, more than {MAX_PROCESSORS}")
+
+
+def _memory(body: Any, loading: Loading, name: str) -> AddressSpace:
+    """The address space the body's runs were read into, with its no-access pages."""
+    memory = loading.memory
     for vpn in body.noaccess:
-        if vpn >= limit or vpn in pages:
+        if vpn >= loading.limit or vpn in memory.pages:
             raise _damaged(name, f"no-access page {vpn:#x} is invalid")
         memory.noaccess.add(vpn)
     return memory
@@ -393,13 +505,34 @@ def _symbols(modules: Any, arch: Arch, name: str) -> SymbolTable:
     for m in modules:
         if m.base + m.size > arch.ptr_mask + 1:
             raise _damaged(name, f"module {m.name} lies outside the address space")
-        module = table.add_module(m.name, m.image, m.base, m.size)
-        for sym in m.symbols:
-            if sym.address > arch.ptr_mask:
-                raise _damaged(name, f"symbol {m.name}!{sym.name} lies outside the "
-                                     f"address space")
-            module.add(sym.name, sym.address)
+        far = next((s for s in m.symbols if s.address > arch.ptr_mask), None)
+        if far is not None:
+            raise _damaged(name, f"symbol {m.name}!{far.name} lies "
+                                 f"outside the address space")
+        table.add_module(m.name, m.image, m.base, m.size).add_all(
+            (s.name, s.address) for s in m.symbols)
     return table
+
+
+def stop_problem(target: Target) -> str:
+    """What is wrong with the bug-check state in the target's memory ('' if nothing): the
+    bug-check data must be readable where nt says it is, and the processor that owns the bug
+    check (which the prompt shows and `k` walks) one of the target's processors."""
+    try:
+        stop = target.stop_state()
+    except MemoryFault:
+        return "nt!KiBugCheckData is not in memory"
+    owner = target.resolve("nt!KeBugCheckOwner")
+    if stop is None or owner is None:
+        return ""
+    try:
+        processor = target.read_u32(owner)
+    except MemoryFault:
+        return "nt!KeBugCheckOwner is not in memory"
+    if processor >= target.processors:
+        return (f"the bug check's owner, processor {processor}, is not one of its "
+                f"{target.processors} processors")
+    return ""
 
 
 def _bugcheck(target: Target) -> tuple[int, tuple[int, ...]]:
@@ -418,7 +551,14 @@ def _truncated(name: str, have: int, need: int | None = None) -> DumpError:
 
 
 def _damaged(name: str, why: str) -> DumpError:
+    why = printable(why)
     return DumpError(f"Could not open dump file [{name}], the file is damaged ({why})", why)
+
+
+def printable(text: str) -> str:
+    """A name from the file as a message may show it: control and other unprintable
+    characters escaped, so nothing in a stranger's file reaches the terminal raw."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def _last_line(exc: Exception) -> str:

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import struct
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Iterator
 
 from construct import (
     Array, BytesInteger, Construct, Flag, Float64l, Int8sl, Int8ul, Int32ul, Int64sl, Int64ul,
-    PrefixedArray, StreamError, Struct,
+    PrefixedArray, Struct,
 )
-from construct.core import stream_read
 
 from .arch import ARCHES
+from .bounded import Budget, Counted, Packed, Record
 from .bugcheck import BugCheck
-from .dump import STRING
+from .dump import MAX_PROCESSORS, NAME
 from .layouts import profile_for
 from .recipe import Recipe
 from .verifier import KNOWN_FLAGS, VerifierSettings
@@ -38,40 +37,36 @@ from .verifier import KNOWN_FLAGS, VerifierSettings
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
 
-__all__ = ["STATE", "StateError", "capture", "recipe_of", "restore", "activity_fields"]
+__all__ = ["STATE", "StateError", "capture", "recipe_of", "restore", "activity_fields",
+           "budget"]
 
-MAX_PROCESSORS = 32           # nt!KiProcessorBlock's slots
 PENDING_ROUTINES = ("ExAllocatePoolWithTag", "ExFreePoolWithTag")
 INT = BytesInteger(16, signed=True, swapped=True)
 BITMAP = BytesInteger(64, swapped=True)       # one bit per ListHeads entry (512 on x86)
+# What a state may declare in all (kdsim/bounded.py): a snapshot's body inflates up to a
+# thousand times its file, so the state's lists are bounded by these, not by the file.  The
+# largest machine kdsim builds (fragmentation, x64, scale 4) keeps ~0.5 M values and ~10 k
+# records.
+MAX_VALUES = 1 << 21          # numbers in the packed lists (pool page runs, scheduled frees...)
+MAX_RECORDS = 1 << 16         # elements of the other lists (stacks, activities, fields...)
 
 
-class Packed(Construct):
-    """A count (Int32ul) then that many values of one struct format: on disk exactly
-    `PrefixedArray(Int32ul, <format field>)`, moved with one struct call instead of
-    construct's per-element path (the scheduled frees and free special-pool pairs run to
-    thousands)."""
-
-    def __init__(self, fmt: str):
-        super().__init__()
-        self.fmt = fmt
-        self.size = struct.calcsize("<" + fmt)
-
-    def _parse(self, stream, context, path):
-        count = struct.unpack("<I", stream_read(stream, 4, path))[0]
-        data = stream_read(stream, count * self.size, path)
-        return list(struct.unpack(f"<{count}{self.fmt}", data))
-
-    def _build(self, obj, stream, context, path):
-        try:
-            data = struct.pack(f"<I{len(obj)}{self.fmt}", len(obj), *obj)
-        except struct.error as exc:
-            raise StreamError(f"cannot pack {self.fmt} values: {exc}", path=path) from None
-        stream.write(data)
-        return obj
+def budget() -> Budget:
+    """The allowances every parse of a STATE draws from."""
+    return Budget(values=MAX_VALUES, records=MAX_RECORDS)
 
 
-STACK = Packed("Q")
+def _packed(fmt: str, what: str) -> Packed:
+    """A list of `fmt` values after its Int32ul count, drawing on the values allowance."""
+    return Packed(fmt, what, MAX_VALUES, count=Int32ul, draws="values")
+
+
+def _list(subcon: Construct, what: str) -> Counted:
+    """A list after its Int32ul count, drawing on the records allowance."""
+    return Counted(subcon, what, MAX_RECORDS, count=Int32ul, draws="records")
+
+
+STACK = _packed("Q", "stack frames")
 
 
 def _optional(subcon: Construct) -> Construct:
@@ -81,13 +76,13 @@ def _optional(subcon: Construct) -> Construct:
 
 SETTINGS = Struct(
     "flags" / Int32ul,
-    "drivers" / PrefixedArray(Int32ul, STRING),
+    "drivers" / _list(NAME, "driver names"),
     "all_drivers" / Flag,
     "verify_start" / Flag,
 )
 RECIPE = Struct(
-    "scenario" / STRING,
-    "arch" / STRING,
+    "scenario" / NAME,
+    "arch" / NAME,
     "seed" / Int64sl,
     "scale" / Float64l,
     "processors" / Int32ul,
@@ -97,24 +92,24 @@ WORKLOAD = Struct(
     "t" / Int64ul,
     "seq" / Int64ul,
     "rng_version" / Int32ul,
-    "rng_words" / Packed("I"),
+    "rng_words" / _packed("I", "random generator words"),
     "rng_gauss" / _optional(Float64l),
-    "stacks" / PrefixedArray(Int32ul, STACK),        # the call stacks scheduled frees name
-    "due_time" / Packed("d"),                         # the heap of scheduled frees, in order
-    "due_seq" / Packed("Q"),
-    "due_address" / Packed("Q"),
-    "due_key" / Packed("I"),
-    "due_stack" / Packed("I"),
-    "activities" / PrefixedArray(Int32ul, Struct("kind" / STRING, "weight" / Float64l)),
-    "ints" / PrefixedArray(Int32ul, Struct("field" / STRING, "value" / INT)),
-    "floats" / PrefixedArray(Int32ul, Struct("field" / STRING, "value" / Float64l)),
+    "stacks" / _list(STACK, "stacks"),               # the call stacks scheduled frees name
+    "due_time" / _packed("d", "scheduled frees"),    # the heap of scheduled frees, in order
+    "due_seq" / _packed("Q", "scheduled frees"),
+    "due_address" / _packed("Q", "scheduled frees"),
+    "due_key" / _packed("I", "scheduled frees"),
+    "due_stack" / _packed("I", "scheduled frees"),
+    "activities" / _list(Record("kind" / NAME, "weight" / Float64l), "activities"),
+    "ints" / _list(Record("field" / NAME, "value" / INT), "activity fields"),
+    "floats" / _list(Record("field" / NAME, "value" / Float64l), "activity fields"),
 )
-RUNS = Struct("first" / Packed("I"), "pages" / Packed("I"))
+RUNS = Struct("first" / _packed("I", "pool page runs"), "pages" / _packed("I", "pool page runs"))
 POOL = Struct(
     "rr" / Int32ul,
-    "bitmaps" / PrefixedArray(Int32ul, BITMAP),       # per descriptor: lists that may hold chunks
+    "bitmaps" / _list(BITMAP, "pool descriptors"),    # per descriptor: lists that may hold chunks
     "hit" / _optional(Struct("key" / Int32ul, "sign" / Int8sl)),
-    "hit_site" / _optional(Struct("routine" / STRING, "cpu" / Int32ul, "stack" / STACK)),
+    "hit_site" / _optional(Struct("routine" / NAME, "cpu" / Int32ul, "stack" / STACK)),
     "big_table" / Int64ul,
     "big_entries" / Int32ul,
     "big_in_use" / Int32ul,
@@ -123,19 +118,20 @@ POOL = Struct(
 )
 VERIFIER_STATE = Struct(
     "pending" / SETTINGS,
-    "entries" / PrefixedArray(Int32ul, Struct("name" / STRING, "entry" / Int64ul)),
-    "tracked_address" / Packed("Q"),
-    "tracked_slot" / Packed("Q"),
-    "tracked_entry" / Packed("Q"),
-    "tracked_bytes" / Packed("Q"),
-    "tracked_paged" / Packed("B"),
-    "free_slots" / PrefixedArray(Int32ul, Struct("entry" / Int64ul, "slots" / Packed("Q"))),
-    "special_free" / Packed("I"),
+    "entries" / _list(Record("name" / NAME, "entry" / Int64ul), "driver entries"),
+    "tracked_address" / _packed("Q", "tracked blocks"),
+    "tracked_slot" / _packed("Q", "tracked blocks"),
+    "tracked_entry" / _packed("Q", "tracked blocks"),
+    "tracked_bytes" / _packed("Q", "tracked blocks"),
+    "tracked_paged" / _packed("B", "tracked blocks"),
+    "free_slots" / _list(Record("entry" / Int64ul, "slots" / _packed("Q", "free slots")),
+                         "driver entries"),
+    "special_free" / _packed("I", "special pool pairs"),
 )
 CRASH = Struct(
     "code" / Int32ul,
     "params" / Array(4, Int64ul),
-    "routines" / PrefixedArray(Int32ul, STRING),
+    "routines" / _list(NAME, "routines"),
     "stack" / STACK,
 )
 STATE = Struct(

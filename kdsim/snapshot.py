@@ -12,7 +12,10 @@ the stored bytes continued over the header) and the body, zlib-compressed.  The 
 checked against the file's length before anything else is read, the body is inflated a chunk
 at a time and never past the size the header declares, and every field is checked before it
 is used, so a damaged file is one `SnapshotError` line and costs no more memory than it
-claims.  Nothing in a snapshot is executed or unpickled.
+claims.  Every list and name of the body is checked against its maximum and the bytes left
+before it is read (kdsim/bounded.py; the state's allowances in kdsim/livestate.py, the memory's
+the dump's), and the bug check's owner against the processors, as for a dump.  Nothing in a
+snapshot is executed or unpickled.
 """
 from __future__ import annotations
 
@@ -24,8 +27,10 @@ from typing import IO, TYPE_CHECKING, Any
 from construct import Const, ConstructError, Int16ul, Int32ul, Int64ul, StreamError, Struct
 
 from . import dump
+from .arch import ARCHES
+from .bounded import Text
 from .files import INVALID_NAME, NewFile, cannot_create, win32_error
-from .livestate import STATE, StateError, capture, recipe_of, restore
+from .livestate import STATE, StateError, budget, capture, recipe_of, restore
 from .memory import AddressSpace
 from .version import version
 
@@ -55,7 +60,7 @@ HEADER = PREAMBLE + Struct(
 )
 HEADER_SIZE = HEADER.sizeof()
 BODY = Struct(
-    "kdsim" / dump.STRING,            # the version that wrote it
+    "kdsim" / Text(dump.MAX_NAME, "version"),      # the version that wrote it
     "state" / STATE,                  # what memory does not hold (kdsim/livestate.py)
     "memory" / dump.BODY,             # modules and symbols, no-access pages, pages: the end
 )
@@ -143,7 +148,7 @@ def load(path: str | os.PathLike[str]) -> "Machine":
     """The live machine a snapshot file holds; SnapshotError says why it cannot be opened."""
     name = os.fspath(path)
     try:
-        with open(path, "rb") as handle:
+        with dump.open_regular(path) as handle:
             return read(handle, name)
     except ValueError:                        # a NUL in the name
         raise SnapshotError(f"Could not open snapshot [{name}], Win32 error 0n123 "
@@ -154,7 +159,10 @@ def load(path: str | os.PathLike[str]) -> "Machine":
 
 
 def read(handle: IO[bytes], name: str) -> "Machine":
-    """The machine of an open snapshot file (`name` is how messages call it)."""
+    """The machine of an open snapshot file (`name` is how messages call it).  The body's
+    parts are parsed in turn, each list and name checked before it is read
+    (kdsim/bounded.py): the state against its allowances, the memory against the dump's
+    maxima and the address space of the architecture its recipe names."""
     header, raw = _header(handle, name)
     stored = handle.read(header.stored_size)
     if len(stored) != header.stored_size:
@@ -162,15 +170,23 @@ def read(handle: IO[bytes], name: str) -> "Machine":
     if zlib.crc32(raw[:HEADER_SIZE - 4], zlib.crc32(stored)) != header.checksum:
         raise _damaged(name, "checksum mismatch")
     stream = _Inflating(stored, header.body_size)
-    try:
-        body = BODY.parse_stream(stream)
-    except (ConstructError, ValueError, OverflowError, zlib.error) as exc:
-        raise _damaged(name, stream.error or f"malformed contents: {dump._last_line(exc)}"
-                       ) from None
+    parts = iter(BODY.subcons)
+    written_by = _parse(next(parts), stream, name)
+    state = _parse(next(parts), stream, name, budget=budget())
+    loading = dump.Loading(ARCHES.get(state.recipe.arch))
+    memory = _parse(next(parts), stream, name, budget=loading)
     why = stream.error or stream.leftover()
     if why:
         raise _damaged(name, why)
-    return _restore(body, name)
+    return _restore(written_by, state, memory, loading, name)
+
+
+def _parse(part: Any, stream: "_Inflating", name: str, **params: Any) -> Any:
+    """One part of the body, read from the stream."""
+    try:
+        return part.parse_stream(stream, **params)
+    except (ConstructError, ValueError, OverflowError, zlib.error) as exc:
+        raise _damaged(name, stream.error or dump.reason_of(exc)) from None
 
 
 def _header(handle: IO[bytes], name: str) -> tuple[Any, bytes]:
@@ -281,6 +297,9 @@ class _Inflating:
     def tell(self) -> int:
         return self.pos
 
+    def remaining(self) -> int:
+        return self.limit - self.pos
+
     def leftover(self) -> str:
         """What is wrong with the stream once the body is parsed ('' if nothing)."""
         if self.inflated != self.limit or not self.z.eof:
@@ -297,35 +316,41 @@ def _truncated(name: str, have: int, need: int | None = None) -> SnapshotError:
 
 
 def _damaged(name: str, why: str) -> SnapshotError:
-    return SnapshotError(f"Could not open snapshot [{name}], the file is damaged ({why})")
+    return SnapshotError(f"Could not open snapshot [{name}], the file is damaged "
+                         f"({dump.printable(why)})")
 
 
 # -- restoring ----------------------------------------------------------------------------------
-def _restore(body: Any, name: str) -> "Machine":
-    if body.kdsim != version():
+def _restore(written_by: str, state: Any, body: Any, loading: "dump.Loading",
+             name: str) -> "Machine":
+    if written_by != version():
         raise SnapshotError(f"Could not open snapshot [{name}], it was saved by kdsim "
-                            f"{body.kdsim} (this is kdsim {version()})")
+                            f"{dump.printable(written_by)} (this is kdsim {version()})")
     try:
-        recipe = recipe_of(body.state)
+        recipe = recipe_of(state)
     except StateError as exc:
         raise _damaged(name, str(exc)) from None
     try:
         machine = recipe.machine()
     except ValueError as exc:
-        raise SnapshotError(f"Could not open snapshot [{name}], {exc}") from None
+        raise SnapshotError(f"Could not open snapshot [{name}], {dump.printable(str(exc))}"
+                            ) from None
     try:
-        memory = dump._memory(body.memory, machine.arch, name)
-        symbols = dump._symbols(body.memory.modules, machine.arch, name)
+        memory = dump._memory(body, loading, name)
+        symbols = dump._symbols(body.modules, machine.arch, name)
     except dump.DumpError as exc:
         raise _damaged(name, exc.reason or exc.message) from None
     if _symbol_list(symbols.modules) != _symbol_list(machine.symbols.modules):
         raise SnapshotError(f"Could not open snapshot [{name}], its machine's symbols are not "
                             f"those this kdsim gives scenario '{recipe.scenario}'")
     try:
-        restore(machine, body.state)
+        restore(machine, state)
     except StateError as exc:
         raise _damaged(name, str(exc)) from None
     _load_memory(machine, memory)
+    why = dump.stop_problem(machine.target())
+    if why:
+        raise _damaged(name, why)
     return machine
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Iterable
 
 
 @dataclass
@@ -23,6 +24,13 @@ class Module:
         self.symbols[name] = address
         bisect.insort(self._sorted, (address, name))
         return address
+
+    def add_all(self, symbols: Iterable[tuple[str, int]]) -> None:
+        """`add` each (name, address), sorting once: a dump's symbols load in n log n time
+        whatever their order."""
+        pairs = list(symbols)
+        self.symbols.update(pairs)
+        self._sorted = sorted([*self._sorted, *((address, name) for name, address in pairs)])
 
     def contains(self, address: int) -> bool:
         return self.base <= address < self.base + self.size
@@ -43,8 +51,7 @@ class SymbolTable:
 
     def add_module(self, name: str, image: str, base: int, size: int) -> Module:
         mod = Module(name, image, base, size)
-        self.modules.append(mod)
-        self.modules.sort(key=lambda m: m.base)
+        bisect.insort(self.modules, mod, key=lambda m: m.base)
         return mod
 
     def module(self, name: str) -> Module | None:

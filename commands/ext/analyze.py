@@ -43,6 +43,8 @@ BANNER = (
     "*" * 79,
 )
 KERNEL_MODULES = ("nt", "hal")
+# what the analyzer says when it cannot find the kernel's bug-check data among the symbols
+WRONG_SYMBOLS = "***** Kernel symbols are WRONG. Please fix symbols to do analysis."
 POOL_CORRUPTION_CODES = (0x19, 0xC2, 0xC5)
 FAULT_CODES = (0x50, 0xCC, 0xCD, 0xD5, 0xD6)
 
@@ -265,6 +267,8 @@ def _address(code: int, params: tuple[int, ...]) -> tuple[str | None, int]:
 
 
 def analyze(target: "Target", verbose: bool) -> Analysis:
+    if target.resolve("nt!KiBugCheckData") is None:
+        raise DebuggerError(WRONG_SYMBOLS)
     stop = target.stop_state()
     if stop is None:
         raise DebuggerError("The target has not stopped at a bug check: nothing to analyze "

@@ -24,7 +24,7 @@ from kdsim.layouts import PAGE_SIZE, POOL_TRACE_FRAMES, struct_of
 from pooltag import display_tag
 
 from ..core.stack import symbol_of
-from ..errors import DebuggerError
+from ..errors import DebuggerError, nt_global, nt_symbol
 from ..expr import parse_leading
 from ..registry import command
 
@@ -140,7 +140,7 @@ class EmptyLog:
 def read_statistics(target: "Target") -> dict[str, int]:
     """nt!MmVerifierData, field by field."""
     layout = target.profile.verifier_data
-    parsed = layout.parse(target.read(target.symbol("nt!MmVerifierData"), layout.sizeof()))
+    parsed = layout.parse(target.read(nt_symbol(target, "MmVerifierData"), layout.sizeof()))
     return {k: v for k, v in parsed.items() if isinstance(v, int)}
 
 
@@ -154,7 +154,7 @@ def read_unicode(target: "Target", address: int) -> str:
 def read_drivers(target: "Target", allocations: bool = False) -> list[DriverInfo]:
     """The verified drivers on nt!MiSuspectDriverList (and their outstanding allocations)."""
     L = target.profile
-    head = target.symbol("nt!MiSuspectDriverList")
+    head = nt_symbol(target, "MiSuspectDriverList")
     out: list[DriverInfo] = []
     entry = target.read_ptr(head)
     while entry != head and entry and len(out) < MAX_DRIVERS:
@@ -195,11 +195,11 @@ def _tracked(target: "Target", page: int) -> list[Allocation]:
 def read_log(target: "Target") -> tuple[int, list[tuple[int, int, int, tuple[int, ...]]]]:
     """(VfPoolTracesLength, the records newest first as (address, size, thread, frames))."""
     rec = target.profile.pool_trace
-    base = target.global_ptr("VfPoolTraces")
-    length = target.read_u32(target.symbol("nt!VfPoolTracesLength"))
+    base = nt_global(target, "VfPoolTraces")
+    length = target.read_u32(nt_symbol(target, "VfPoolTracesLength"))
     if not base or not length:
         return length, []
-    index = target.read_u32(target.symbol("nt!VfPoolTracesIndex"))
+    index = target.read_u32(nt_symbol(target, "VfPoolTracesIndex"))
     layout = struct_of(rec)
     stack = struct.Struct(f"<{POOL_TRACE_FRAMES}{'Q' if target.arch.ptr_size == 8 else 'I'}")
     rows = list(layout.iter_unpack(target.read(base, length * layout.size)))

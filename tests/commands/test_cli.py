@@ -204,6 +204,20 @@ def test_internal_error_is_one_line(monkeypatch, capsys):
     assert _main(monkeypatch, capsys) == (1, "", "kdsim: internal error: RuntimeError: boom\n")
 
 
+@pytest.mark.parametrize("args, reason", [
+    (["-z", ""], "-z needs a file name"),
+    (["-z", " \t"], "-z needs a file name"),
+    (["--resume", "  "], "--resume needs a file name"),
+    (["--resume", ""], "--resume needs a file name"),
+    (["--seed", str(1 << 64)], f"--seed must be a 64-bit number, not {1 << 64}"),
+])
+def test_empty_paths_and_impossible_seeds_open_nothing(monkeypatch, capsys, args, reason):
+    """`-z ''` used to open the live default machine, and a seed beyond 64 bits to fail when
+    the machine was saved."""
+    _fake_machine(monkeypatch, lambda **options: pytest.fail("a machine was opened"))
+    assert _main(monkeypatch, capsys, *args) == (2, "", f"kdsim: {reason} (see kdsim -h)\n")
+
+
 def test_scenarios(monkeypatch, capsys):
     monkeypatch.setattr(control, "list_scenarios",
                         lambda: [("fragmentation", "pool fragmentation (seed case 1)"),
