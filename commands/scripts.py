@@ -18,10 +18,10 @@ a FIFO, a directory or a dump given by mistake is refused in one line, never rea
 from __future__ import annotations
 
 import errno
-import os
 import re
-import stat
 from typing import TYPE_CHECKING
+
+from kdsim.control import FileTooLarge, NotRegularFile, read_regular
 
 from .dispatch import Aborted, execute
 from .errors import DebuggerError, syntax_error
@@ -55,15 +55,14 @@ def read_script(path: str) -> list[str]:
     """The lines of a script file (UTF-8 or UTF-16 with a BOM); OSError if unreadable,
     NotAScript for a device, FIFO, directory or socket, a file above MAX_SCRIPT_BYTES or
     one holding NUL bytes outside UTF-16.  Nothing but a regular file is ever opened for
-    long: the name is checked first, then opened without blocking (a FIFO put there
-    meanwhile does not hang) and checked again, and at most MAX_SCRIPT_BYTES + 1 are read."""
-    _check_script(path, os.stat(path))
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    with open(fd, "rb") as handle:
-        _check_script(path, os.fstat(fd))
-        raw = handle.read(MAX_SCRIPT_BYTES + 1)
-    if len(raw) > MAX_SCRIPT_BYTES:
-        raise NotAScript(path, _TOO_LARGE)
+    long (kdsim.files.read_regular: opened without blocking and checked on the descriptor, so
+    a FIFO does not hang), and at most MAX_SCRIPT_BYTES + 1 bytes are read."""
+    try:
+        raw = read_regular(path, MAX_SCRIPT_BYTES)
+    except NotRegularFile:
+        raise NotAScript(path, "not a regular file") from None
+    except FileTooLarge:
+        raise NotAScript(path, _TOO_LARGE) from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = raw.decode("utf-16", errors="replace")
     elif b"\0" in raw:
@@ -71,13 +70,6 @@ def read_script(path: str) -> list[str]:
     else:
         text = raw.decode("utf-8-sig", errors="replace")
     return text.splitlines()
-
-
-def _check_script(path: str, info: os.stat_result) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        raise NotAScript(path, "not a regular file")
-    if info.st_size > MAX_SCRIPT_BYTES:
-        raise NotAScript(path, _TOO_LARGE)
 
 
 def words(text: str) -> list[str]:

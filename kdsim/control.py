@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 from .bootcache import open_scenario
 from .dump import DUMP_TYPE_BANNERS, DumpCreateError, DumpError, load
 from .dump import save as save_dump
-from .files import cannot_create, win32_error
+from .files import FileTooLarge, NotRegularFile, cannot_create, read_regular, win32_error
 from .live import LiveControl, MachineStopped, RunResult, Stop
 from .scenarios import Lab, Progress, get_scenario, list_scenarios
 from .snapshot import SnapshotError
@@ -32,7 +32,7 @@ from .version import version
 from .verifier import FLAG_NAMES, VerifierSettings, parse_settings
 
 __all__ = ["Control", "RunResult", "Stop", "MachineStopped", "open_machine", "open_dump",
-           "open_snapshot", "save_snapshot", "save_dump", "SnapshotError", "Progress", "version", "list_scenarios", "scenario_lab", "Lab", "VerifierSettings",
+           "open_snapshot", "save_snapshot", "read_regular", "NotRegularFile", "FileTooLarge", "save_dump", "SnapshotError", "Progress", "version", "list_scenarios", "scenario_lab", "Lab", "VerifierSettings",
            "parse_settings", "FLAG_NAMES", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError",
            "win32_error", "cannot_create"]
 

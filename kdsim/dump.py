@@ -28,10 +28,8 @@ architecture, opens with that architecture's Windows 7 SP1 profile.
 """
 from __future__ import annotations
 
-import errno
 import io
 import os
-import stat
 import zlib
 from typing import IO, Any
 
@@ -42,7 +40,7 @@ from construct import (
 
 from .arch import ARCHES, Arch
 from .bounded import Budget, Counted, Packed, Record, Refused, Signed, Text, budget_of
-from .files import INVALID_NAME, NewFile, cannot_create, win32_error
+from .files import INVALID_NAME, NewFile, cannot_create, open_regular, win32_error
 from .layouts import PAGE_SHIFT, PAGE_SIZE, PROFILES, Profile, profile_for
 from .memory import AddressSpace, MemoryFault
 from .stop import KSTACK_REGION, KSTACK_SIZE
@@ -399,20 +397,6 @@ def load(path: str | os.PathLike[str]) -> Target:
     if why:
         raise _damaged(name, why)
     return target
-
-
-def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
-    """The file at `path` opened for reading, if it is a regular file: a directory, a device
-    or a pipe (which would block, or never end) is `Access is denied`, as for a directory on
-    Windows."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def reason_of(exc: Exception) -> str:

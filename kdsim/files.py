@@ -8,6 +8,11 @@ before anything is written and left as it was (a rename onto `/dev/null` would h
 the device node).  A symbolic link is followed, so the file it names is replaced and the
 link stays.
 
+`read_regular` (and `open_regular`) is the one way a file from a user or a stranger is read: a
+dump, a snapshot, a script, a tag file.  It is opened without blocking and checked on the open
+descriptor, so a FIFO never waits for a writer and a device (`/dev/zero`) or a directory is
+refused before a byte is read, and no more than the caller's limit is ever read.
+
 `win32_error` puts an OS error in kd's words (`Win32 error 0nN` and Windows' message), as the
 debugger on Windows would report the same failure.
 """
@@ -20,8 +25,8 @@ import secrets
 import stat
 from types import TracebackType
 
-__all__ = ["NewFile", "NotRegularFile", "TEMP_SUFFIX", "INVALID_NAME", "win32_error",
-           "cannot_create"]
+__all__ = ["NewFile", "NotRegularFile", "FileTooLarge", "open_regular", "read_regular",
+           "TEMP_SUFFIX", "INVALID_NAME", "win32_error", "cannot_create"]
 
 TEMP_SUFFIX = ".tmp"
 _NAME_TRIES = 16
@@ -29,10 +34,51 @@ _BASE_KEPT = 200              # of the destination's name in the temporary name 
 
 
 class NotRegularFile(PermissionError):
-    """The destination exists and is not a regular file: it is never written or replaced."""
+    """The file exists and is not a regular file: it is never read, written or replaced."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, directory: bool = False):
         super().__init__(errno.EACCES, "Not a regular file", path)
+        self.directory = directory
+
+
+class FileTooLarge(ValueError):
+    """A file to read holds more than its reader's limit."""
+
+    def __init__(self, path: str, limit: int):
+        super().__init__(f"{path}: more than {limit} bytes")
+        self.limit = limit
+
+
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """`path` opened for reading if it is a regular file; NotRegularFile if it is not (the
+    check is made on the open descriptor, opened without blocking); OSError (ValueError for a
+    NUL in the name) if it cannot be opened.  The name is checked before it is opened too: a
+    socket cannot be opened at all."""
+    _check_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+                 | getattr(os, "O_BINARY", 0))
+    try:
+        _check_regular(path, os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_regular(path: str | os.PathLike[str], mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(os.fspath(path), directory=stat.S_ISDIR(mode))
+
+
+def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of the regular file at `path`; FileTooLarge above `limit` bytes (at most
+    `limit` + 1 are read), and what `open_regular` raises."""
+    with open_regular(path) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(os.fspath(path), limit)
+    return data
 
 
 class NewFile:

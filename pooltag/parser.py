@@ -17,11 +17,11 @@ backtracking regular expression: a long line of blanks used to cost quadratic ti
 from __future__ import annotations
 
 import codecs
-import os
 import re
-import stat
 from dataclasses import dataclass
 from os import PathLike
+
+from kdsim.files import FileTooLarge, NotRegularFile, read_regular
 
 from .tags import TAG_LEN
 
@@ -181,23 +181,16 @@ def parse_bytes(data: bytes) -> ParsedFile:
 
 
 def read_bounded(path: str | PathLike[str]) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES.
-
-    Opened without blocking and checked on the open descriptor, so a FIFO never waits for a
-    writer and a device (`/dev/zero`) is never read.  OSError when it cannot be opened
+    """The bytes of a regular file of at most MAX_FILE_BYTES (kdsim.files.read_regular: a FIFO
+    never waits for a writer and a device is never read).  OSError when it cannot be opened
     (ValueError for a NUL in the name), UnusableFile when it is no regular file or too large.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with open(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise UnusableFile("Is a directory")
-        if not stat.S_ISREG(mode):
-            raise UnusableFile("Not a regular file")
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise UnusableFile(f"File too large (over {MAX_FILE_BYTES} bytes)")
-    return data
+    try:
+        return read_regular(path, MAX_FILE_BYTES)
+    except NotRegularFile as exc:
+        raise UnusableFile("Is a directory" if exc.directory else "Not a regular file") from None
+    except FileTooLarge:
+        raise UnusableFile(f"File too large (over {MAX_FILE_BYTES} bytes)") from None
 
 
 def parse_file(path: str | PathLike[str]) -> ParsedFile:
