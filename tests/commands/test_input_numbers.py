@@ -18,14 +18,10 @@ from pooltag.tags import simplify_pattern
 UNICODE_DIGITS = ["\u00b2", "\u0663", "\uff11", "\u09e7", "\U0001d7d9"]   # ² ٣ １ ১ 𝟙
 
 
-@pytest.fixture(scope="module")
-def target():
-    return boot().target()
-
-
 @pytest.fixture
-def session(target) -> Session:
-    return Session(target)
+def session(booted) -> Session:
+    """The default x86 machine, shared read-only (tests/conftest.py)."""
+    return Session(booted("x86").target())
 
 
 # -- numbers in expressions -------------------------------------------------------------------

@@ -14,7 +14,6 @@ from hypothesis import given, settings, strategies as st
 import pooltag.db
 from commands.session import Session
 from commands.testing import run
-from kdsim.scenarios import boot
 from tests.support import POOLTAG_TXT
 from pooltag import ENV_VAR, TagDatabase, check_file
 from pooltag.parser import (MAX_FILE_BYTES, MAX_LINE_CHARS, decode, parse_bytes, parse_text,
@@ -176,14 +175,10 @@ def test_any_bytes_after_any_bom_parse(data):
 
 # --- paths -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def target():
-    return boot().target()
-
-
 @pytest.fixture
-def session(target) -> Session:
-    return Session(target)
+def session(booted) -> Session:
+    """The default x86 machine, shared read-only (tests/conftest.py)."""
+    return Session(booted("x86").target())
 
 
 def _bad_paths(tmp_path: Path) -> dict[str, tuple[str, str]]:
