@@ -90,7 +90,7 @@ ONE_DUMP = ("A dump is one pool snapshot: !pooldiff -dump OTHER.dmp compares it 
 class SnapshotInfo:
     """One snapshot as the headers name it and -list shows it."""
 
-    number: int | None        # in the session; None for a dump or this target's state now
+    number: int | None        # in the session; null for a dump or this target's state now
     name: str | None          # the -save name, or the dump file
     kind: str                 # what took it: session open, break-in, Ctrl+C, saved, dump ...
     tick: int | None          # nt!KeTickCount
