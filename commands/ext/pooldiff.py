@@ -11,11 +11,13 @@ one at every break-in, and those `-save` takes), all read from memory:
   filter (`-tag Mm*`, as `!poolused` takes it).  Tags that grew by the same number of new
   blocks (and were allocated as often) are marked with one letter: probably one leak.  The
   large allocations that came and went (nt!PoolBigPageTable) follow the table.
-* `!pooldiff -dump OTHER.dmp`: the same table between this target and another dump of the
-  same machine, the earlier (by nt!KeTickCount) first.
+* `!pooldiff -dump OTHER.dmp`, in place of A and B: this target and another dump of the same
+  machine (same profile, scenario and seed), the earlier (by nt!KeTickCount) first.
 * `!pooldiff -stacks [TagString [A [B]]]`: with Driver Verifier pool tracking, the verified
-  drivers' outstanding allocations grouped by the allocation stack recorded in the verifier's
-  log (nt!VfPoolTraces), in UMDH's shape, biggest change first, and what could not be seen.
+  drivers' outstanding allocations at each snapshot matched with their allocation records in
+  the verifier's log (nt!VfPoolTraces, read from the newer target), grouped by stack, in
+  UMDH's shape, biggest change first; and what could not be seen: new blocks whose record
+  fell off the ring, and the allocations of drivers that are not verified (never logged).
 * `!pooldiff -history TagString`: a tag's outstanding allocations and bytes in every snapshot
   of the session, and a one-line sparkline of its bytes: block characters (U+2581..U+2588),
   or an ASCII ramp when the output's encoding cannot write them.  NO_COLOR is about colour,
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kdsim.control import DumpError, open_dump
@@ -184,13 +186,13 @@ class TagHistory:
 # -- the arguments ------------------------------------------------------------------------------
 @dataclass
 class Query:
-    form: str = "diff"
-    words: list[str] | None = None       # positional arguments
+    form: str = "diff"                   # diff, save, list, stacks or history
+    words: list[str] = field(default_factory=list)      # positional: snapshots, a name
     pattern: str | None = None
     sort: str = BY_BYTES
     pool: str = BOTH
-    path: str | None = None
-    options: list[str] | None = None     # -a, -p, -n, -tag as typed
+    path: str | None = None              # -dump
+    options: list[str] = field(default_factory=list)    # -a, -p, -n, -tag as typed
 
 
 def _tokens(args: str) -> list[tuple[str, bool]]:
@@ -209,8 +211,7 @@ def tag_pattern(text: str) -> str:
 
 
 def parse(args: str) -> Query:
-    q = Query(words=[], options=[])
-    assert q.words is not None and q.options is not None
+    q = Query()
     tokens = _tokens(args)
     i = 0
     while i < len(tokens):
@@ -225,10 +226,16 @@ def parse(args: str) -> Query:
             if q.form != "diff":
                 raise DebuggerError(f"-{q.form} and {low} do not go together")
             q.form = low[1:]
-        elif low == "-dump":
+        elif low in ("-dump", "-tag"):
             if i == len(tokens):
-                raise DebuggerError("-dump needs the file name of the other dump")
-            q.path, i = tokens[i][0], i + 1
+                raise DebuggerError("-dump needs the file name of the other dump"
+                                    if low == "-dump" else "-tag needs a TagString")
+            if low == "-dump":
+                q.path = tokens[i][0]
+            else:
+                q.options.append(low)
+                q.pattern = tag_pattern(tokens[i][0])
+            i += 1
         elif low in ("-a", "-p", "-n"):
             q.options.append(low)
             if low == "-a":
@@ -238,11 +245,6 @@ def parse(args: str) -> Query:
                                     "pools")
             else:
                 q.pool = PAGED_ONLY if low == "-p" else NONPAGED_ONLY
-        elif low == "-tag":
-            if i == len(tokens):
-                raise DebuggerError("-tag needs a TagString")
-            q.options.append(low)
-            q.pattern, i = tag_pattern(tokens[i][0]), i + 1
         else:
             raise DebuggerError(f"Unknown option '{word}' (!pooldiff -? shows the syntax)")
     _check_form(q)
@@ -250,27 +252,25 @@ def parse(args: str) -> Query:
 
 
 def _check_form(q: Query) -> None:
-    assert q.words is not None and q.options is not None
+    """Which options and how many positional words each form takes; -stacks and -history take
+    their TagString first."""
     if q.path is not None and q.form not in ("diff", "stacks"):
         raise DebuggerError(f"-dump goes with the table of changes or -stacks, not with "
                             f"-{q.form}")
-    most = {"diff": 2, "save": 1, "list": 0, "stacks": 3, "history": 1}[q.form]
+    allowed = ["-tag"] if q.form in ("stacks", "history") else [] if q.form != "diff" else None
+    if allowed is not None and any(o not in allowed for o in q.options):
+        bad = next(o for o in q.options if o not in allowed)
+        raise DebuggerError(f"{bad} applies to the table of changes, not to -{q.form}")
+    if q.form in ("stacks", "history") and q.words and q.pattern is None:
+        q.pattern = tag_pattern(q.words.pop(0))
+    if q.form == "history" and q.pattern is None:
+        raise DebuggerError("-history needs a TagString: !pooldiff -history Leak")
+    most = {"diff": 2, "stacks": 2, "save": 1, "list": 0, "history": 0}[q.form]
     if q.path is not None:
-        most = 1 if q.form == "stacks" else 0
+        most = 0
     if len(q.words) > most:
-        extra = q.words[most]
-        raise DebuggerError(f"Too many arguments: '{extra}' (!pooldiff -? shows the syntax)")
-    if q.form in ("stacks", "history"):
-        if q.options and q.options != ["-tag"]:
-            raise DebuggerError(f"{q.options[0]} applies to the table of changes, not to "
-                                f"-{q.form}")
-        if q.words and q.pattern is None:
-            q.pattern = tag_pattern(q.words.pop(0))
-        if q.form == "history" and q.pattern is None:
-            raise DebuggerError("-history needs a TagString: !pooldiff -history Leak")
-    elif q.form in ("save", "list") and q.options:
-        raise DebuggerError(f"{q.options[0]} applies to the table of changes, not to "
-                            f"-{q.form}")
+        raise DebuggerError(f"Too many arguments: '{q.words[most]}' (!pooldiff -? shows the "
+                            "syntax)")
 
 
 # -- snapshots ----------------------------------------------------------------------------------
@@ -369,15 +369,17 @@ def _counts(snapshot: Snapshot, pool: str, pattern: str | None) -> dict[int, Poo
 
 def _lockstep(rows: list[TagChange]) -> dict[str, str]:
     """Letters for tags that grew by the same number of new blocks, made as often."""
+    def grew(r: TagChange) -> tuple[int, int]:
+        return r.outstanding_diff, r.new.allocs - r.old.allocs
+
     groups: dict[tuple[int, int], list[str]] = {}
     for r in rows:
         if r.outstanding_diff >= LOCKSTEP_MIN:
-            groups.setdefault((r.outstanding_diff, r.new.allocs - r.old.allocs),
-                              []).append(r.tag)
+            groups.setdefault(grew(r), []).append(r.tag)
     marks: dict[str, str] = {}
-    for r in rows:
-        group = groups.get((r.outstanding_diff, r.new.allocs - r.old.allocs), [])
-        if len(group) > 1 and r.tag in group and r.tag not in marks:
+    for r in rows:                    # letters in the order the table shows the groups
+        group = groups.get(grew(r), [])
+        if len(group) > 1 and r.tag not in marks:
             letter = chr(ord("A") + len(set(marks.values())) % 26)
             marks.update({tag: letter for tag in group})
     return marks
@@ -389,13 +391,13 @@ def _large(old: Snapshot, new: Snapshot, pool: str, pattern: str | None) -> list
                 if (pool == BOTH or bool(e[2] & PAGED) == (pool == PAGED_ONLY))
                 and (pattern is None or tag_matches(pattern, e[1]))]
 
-    sums: dict[int, list[int]] = {}
+    sums: dict[str, list[int]] = {}
     for column, entries in ((0, new.large - old.large), (2, old.large - new.large)):
         for _, key, _, nbytes in shown(entries):
-            tally = sums.setdefault(key & 0x7FFFFFFF, [0, 0, 0, 0])
+            tally = sums.setdefault(display_tag(key), [0, 0, 0, 0])
             tally[column] += 1
             tally[column + 1] += nbytes
-    changes = [LargeChange(display_tag(key), *tally) for key, tally in sums.items()]
+    changes = [LargeChange(tag, *tally) for tag, tally in sums.items()]
     changes.sort(key=lambda c: (-(c.new_bytes - c.freed_bytes), c.tag))
     return changes
 
@@ -714,7 +716,6 @@ def render_pooldiff(result: object, session: "Session") -> str:
 def pooldiff(session: "Session", args: str
              ) -> PoolDiff | SnapshotList | StackDiff | TagHistory | SnapshotInfo:
     q = parse(args)
-    assert q.words is not None
     if q.form == "save":
         store = _store(session)
         name = q.words[0] if q.words else None

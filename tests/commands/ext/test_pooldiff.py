@@ -509,6 +509,12 @@ def test_bad_input_is_one_clear_line(hand, tmp_path) -> None:
         "!pooldiff -list -dump x.dmp": "-dump goes with the table of changes or -stacks, not "
                                        "with -list",
         "!pooldiff a b c": "Too many arguments: 'c' (!pooldiff -? shows the syntax)",
+        "!pooldiff -stacks Leak a b c": "Too many arguments: 'c' (!pooldiff -? shows the "
+                                        "syntax)",
+        "!pooldiff -stacks -tag Leak a b c": "Too many arguments: 'c' (!pooldiff -? shows the "
+                                             "syntax)",
+        "!pooldiff -dump x.dmp a": "Too many arguments: 'a' (!pooldiff -? shows the syntax)",
+        "!pooldiff -history Leak a": "Too many arguments: 'a' (!pooldiff -? shows the syntax)",
         "!pooldiff -frobnicate": "Unknown option '-frobnicate' (!pooldiff -? shows the syntax)",
         "!pooldiff -save before": "The name 'before' is taken by snapshot #1: choose another",
         "!pooldiff -save 7up": "'7up' is no snapshot name: a letter first, then letters, digits,"
