@@ -466,10 +466,11 @@ def _tracker_format(profile: Profile) -> tuple[struct.Struct, tuple[int, ...]]:
     return struct_of(tracker), tuple(names.index(f) for f in TRACKER_COUNTERS)
 
 
-def tracker_rows(target: "Target") -> list[tuple[int, ...]]:
-    """TRACKER_COUNTERS of every used slot of nt!PoolTrackTable (the tag ULONG first)."""
-    table = nt_global(target, "PoolTrackTable")
-    size = nt_global(target, "PoolTrackTableSize")
+def tracker_rows(target: "Target", table_name: str = "PoolTrackTable") -> list[tuple[int, ...]]:
+    """TRACKER_COUNTERS of every used slot of nt!PoolTrackTable (or of another tracker table
+    of the same layout, whose size is at nt!<table_name>Size), the tag ULONG first."""
+    table = nt_global(target, table_name)
+    size = nt_global(target, f"{table_name}Size")
     entry, fields = _tracker_format(target.profile)
     raw = target.read(table, size * entry.size)
     key = fields[0]

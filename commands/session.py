@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from kdsim.control import win32_error
 
 from .poolread import live_tags
+from .poolsnapshots import PoolSnapshots
 from .render import colorize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,6 +145,7 @@ class Session:
         self.pager: Pager | None = None
         self.script_depth = 0
         self.quit_requested = False
+        self.pool_snapshots = PoolSnapshots(target)       # the first: the session opens
 
     # -- the target ------------------------------------------------------------------------
     @property

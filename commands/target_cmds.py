@@ -25,6 +25,7 @@ from kdsim.control import FLAG_NAMES, MachineStopped, Stop, VerifierSettings, pa
 from .errors import DebuggerError, ParseError
 from .expr import evaluate
 from .ext.verifier import read_drivers
+from .poolsnapshots import REBOOTED
 from .registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -163,6 +164,7 @@ def go(session: "Session", args: str) -> str:
         raise DebuggerError("The machine has stopped at a bug check; .reboot restarts it.") \
             from None
     session.processor = result.processor
+    session.pool_snapshots.after_run(target, result.stop, pressed[0])
     if result.stop is Stop.BUGCHECK:
         return fatal_error_text(target)
     if result.stop is Stop.POOL_HIT:       # nt!PoolHitTag: DbgBreakPoint in the tag tracker
@@ -224,6 +226,7 @@ def verifier_settings(session: "Session", args: str) -> str:
 def reboot(session: "Session", args: str) -> str:
     session.target = _live(session, ".reboot", args).reboot()
     session.processor = 0
+    session.pool_snapshots.record(session.target, REBOOTED)
     arch = session.target.arch
     lines = ["Shutdown occurred...unloading all symbol tables.", "Waiting to reconnect...",
              f"Connected to Windows 7 {BUILD} {'x64' if arch.ptr_size == 8 else 'x86 compatible'}"

@@ -29,12 +29,13 @@ from .snapshot import load as load_snapshot
 from .snapshot import save as write_snapshot
 from .target import Target
 from .version import version
-from .verifier import FLAG_NAMES, VerifierSettings, parse_settings
+from .verifier import FLAG_NAMES, POOL_TRACKING, VerifierSettings, parse_settings
 
 __all__ = ["Control", "RunResult", "Stop", "MachineStopped", "open_machine", "open_dump",
-           "open_snapshot", "save_snapshot", "read_regular", "NotRegularFile", "FileTooLarge", "save_dump", "SnapshotError", "Progress", "version", "list_scenarios", "scenario_lab", "Lab", "VerifierSettings",
-           "parse_settings", "FLAG_NAMES", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError",
-           "win32_error", "cannot_create"]
+           "open_snapshot", "save_snapshot", "save_dump", "SnapshotError", "Progress", "version",
+           "list_scenarios", "scenario_lab", "Lab", "VerifierSettings", "parse_settings",
+           "FLAG_NAMES", "POOL_TRACKING", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError",
+           "read_regular", "NotRegularFile", "FileTooLarge", "win32_error", "cannot_create"]
 
 
 class Control(Protocol):

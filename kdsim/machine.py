@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from .arch import Arch
 from .bugcheck import BugCheck
+from .layouts import profile_for
 from .live import LiveControl
 from .memory import AddressSpace, MemoryFault
 from .mm import DEFAULT_MEMORY, MachineMemory, MemoryManager
@@ -62,6 +63,8 @@ class Machine:
         self.stops = StopRecorder(self)
         self.verifier = Verifier(self, verifier)
         self.stops.record_break(0, self.verifier.current_thread(0))
+        self.system_time = profile_for(arch).system_time
+        self.sym_tick = self.g.var("KeTickCount", self.system_time.sizeof())
 
     # -- life cycle ------------------------------------------------------------------------
     def reboot(self) -> "Machine":
@@ -82,7 +85,14 @@ class Machine:
             self.workload.step(n)
         except BugCheck as bc:
             self.stop(bc)
+        self._publish_ticks()
         return self.crash
+
+    def _publish_ticks(self) -> None:
+        """nt!KeTickCount: the workload's clock, in ticks since boot, as Windows keeps it."""
+        t = self.workload.t
+        self.memory.write(self.sym_tick, self.system_time.build(
+            {"LowPart": t & 0xFFFFFFFF, "High1Time": t >> 32, "High2Time": t >> 32}))
 
     def stop(self, bc: BugCheck) -> None:
         """KeBugCheckEx: record the code and parameters where the debugger reads them."""

@@ -77,10 +77,12 @@ def _pool_count(allocs: int, frees: int, used: int) -> PoolCount:
     return PoolCount(allocs, frees, diff - (1 << 32) if diff >> 31 else diff, used)
 
 
-def tracker_entries(target: "Target") -> list[tuple[int, PoolCount, PoolCount]]:
-    """(tag ULONG, nonpaged, paged) for every used slot of nt!PoolTrackTable."""
+def tracker_entries(target: "Target", table_name: str = "PoolTrackTable"
+                    ) -> list[tuple[int, PoolCount, PoolCount]]:
+    """(tag ULONG, nonpaged, paged) for every used slot of nt!PoolTrackTable (or another
+    tracker table: `tracker_rows`)."""
     return [(key, _pool_count(npa, npf, npb), _pool_count(pa, pf, pb))
-            for key, npa, npf, npb, pa, pf, pb in tracker_rows(target)]
+            for key, npa, npf, npb, pa, pf, pb in tracker_rows(target, table_name)]
 
 
 def _sum(counts: list[PoolCount]) -> PoolCount:

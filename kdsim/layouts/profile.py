@@ -42,6 +42,7 @@ class Profile:
     # processors and stops: _KPRCB (through the pool lookaside arrays) and one stack frame
     kprcb: Construct
     stack_frame: Construct
+    system_time: Construct                      # _KSYSTEM_TIME: nt!KeTickCount
     context_registers: tuple[str, str, str]     # instruction, stack, frame pointer in _KPRCB
     routines: Mapping[str, str]                 # logical routine -> `Function+0xoffset`
     break_frames: tuple[str, ...]               # the debugger break on top of a stop

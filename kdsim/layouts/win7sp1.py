@@ -19,7 +19,7 @@ from typing import TypedDict
 
 from construct import (
     Array, BitStruct, BitsInteger, ByteSwapped, Bytes, Construct, Int8ul, Int16ul, Int32ul,
-    Int64ul, Padding, Struct,
+    Int32sl, Int64ul, Padding, Struct,
 )
 
 from ..arch import X64, X86
@@ -217,6 +217,17 @@ def _stack_frame(ptr: Construct) -> Construct:
     x86 EBP frame; x64 is modelled the same way)."""
     return Struct("Next" / ptr, "ReturnAddress" / ptr, "Args" / Array(FRAME_ARGS, ptr))
 
+
+# -- the clock ----------------------------------------------------------------------------------
+# _KSYSTEM_TIME, as nt!KeTickCount holds the ticks since boot on both architectures: the low
+# ULONG and the high part twice (written High2Time first, High1Time last, so that a reader
+# that finds High1Time == High2Time knows the three agree).
+KSYSTEM_TIME = Struct(
+    "LowPart" / Int32ul,
+    "High1Time" / Int32sl,
+    "High2Time" / Int32sl,
+)
+
 # -- Driver Verifier and special pool ----------------------------------------------------------
 class _VerifierStructures(TypedDict):
     pool_trace: Construct
@@ -358,7 +369,7 @@ WIN7SP1_X86 = Profile(
     pool_header=POOL_HEADER_X86, tracker=POOL_TRACKER_TABLE_X86,
     big_page=POOL_TRACKER_BIG_PAGES_X86, descriptor=POOL_DESCRIPTOR_X86,
     lookaside=GENERAL_LOOKASIDE_POOL_X86, **_verifier(Int32ul),
-    kprcb=KPRCB_X86, stack_frame=_stack_frame(Int32ul),
+    kprcb=KPRCB_X86, stack_frame=_stack_frame(Int32ul), system_time=KSYSTEM_TIME,
     context_registers=("Eip", "Esp", "Ebp"), routines=ROUTINES_X86,
     break_frames=("RtlpBreakWithStatusInstruction", "KiBugCheckDebugBreak+0x1c",
                   "KeBugCheck2+0x68b", "KeBugCheckEx+0x1e"),
@@ -370,7 +381,7 @@ WIN7SP1_X64 = Profile(
     pool_header=POOL_HEADER_X64, tracker=POOL_TRACKER_TABLE_X64,
     big_page=POOL_TRACKER_BIG_PAGES_X64, descriptor=POOL_DESCRIPTOR_X64,
     lookaside=GENERAL_LOOKASIDE_POOL_X64, **_verifier(Int64ul),
-    kprcb=KPRCB_X64, stack_frame=_stack_frame(Int64ul),
+    kprcb=KPRCB_X64, stack_frame=_stack_frame(Int64ul), system_time=KSYSTEM_TIME,
     context_registers=("Rip", "Rsp", "Rbp"), routines=ROUTINES_X64,
     break_frames=("RtlpBreakWithStatusInstruction", "KiBugCheckDebugBreak+0x12",
                   "KeBugCheck2+0x71e", "KeBugCheckEx+0x104"),

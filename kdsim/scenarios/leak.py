@@ -8,6 +8,8 @@ on the machine is logged too: the registry flushing hives frees one-page buffers
 which is why the log can hold an older free of the address a `Leak` block now occupies.
 `!poolused 4` puts `Leak` first, `!poolfind Leak` lists the large allocations, and
 `!verifier 0x80 ADDRESS` shows myfault's stack.  `g` lets NotMyFault run on: the leak grows.
+The last hint offers the advanced path: `!pooldiff` between two break-ins, and `!pooldiff
+-stacks Leak` for the stacks that hold what grew (kdsim/scenarios/leak-pooldiff.cmd).
 """
 from __future__ import annotations
 
@@ -49,6 +51,9 @@ HINTS = (
     "The stack reads myfault+0x11f6, called from myfault's DeviceIoControl handler "
     "(nt!IopXxxControlFile, nt!NtDeviceIoControlFile).  g lets the machine run on; "
     "!poolused 4 then shows more Leak blocks, none freed.",
+    "The advanced path, a kernel-mode UMDH: !pooldiff -save before, g 0n30000, then !pooldiff "
+    "lists what grew between the two snapshots (Leak first, by whole 0xfa000 blocks) and "
+    "!pooldiff -stacks Leak groups the new blocks by the allocation stack the verifier logged.",
 )
 
 LAB = Lab(

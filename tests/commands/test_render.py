@@ -56,7 +56,8 @@ def _healthy_lines(session: Session, tmp_path: Path) -> list[str]:
             "!analyze -show 19 20 1 2", "!lookaside", f"!pool {block:x} 3",
             "!pool poi(nt!PoolBigPageTable)", f"!poolval {block:x} 3", "!poolused 4",
             "!vm 1", "!verifier 0xf", "!verifier 4", f".dump /o {tmp_path / 'mini.dmp'}",
-            f".snapshot /o {tmp_path / 'live.snap'}"]
+            f".snapshot /o {tmp_path / 'live.snap'}", "!pooldiff -save json", "!pooldiff",
+            "!pooldiff -list", "!pooldiff -history Irp"]
 
 
 def _crashed_lines(session: Session) -> list[str]:
@@ -66,7 +67,7 @@ def _crashed_lines(session: Session) -> list[str]:
     assert _json(session, ".bugcheck")["code"] == 0xD6
     block = _json(session, "!verifier 0x80 4")["records"][0]["address"]
     return ["!analyze", "!analyze -v", "kb", f"!pool {block:x}", "!verifier 3",
-            f"!verifier 0x80 {block + 1:x}", "!poolfind DrvA 2"]
+            f"!verifier 0x80 {block + 1:x}", "!poolfind DrvA 2", "!pooldiff"]
 
 
 @pytest.mark.parametrize("arch", ["x86", "x64"])
