@@ -37,6 +37,7 @@ SETTINGS: dict[str, Setting] = {
     "more": Setting(False, (False, True), "page long output on a terminal (.more on|off)"),
     "output": Setting("text", ("text", "json"),
                       "command results as the debugger's text or as JSON (.output text|json)"),
+    "explain": Setting(False, (False, True), "!pool and !poolmap explain why each block is there"),
 }
 
 

@@ -103,7 +103,8 @@ def test_settings_list_and_set(session):
         "    pooltag_file     : none\n"
         "    color            : auto\n"
         "    more             : off\n"
-        "    output           : text\n")
+        "    output           : text\n"
+        "    explain          : off\n")
     assert run(session, ".settings set radix=10; .settings set poolused_layout=new") == ""
     assert session.settings["radix"] == 10
     assert session.settings["poolused_layout"] == "new"

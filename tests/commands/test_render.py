@@ -55,7 +55,7 @@ def _healthy_lines(session: Session, tmp_path: Path) -> list[str]:
             f"dt nt!_POOL_HEADER {block:x}", "k", "kb", "kn", ".bugcheck",
             "!analyze -show 19 20 1 2", "!lookaside", f"!pool {block:x} 3",
             "!pool poi(nt!PoolBigPageTable)", f"!poolval {block:x} 3", "!poolused 4",
-            "!vm 1", "!verifier 0xf", "!verifier 4", f".dump /o {tmp_path / 'mini.dmp'}",
+            "!vm 1", "!poolmap Paged", f"!poolmap {block:x}", "!verifier 0xf", "!verifier 4", f".dump /o {tmp_path / 'mini.dmp'}",
             f".snapshot /o {tmp_path / 'live.snap'}"]
 
 
