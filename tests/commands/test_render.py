@@ -56,7 +56,7 @@ def _healthy_lines(session: Session, tmp_path: Path) -> list[str]:
             "!analyze -show 19 20 1 2", "!lookaside", f"!pool {block:x} 3",
             "!pool poi(nt!PoolBigPageTable)", f"!poolval {block:x} 3", "!poolused 4",
             "!vm 1", "!poolmap Paged", f"!poolmap {block:x}", "!verifier 0xf", "!verifier 4", f".dump /o {tmp_path / 'mini.dmp'}",
-            f".snapshot /o {tmp_path / 'live.snap'}"]
+            f".snapshot /o {tmp_path / 'live.snap'}", f".report {tmp_path / 'pool.html'}"]
 
 
 def _crashed_lines(session: Session) -> list[str]:
