@@ -223,7 +223,7 @@ def list_heads_holder(target: "Target", header: "PoolHeader",
             if at == head:
                 break
             position += 1
-            if at == entry:
+            if at == entry and not found:
                 found = position
     except MemoryFault:
         pass

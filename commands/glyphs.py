@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .poolcensus import PINNED_RULE
+
 
 @dataclass(frozen=True)
 class Glyph:
@@ -23,7 +25,7 @@ LOW = Glyph(".", "\x1b[2m", "under 1/4 of the page in use")
 QUARTER = Glyph(":", "\x1b[36m", "1/4 to 1/2")
 HALF = Glyph("+", "\x1b[32m", "1/2 to 3/4")
 FULL = Glyph("#", "\x1b[1;32m", "3/4 or more")
-PINNED = Glyph("p", "\x1b[1;35m", "pinned")
+PINNED = Glyph("p", "\x1b[1;35m", f"pinned: {PINNED_RULE}")
 LARGE = Glyph("L", "\x1b[34m", "large allocation")
 CORRUPT = Glyph("!", "\x1b[1;31m", "headers that do not chain to the page end")
 TAGGED = Glyph("@", "\x1b[1;33;7m", "holds a block of the tag")

@@ -9,8 +9,10 @@ time needs `!pooldiff` snapshots: `growth_chart` takes their series and the page
 top tag's bytes; until a session has snapshots the section says there are none.
 
 The page is written from a Jinja2 template (report.html.j2 beside this module) with
-autoescaping on, since tags and descriptions come from memory and from the user's tag file;
-the data the page's script reads is embedded as JSON.  Nothing is fetched: CSS, script and
+autoescaping on, since tags and descriptions come from memory and from the user's tag file.
+The pages' `!pool` texts are most of the report (about 40 MB at the first seed case's full
+size): they are embedded as JSON compressed with gzip in base64, which the page's script
+opens with the browser's DecompressionStream.  Nothing is fetched: CSS, script and
 SVG are inline and a Content-Security-Policy forbids every request.  The file is written to a
 temporary file in the same directory, then renamed over the target, so a reader never sees
 half a report and a failed write leaves the old one; a target that exists and is not a
@@ -18,6 +20,9 @@ regular file (a directory, a device, a FIFO, a link) is refused.
 """
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import os
 import stat
 import tempfile
@@ -156,8 +161,10 @@ def build_report(session: "Session", growth: Sequence[GrowthSeries] = ()) -> tup
     machine = f"{target.profile.title}, {target.processors} processors" + (
         f", seed {target.meta['seed']}" if "seed" in target.meta else "")
     top = [str(row["tag"]) for pool in pools for row in pool["top"][:3]]  # type: ignore[index]
+    packed = base64.b64encode(gzip.compress(json.dumps(texts).encode("utf-8"), mtime=0))
     html = _template().render(
-        title=title, machine=machine, pools=pools, pages=texts, columns=GRID_COLUMNS,
+        title=title, machine=machine, pools=pools, pages=packed.decode("ascii"),
+        columns=GRID_COLUMNS,
         digits=target.arch.hex_digits, pinned_rule=PINNED_RULE,
         growth=growth_chart(growth, list(dict.fromkeys(top))))
     return html, {str(p["name"]): int(p["pages"]) for p in pools}  # type: ignore[call-overload]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from kdsim.layouts import PAGE_MASK, PAGE_SIZE
@@ -136,7 +137,13 @@ def check_tag(text: str) -> str:
 
 # -- the pool map -------------------------------------------------------------------------------
 def _holds(page: PageSummary, pattern: str) -> int:
-    return sum(n for tag, n in page.tags.items() if tag_matches(pattern, tag))
+    """Bytes the page has in use in blocks whose tag matches."""
+    return sum(n for tag, n in page.tags.items() if _matches(pattern, tag))
+
+
+@lru_cache(maxsize=4096)
+def _matches(pattern: str, tag: str) -> bool:
+    return tag_matches(pattern, tag)
 
 
 def pool_map(session: "Session", pool: str, pattern: str | None) -> PoolMap:
@@ -218,7 +225,7 @@ def _legend(items: list[Glyph], width: int, first: str = "Legend: ") -> list[str
             line = indent
         line += ("  " if line.strip() and line != first else "") + item
     lines.append(line)
-    return [piece for text in lines for piece in _wrap(text, width, indent)]
+    return [piece for text in lines for piece in _wrap(text, width, indent + "  ")]
 
 
 def render_pool_map(result: PoolMap, session: "Session") -> str:
@@ -240,7 +247,7 @@ def render_pool_map(result: PoolMap, session: "Session") -> str:
              f"free: {census.free} bytes inside these pages"
              + (f", {census.cached} of them in freed blocks on lookaside and deferred-free "
                 f"lists" if census.cached else ""),
-             f"pinned: {counted(census.pinned, 'page')} ({share}): {PINNED_RULE}"]
+             f"pinned: {counted(census.pinned, 'page')} ({share})"]
     if result.tag is not None:
         pages = counted(result.tag_pages, "page")
         facts.append(f"tag {result.tag}: {result.tag_bytes} bytes in use on {pages}, shown "

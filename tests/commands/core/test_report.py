@@ -4,6 +4,8 @@ cell per pool page, a click shows what `!pool` prints, a screenshot), skipped wi
 a machine without a browser."""
 from __future__ import annotations
 
+import base64
+import gzip
 import html
 import json
 import os
@@ -30,9 +32,11 @@ needs_browser = pytest.mark.skipif(
 
 
 def _pages(text: str) -> dict[str, str]:
-    found = re.search(r'<script type="application/json" id="pages">(.*?)</script>', text, re.S)
+    """The pages' !pool texts the report embeds (JSON, gzip, base64)."""
+    found = re.search(r'<script type="application/octet-stream" id="pages">(.*?)</script>',
+                      text, re.S)
     assert found is not None
-    return json.loads(found[1])
+    return json.loads(gzip.decompress(base64.b64decode(found[1])))
 
 
 # -- the page -------------------------------------------------------------------------------------
@@ -149,7 +153,14 @@ def _cells(browser: Chromium, pool: str) -> int:
 
 
 def _shown(browser: Chromium) -> str:
-    return browser.evaluate("document.getElementById('blocks').textContent")
+    """The clicked page's text, once the page's script has shown one (it opens the embedded
+    texts asynchronously)."""
+    for _ in range(250):
+        text = browser.evaluate("document.getElementById('blocks').textContent")
+        if text.startswith("Pool page"):
+            return text
+        browser.evaluate("new Promise(done => setTimeout(done, 20))")
+    return text
 
 
 @needs_browser
@@ -190,10 +201,6 @@ def test_clicking_a_page_shows_its_blocks_and_the_filter_marks_a_tag(fragmented,
         " return [c.dataset.a, r.x + r.width / 2, r.y + r.height / 2]; })()")
     address, x, y = box
     browser.click(x, y)
-    for _ in range(50):
-        if _shown(browser).startswith("Pool page"):
-            break
-        browser.evaluate("new Promise(done => setTimeout(done, 20))")
     assert _shown(browser) == run(session, f"!pool {address}")
     browser.evaluate("(() => { const f = document.getElementById('filter'); f.value = 'MmCm';"
                      " f.dispatchEvent(new Event('input')); })()")

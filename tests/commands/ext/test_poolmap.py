@@ -55,14 +55,15 @@ X86_MAP = """\
 NonPaged pool: 52 pages in use (208 Kb), in address order; 1 cell = 1 page
   in use: 206872 bytes (what !poolused counts)
   free: 6120 bytes inside these pages
-  pinned: 1 page (1.9 %): at most 1/8 of the page (0x200 bytes) in use, in at
-    most 4 blocks
+  pinned: 1 page (1.9 %)
 
 f8000000  LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL#+pLL
 
 Legend: . under 1/4 of the page in use  : 1/4 to 1/2  + 1/2 to 3/4
-        # 3/4 or more  p pinned  L large allocation
-        ! headers that do not chain to the page end
+        # 3/4 or more
+        p pinned: at most 1/8 of the page (0x200 bytes) in use, in at most 4
+          blocks
+        L large allocation  ! headers that do not chain to the page end
 Pinned pages hold blocks of: ReEv 1 (pages each)
 """
 
@@ -70,15 +71,17 @@ X86_TAG_MAP = """\
 NonPaged pool: 52 pages in use (208 Kb), in address order; 1 cell = 1 page
   in use: 206872 bytes (what !poolused counts)
   free: 6120 bytes inside these pages
-  pinned: 1 page (1.9 %): at most 1/8 of the page (0x200 bytes) in use, in at
-    most 4 blocks
+  pinned: 1 page (1.9 %)
   tag ReEv: 24 bytes in use on 1 page, shown @
 
 f8000000  LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL#+@LL
 
 Legend: . under 1/4 of the page in use  : 1/4 to 1/2  + 1/2 to 3/4
-        # 3/4 or more  p pinned  L large allocation
-        ! headers that do not chain to the page end  @ holds a block of the tag
+        # 3/4 or more
+        p pinned: at most 1/8 of the page (0x200 bytes) in use, in at most 4
+          blocks
+        L large allocation  ! headers that do not chain to the page end
+        @ holds a block of the tag
 Pinned pages hold blocks of: ReEv 1 (pages each)
 """
 
@@ -108,15 +111,16 @@ X64_MAP = """\
 NonPaged pool: 68 pages in use (272 Kb), in address order; 1 cell = 1 page
   in use: 272416 bytes (what !poolused counts)
   free: 6112 bytes inside these pages
-  pinned: 1 page (1.5 %): at most 1/8 of the page (0x200 bytes) in use, in at
-    most 4 blocks
+  pinned: 1 page (1.5 %)
 
 fffffa8000c00000  LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL
 fffffa8000c38000  LLLLLLL#+pLL
 
 Legend: . under 1/4 of the page in use  : 1/4 to 1/2  + 1/2 to 3/4
-        # 3/4 or more  p pinned  L large allocation
-        ! headers that do not chain to the page end
+        # 3/4 or more
+        p pinned: at most 1/8 of the page (0x200 bytes) in use, in at most 4
+          blocks
+        L large allocation  ! headers that do not chain to the page end
 Pinned pages hold blocks of: ReEv 1 (pages each)
 """
 
@@ -124,16 +128,18 @@ X64_TAG_MAP = """\
 NonPaged pool: 68 pages in use (272 Kb), in address order; 1 cell = 1 page
   in use: 272416 bytes (what !poolused counts)
   free: 6112 bytes inside these pages
-  pinned: 1 page (1.5 %): at most 1/8 of the page (0x200 bytes) in use, in at
-    most 4 blocks
+  pinned: 1 page (1.5 %)
   tag ReEv: 32 bytes in use on 1 page, shown @
 
 fffffa8000c00000  LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL
 fffffa8000c38000  LLLLLLL#+@LL
 
 Legend: . under 1/4 of the page in use  : 1/4 to 1/2  + 1/2 to 3/4
-        # 3/4 or more  p pinned  L large allocation
-        ! headers that do not chain to the page end  @ holds a block of the tag
+        # 3/4 or more
+        p pinned: at most 1/8 of the page (0x200 bytes) in use, in at most 4
+          blocks
+        L large allocation  ! headers that do not chain to the page end
+        @ holds a block of the tag
 Pinned pages hold blocks of: ReEv 1 (pages each)
 """
 
