@@ -15,7 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from itertools import groupby
 from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
+
+from .glyphs import COLOURS, MAP_ROW
 
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import Command
@@ -176,6 +179,10 @@ def _colorize_line(line: str, kind: str) -> str:
     if kind == "echo":
         prompt, sep, command = body.partition("> ")
         return f"{STYLES['echo']}{prompt}{sep}{RESET}{command}{end}"
+    row = MAP_ROW.match(body)
+    if row:                                  # a `!poolmap` row: each run of cells its colour
+        return row["lead"] + "".join(f"{COLOURS[c]}{''.join(run)}{RESET}"
+                                     for c, run in groupby(row["cells"])) + end
     return _TOKENS.sub(_paint, body) + end
 
 

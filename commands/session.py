@@ -54,6 +54,7 @@ SETTINGS: dict[str, Setting] = {
                       "command results as the debugger's text or as JSON (.output text|json)"),
     "max_output_lines": Setting(0, None, "stop a command's result after this many lines, "
                                 "for scripted runs (0: no limit)", line_count),
+    "explain": Setting(False, (False, True), "!pool and !poolmap explain why each block is there"),
 }
 
 

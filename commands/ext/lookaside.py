@@ -29,12 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kdsim.layouts import POOL_SMALL_LISTS, struct_of
+from kdsim.layouts import struct_of
 from pooltag import display_tag
 
 from ..core.dt import POOL_TYPES
 from ..errors import couldnt_resolve, syntax_error_at
 from ..expr import evaluate, parse_leading
+from ..freelists import lookaside_lists
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,21 +102,9 @@ def read_lookaside(target: "Target", address: int) -> Lookaside:
 def pool_lookasides(target: "Target", per_processor: bool) -> list[int]:
     """Addresses of the pool's lookaside lists: the system-wide (L) lists, nonpaged then
     paged by block size, then with `per_processor` every processor's (P) lists."""
-    ptr = target.arch.ptr_size
-    count = target.read_u32(_symbol(target, "nt!KeNumberProcessors"))
-    block = _symbol(target, "nt!KiProcessorBlock")
-    prcbs = [target.read_ptr(block + cpu * ptr) for cpu in range(count)]
-    offsets = [target.profile.offset("kprcb", name)
-               for name in ("PPNPagedLookasideList", "PPPagedLookasideList")]
-
-    def pair(prcb: int, paged: int, i: int) -> tuple[int, int]:
-        slot = prcb + offsets[paged] + i * 2 * ptr
-        return target.read_ptr(slot), target.read_ptr(slot + ptr)
-
-    shared = [pair(prcbs[0], paged, i)[1] for paged in (0, 1) for i in range(POOL_SMALL_LISTS)]
-    own = [pair(prcb, paged, i)[0] for prcb in prcbs for paged in (0, 1)
-           for i in range(POOL_SMALL_LISTS)] if per_processor else []
-    return shared + own
+    for name in ("nt!KeNumberProcessors", "nt!KiProcessorBlock"):
+        _symbol(target, name)
+    return [la.address for la in lookaside_lists(target) if per_processor or la.cpu is None]
 
 
 def _symbol(target: "Target", name: str) -> int:

@@ -22,7 +22,10 @@ from kdsim.layouts import PAGE_MASK
 from kdsim.target import MemoryFault
 from pooltag import display_tag, pool_description
 
+from ..explain import (BLOCK, Note, explain_large, explain_small, explain_special,
+                       explain_unreadable, note_lines, notes_for)
 from ..expr import address_and_number
+from ..freelists import cached_blocks
 from ..poolread import (PREVIOUS, SPECIAL_REGION, TOO_LARGE, BigPage, PageCheck, PoolHeader,
                         PoolReader, SpecialBlock, WalkError, row_text, special_line)
 from ..registry import command
@@ -69,6 +72,7 @@ class PoolPage:
     unreadable: bool = False
     error: WalkError | None = None
     check: PageCheck | None = None     # the diagnosis of a page whose walk failed
+    notes: list[Note] = field(default_factory=list)   # explain mode: why each block is there
 
 
 # -- computing ----------------------------------------------------------------------------------
@@ -107,6 +111,23 @@ def inspect_page(session: "Session", address: int, flags: int = 0) -> PoolPage:
         if marked and describe:
             result.description = describe_for_pool(session, h.tag)
     return result
+
+
+def explain_page(target: "Target", result: PoolPage) -> list[Note]:
+    """The explain-mode notes for a page `inspect_page` read."""
+    if result.special is not None:
+        return explain_special(target, result.special)
+    if result.large is not None:
+        return explain_large(target, result.large)
+    if result.unreadable:
+        return explain_unreadable(result.page)
+    reader = PoolReader(target)
+    data = reader.read_page(result.page)
+    if data is None:
+        return explain_unreadable(result.page)
+    headers = reader.walk(result.page, data).headers
+    return explain_small(target, result.page, headers, result.check, cached_blocks(target),
+                         {row.header.address for row in result.rows})
 
 
 def _contents(target: "Target", h: PoolHeader) -> list[int | None]:
@@ -187,8 +208,11 @@ def render_pool(result: PoolPage, session: "Session") -> str:
             lines.append(result.description)
         if row.contents is not None:
             lines += _content_lines(arch, row)
+        lines += note_lines(notes_for(result.notes, row.header.address))
     if result.error is not None:
         lines += corruption_lines(arch, result)
+    shown = {row.header.address for row in result.rows}
+    lines += note_lines([n for n in result.notes if n.about != BLOCK or n.address not in shown])
     return "\n".join(lines) + "\n"
 
 
@@ -199,5 +223,8 @@ def render_pool(result: PoolPage, session: "Session") -> str:
               "block, 0x80000000 omits the tag description.")
 def pool(session: "Session", args: str) -> PoolPage:
     address, flags = address_and_number(args, session.target, session.settings["radix"])
-    return inspect_page(session, address, flags & 0xFFFFFFFF)
+    result = inspect_page(session, address, flags & 0xFFFFFFFF)
+    if session.settings.get("explain"):
+        result.notes = explain_page(session.target, result)
+    return result
 

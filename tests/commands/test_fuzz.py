@@ -49,7 +49,7 @@ SLOW_COMMANDS = {".reboot": 6, "g": 60}     # at most this many lines (each cost
 INTERNAL = re.compile(r"internal error", re.IGNORECASE)
 MAX_RANGE = 0x400                # display ranges, in elements or bytes
 MAX_TICKS = 0x200
-WRITERS = {".dump", ".logopen", ".logappend"}     # their FileName is written, never read
+WRITERS = {".dump", ".logopen", ".logappend", ".report"}    # their FileName is written
 
 UNICODE_DIGITS = ["\u00b2", "\u0663", "\uff11", "\u09e7", "\U0001d7d9", "\u2167"]
 SYMBOLS = ["nt!PoolHitTag", "nt!PoolBigPageTable", "nt!PoolTrackTable", "nt!PoolBigPageTableSize",

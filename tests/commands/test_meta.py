@@ -172,7 +172,8 @@ def test_settings_list_and_set(session):
         "    color            : auto\n"
         "    more             : off\n"
         "    output           : text\n"
-        "    max_output_lines : 0\n")
+        "    max_output_lines : 0\n"
+        "    explain          : off\n")
     assert run(session, ".settings set radix=10; .settings set poolused_layout=new") == ""
     assert session.settings["radix"] == 10
     assert session.settings["poolused_layout"] == "new"

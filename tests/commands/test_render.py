@@ -55,8 +55,9 @@ def _healthy_lines(session: Session, tmp_path: Path) -> list[str]:
             f"dt nt!_POOL_HEADER {block:x}", "k", "kb", "kn", ".bugcheck",
             "!analyze -show 19 20 1 2", "!lookaside", f"!pool {block:x} 3",
             "!pool poi(nt!PoolBigPageTable)", f"!poolval {block:x} 3", "!poolused 4",
-            "!vm 1", "!verifier 0xf", "!verifier 4", f".dump /o {tmp_path / 'mini.dmp'}",
-            f".snapshot /o {tmp_path / 'live.snap'}", "!pooldiff -save json", "!pooldiff",
+            "!vm 1", "!poolmap Paged", f"!poolmap {block:x}", "!verifier 0xf", "!verifier 4",
+            f".dump /o {tmp_path / 'mini.dmp'}", f".snapshot /o {tmp_path / 'live.snap'}",
+            f".report {tmp_path / 'pool.html'}", "!pooldiff -save json", "!pooldiff",
             "!pooldiff -list", "!pooldiff -history Irp"]
 
 

@@ -338,3 +338,43 @@ def test_every_line_of_pool_has_the_real_layout(session, tag, pool):
         sizes = [int(r["size"], 16) for r in rows]
         prevs = [int(r["prev"], 16) for r in rows]
         assert prevs == [0] + sizes[:-1] and sum(sizes) == 0x1000
+
+
+# -- explain mode ---------------------------------------------------------------------------------
+def test_explain_adds_lines_after_the_rows_and_nothing_else(x86):
+    session, _ = x86
+    run(session, ".settings set explain=on")
+    explained = run(session, "!pool f802fdd8").splitlines()
+    notes = [line for line in explained if line.startswith("    -- ")]
+    assert [line for line in explained if line not in notes] == X86_PAGE.splitlines()
+    assert explained[3] == (
+        "    -- free: on ListHeads[394] of nt!NonPagedPoolDescriptor (entry 1 of 1), the list "
+        "of free 0xc58-byte chunks; an allocation of up to 0xc50 bytes may be cut from it")
+    assert notes[-2:] == [
+        "    -- page f802f000: 0x368 of 0x1000 bytes in use (21 %) by 4 blocks, 0xc98 free in "
+        "2 chunks",
+        "    -- the page goes back to the pool when its last 4 blocks are freed"]
+    run(session, ".settings set explain=off")
+    assert run(session, "!pool f802fdd8") == X86_PAGE
+
+
+@pytest.mark.parametrize("settings, holder", [
+    (PoolSettings(lookasides=True, deferred_frees=False),
+     "on processor 1's nonpaged lookaside list for 0x38-byte blocks (entry 1 of 1)"),
+    (PoolSettings(lookasides=False, deferred_frees=True),
+     "on the deferred-free list (PendingFrees) of nt!NonPagedPoolDescriptor (entry 1 of 1)"),
+])
+def test_explain_finds_a_freed_block_that_still_says_allocated(settings, holder):
+    m = Machine(get_arch("x86"), 0, processors=2, settings=settings)
+    kept = m.pool.allocate(0, 0x30, tag_to_ulong("Keep"))
+    gone = m.pool.allocate(0, 0x30, tag_to_ulong("Gone"), cpu=1)
+    m.pool.free(gone, cpu=1)
+    session = Session(m.target())
+    run(session, ".settings set explain=on")
+    text = run(session, f"!pool {gone:x}")
+    assert f"*{gone - 8:08x} size:   38 previous size:  f90  (Allocated) *Gone" in text
+    assert f"    -- freed, though its header still says Allocated: {holder}; " in text
+    assert ("1 freed block (0x38 bytes) kept on lookaside or deferred-free lists" in text
+            and f"pinned (at most 1/8 of the page (0x200 bytes) in use, in at most 4 blocks): "
+                f"the page goes back to the pool only when these are freed: Keep at "
+                f"{kept - 8:08x}, Gone at {gone - 8:08x}" in text)
