@@ -21,7 +21,9 @@ from typing import Callable, Protocol
 from .bootcache import open_scenario
 from .dump import DUMP_TYPE_BANNERS, DumpCreateError, DumpError, load
 from .dump import save as save_dump
-from .files import FileTooLarge, NotRegularFile, cannot_create, read_regular, win32_error
+from .files import (
+    FileTooLarge, NewFile, NotRegularFile, cannot_create, read_regular, win32_error,
+)
 from .live import LiveControl, MachineStopped, RunResult, Stop
 from .scenarios import Lab, Progress, get_scenario, list_scenarios
 from .snapshot import SnapshotError
@@ -35,7 +37,7 @@ __all__ = ["Control", "RunResult", "Stop", "MachineStopped", "open_machine", "op
            "open_snapshot", "save_snapshot", "save_dump", "SnapshotError", "Progress", "version",
            "list_scenarios", "scenario_lab", "Lab", "VerifierSettings", "parse_settings",
            "FLAG_NAMES", "POOL_TRACKING", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError",
-           "read_regular", "NotRegularFile", "FileTooLarge", "win32_error", "cannot_create"]
+           "read_regular", "NewFile", "NotRegularFile", "FileTooLarge", "win32_error", "cannot_create"]
 
 
 class Control(Protocol):

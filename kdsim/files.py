@@ -114,7 +114,9 @@ class NewFile:
             _unlink(self.temp)
 
     def _place(self) -> None:
-        _check(self.target, self.name, self.overwrite)   # the destination may have changed
+        existing = _check(self.target, self.name, self.overwrite)   # it may have changed
+        if existing is not None:                 # a replaced file keeps its permissions
+            os.chmod(self.temp, stat.S_IMODE(existing.st_mode))
         if self.overwrite:
             os.replace(self.temp, self.target)
             return
@@ -128,15 +130,17 @@ class NewFile:
         _unlink(self.temp)
 
 
-def _check(target: str, name: str, overwrite: bool) -> None:
+def _check(target: str, name: str, overwrite: bool) -> os.stat_result | None:
+    """What is at the destination now (None: nothing), if it may be replaced."""
     try:
         info = os.stat(target)
     except FileNotFoundError:
-        return
+        return None
     if not overwrite:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name)
     if not stat.S_ISREG(info.st_mode):
-        raise NotRegularFile(name)
+        raise NotRegularFile(name, directory=stat.S_ISDIR(info.st_mode))
+    return info
 
 
 def _create_beside(folder: str, base: str) -> tuple[str, int]:

@@ -23,9 +23,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
-import stat
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -33,8 +30,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import jinja2
 
+from kdsim.control import NewFile, NotRegularFile
 from kdsim.layouts import PAGE_SIZE
-from pooltag import display_tag, poolused_description
+from pooltag import display_tag, poolused_description, tag_from_ulong
 
 from ..errors import DebuggerError
 from ..ext.pool import inspect_page, render_pool
@@ -46,6 +44,7 @@ from ..poolcensus import (CORRUPT, LARGE, NONPAGED_POOL, PAGED_POOL, PINNED_RULE
 from ..poolread import PoolReader
 from ..registry import command
 from ..tagdb import tag_database
+from .dump import refuse_open_log
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
@@ -139,6 +138,17 @@ def growth_chart(series: Sequence[GrowthSeries], tags: Sequence[str]) -> dict[st
     return {"width": GROWTH_WIDTH, "height": GROWTH_HEIGHT, "lines": lines, "ticks": ticks}
 
 
+def growth_series(session: "Session") -> list[GrowthSeries]:
+    """The session's `!pooldiff` snapshots of the machine as it is now booted: each tag's
+    outstanding bytes, nonpaged and paged together."""
+    snapshots = session.pool_snapshots
+    boot = snapshots.current_boot(session.target)
+    return [(shot.name or f"#{shot.number}", shot.tick or 0,
+             {tag_from_ulong(tag).rstrip(): np.used + paged.used
+              for tag, (np, paged) in shot.tags.items()})
+            for shot in snapshots.snapshots if shot.boot == boot]
+
+
 # -- the page -------------------------------------------------------------------------------------
 @cache
 def _template() -> jinja2.Template:
@@ -172,42 +182,19 @@ def build_report(session: "Session", growth: Sequence[GrowthSeries] = ()) -> tup
 
 # -- writing it ----------------------------------------------------------------------------------
 def write_replacing(path: str, text: str) -> int:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`; the bytes
-    written.  DebuggerError (one line) for a target that is not a regular file or a directory
-    that cannot take the file."""
-    try:
-        existing = os.lstat(path)
-    except FileNotFoundError:
-        existing = None
-    except (OSError, ValueError) as err:
-        raise DebuggerError(f"Unable to write report '{path}': {_reason(err)}") from None
-    if existing is not None and not stat.S_ISREG(existing.st_mode):
-        raise DebuggerError(f"Unable to write report '{path}': it exists and is not a regular "
-                            f"file")
+    """Write the page through kdsim.files.NewFile (a temporary file beside `path`, renamed
+    over it once whole; only a regular file is replaced); the bytes written.  DebuggerError
+    (one line) for a target that is not a regular file or a directory that cannot take it."""
     data = text.encode("utf-8")
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, temporary = tempfile.mkstemp(prefix=".kdsim-report-", suffix=".tmp", dir=directory)
+        with NewFile(path, overwrite=True) as handle:
+            handle.write(data)
+    except NotRegularFile:
+        raise DebuggerError(f"Unable to write report '{path}': it exists and is not a regular "
+                            f"file") from None
     except (OSError, ValueError) as err:
         raise DebuggerError(f"Unable to write report '{path}': {_reason(err)}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, stat.S_IMODE(existing.st_mode) if existing else _new_file_mode())
-        os.replace(temporary, path)
-    except OSError as err:
-        os.unlink(temporary)
-        raise DebuggerError(f"Unable to write report '{path}': {_reason(err)}") from None
-    except BaseException:
-        os.unlink(temporary)
-        raise
     return len(data)
-
-
-def _new_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _reason(err: Exception) -> str:
@@ -239,5 +226,6 @@ def render_written(result: ReportWritten, session: "Session") -> str:
               "is not a regular file is refused.")
 def dot_report(session: "Session", args: str) -> ReportWritten:
     path = parse_report_args(args)
-    html, pages = build_report(session)
+    refuse_open_log(session, path)
+    html, pages = build_report(session, growth_series(session))
     return ReportWritten(path, write_replacing(path, html), pages)

@@ -15,11 +15,11 @@ from typing import Iterator
 
 import pytest
 
-from commands.core import report as report_module
 from commands.core.report import build_report, growth_chart
 from commands.ext.vm import read_vm
 from commands.session import Session
 from commands.testing import run
+from kdsim import files as kdsim_files
 from kdsim.scenarios import boot
 from tests.commands.core.chromium import Chromium, find_chromium
 from tests.commands.ext.test_poolmap import session_for
@@ -101,7 +101,7 @@ def test_an_existing_report_is_replaced_whole_or_not_at_all(tmp_path: Path, monk
     def fail(source: str, target: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report_module.os, "replace", fail)
+    monkeypatch.setattr(kdsim_files.os, "replace", fail)
     assert run(session, f".report {path}") == (
         f"Unable to write report '{path}': No space left on device\n")
     assert path.read_text() == "the old report"
@@ -114,10 +114,12 @@ def test_a_target_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     real.write_text("kept")
     link.symlink_to(real)
-    for target in (tmp_path, fifo, link):
+    for target in (tmp_path, fifo):
         assert run(session, f".report {target}") == (
             f"Unable to write report '{target}': it exists and is not a regular file\n")
-    assert real.read_text() == "kept"
+    # a link is followed, as by every writer (kdsim/files.py): the file it names is replaced
+    assert run(session, f".report {link}").startswith("Report written to")
+    assert link.is_symlink() and real.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     missing = tmp_path / "no" / "such" / "dir.html"
     assert run(session, f".report {missing}") == (
         f"Unable to write report '{missing}': No such file or directory\n")
@@ -213,3 +215,16 @@ def test_clicking_a_page_shows_its_blocks_and_the_filter_marks_a_tag(fragmented,
     assert shot.stat().st_size > 10_000
     print(f"\nscreenshot of the fragmentation report: {shot}")
     assert browser.errors() == []
+
+
+def test_the_report_charts_the_sessions_pooldiff_snapshots(tmp_path: Path) -> None:
+    """`.report` draws the top tags over the session's snapshots: the one taken when the
+    session opened and the one after `g`."""
+    session = Session(boot("x86", 3, scale=0.1).target())
+    run(session, "g 0n2000")
+    path = tmp_path / "pool.html"
+    assert run(session, f".report {path}").startswith("Report written to")
+    text = path.read_text(encoding="utf-8")
+    assert "<polyline" in text and "No !pooldiff snapshots" not in text
+    ticks = re.findall(r'text-anchor="middle">([^<]*)</text>', text)
+    assert ticks == ["#0", "#1"]
