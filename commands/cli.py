@@ -57,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", choices=("x86", "x64"), help="target architecture")
     parser.add_argument("--scenario", metavar="NAME", help="boot into a scenario "
                         "(see --list-scenarios)")
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed of the workload")
+    parser.add_argument("--lab", metavar="FILE", help="open a lab file (TOML; see docs/labs)")
+    parser.add_argument("--check-lab", metavar="FILE",
+                        help="check a lab file without booting it and exit")
+    parser.add_argument("--no-history", action="store_true",
+                        help="keep no command history on disk (a shared classroom machine)")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help="random seed of the workload (default 0)")
     parser.add_argument("--scale", type=float, metavar="X",
                         help="size of the scenario's machine (1 = its full size)")
     parser.add_argument("--verifier", metavar='"/flags F /driver D"',
@@ -191,6 +197,10 @@ def _main(argv: list[str] | None) -> int:
         for name, description in found:
             print(f"{name:<{width}}  {description}")
         return 0
+    if args.check_lab is not None or args.lab is not None:
+        failed = _open_lab(args)
+        if failed is not None:
+            return failed
     for option, path in (("-z", args.dump), ("--resume", args.resume)):
         if path is not None and not path.strip():
             raise UsageError(f"{option} needs a file name")
@@ -244,6 +254,26 @@ def _main(argv: list[str] | None) -> int:
     finally:
         session.close_log(announce=False)
     return 0
+
+
+def _open_lab(args: argparse.Namespace) -> int | None:
+    """`--check-lab FILE` (an exit status) and `--lab FILE` (the lab becomes --scenario): a
+    lab file that does not check is one line, FILE:LINE: key: message, and status 2."""
+    from kdsim.control import LabFileError, check_lab, register_lab
+    if args.lab is not None and (args.scenario is not None or args.dump or args.resume):
+        raise UsageError("--lab opens a lab file; --scenario, -z and --resume do not apply")
+    try:
+        if args.check_lab is not None:
+            checked = check_lab(args.check_lab)
+            print(f"{args.check_lab}: a lab, '{checked.lab['title']}' ("
+                  f"{len(checked.data['drivers'])} driver(s), {len(checked.lab['hints'])} "
+                  "hint(s))")
+            return 0
+        args.scenario = register_lab(args.lab)
+    except LabFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return None
 
 
 def _stdin_lines() -> io.TextIOBase | list[str]:
