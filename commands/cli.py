@@ -18,11 +18,14 @@ import sys
 import traceback
 from typing import TYPE_CHECKING
 
+from prompt_toolkit.history import InMemoryHistory
+
 from kdsim.control import version
 
 from .dispatch import debug_enabled, load_commands
 from .progress import boot_progress, on_terminal
-from .repl import run_interactive, run_plain
+from .lab import current_lab
+from .repl import history_path, open_history, run_interactive, run_plain
 from .scripts import read_script, run_lines
 from .session import OutputClosed, Session
 from .target_cmds import fatal_error_text, stop_processor
@@ -146,6 +149,13 @@ def dump_banner(path: str, target: "Target") -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def opening_banner(title: str, name: str, target: "Target", scale: float | None) -> str:
+    """What a lab's machine says when it opens: which lab, seed and scale, and how to begin."""
+    seed = target.meta.get("seed", 0)
+    return (f"Lab: {title} (scenario {name}, seed {seed}, scale {scale or 1:g}).  "
+            f"Type .lab to start.")
+
+
 def stop_banner(target: "Target") -> str:
     """A machine that has already bug-checked opens as kd shows it: the Fatal System Error
     banner on a live machine, the short analysis on a crash dump."""
@@ -237,15 +247,19 @@ def _main(argv: list[str] | None) -> int:
     session.write(stop_banner(target))
     session.processor = stop_processor(target)
     try:
+        lab_name, lab = current_lab(session)
         if interactive:
             print(f"{PROG} {version()}: {target.arch.name} target, {target.processors} "
                   f"processor(s). .help lists the commands, q quits.")
+            if lab is not None:
+                print(opening_banner(lab.title, lab_name, target, args.scale))
         run_lines(session, startup, echo=True)
         if args.commands and not session.quit_requested:
             run_lines(session, [args.commands], echo=True)
         if not session.quit_requested:
             if interactive:
-                run_interactive(session)
+                run_interactive(session, history=InMemoryHistory() if args.no_history
+                                else open_history(history_path(lab_name if lab else "")))
             else:
                 try:
                     run_plain(session, _stdin_lines())

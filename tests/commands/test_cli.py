@@ -288,3 +288,18 @@ def test_scenario_finds_lab_files_in_kdsim_labs(tmp_path, monkeypatch):
     assert ("netflt2", "Where did nonpaged pool go?: find the driver that leaks nonpaged "
             "pool") in list_scenarios()
     assert cli.main(["--lab", str(LAB_EXAMPLE), "--scenario", "leak"]) == 2
+
+
+def test_the_opening_banner_names_the_lab_seed_and_scale():
+    target = control.open_machine(scenario="tour", seed=5, scale=0.25, use_cache=False)
+    assert cli.opening_banner("A tour of the pool", "tour", target, 0.25) == (
+        "Lab: A tour of the pool (scenario tour, seed 5, scale 0.25).  Type .lab to start.")
+
+
+def test_each_lab_has_its_own_history_file(monkeypatch, tmp_path):
+    from commands.repl import history_path
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert history_path() == tmp_path / "kdsim" / "history"
+    assert history_path("leak") == tmp_path / "kdsim" / "history-leak"
+    assert history_path("../x") == tmp_path / "kdsim" / "history-.._x"
+    assert cli.build_parser().parse_args(["--no-history"]).no_history
