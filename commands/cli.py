@@ -18,11 +18,14 @@ import sys
 import traceback
 from typing import TYPE_CHECKING
 
+from prompt_toolkit.history import InMemoryHistory
+
 from kdsim.control import version
 
 from .dispatch import debug_enabled, load_commands
 from .progress import boot_progress, on_terminal
-from .repl import run_interactive, run_plain
+from .lab import current_lab
+from .repl import history_path, open_history, run_interactive, run_plain
 from .scripts import read_script, run_lines
 from .session import OutputClosed, Session
 from .target_cmds import fatal_error_text, stop_processor
@@ -57,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", choices=("x86", "x64"), help="target architecture")
     parser.add_argument("--scenario", metavar="NAME", help="boot into a scenario "
                         "(see --list-scenarios)")
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed of the workload")
+    parser.add_argument("--lab", metavar="FILE", help="open a lab file (TOML; see docs/labs)")
+    parser.add_argument("--check-lab", metavar="FILE",
+                        help="check a lab file without booting it and exit")
+    parser.add_argument("--no-history", action="store_true",
+                        help="keep no command history on disk (a shared classroom machine)")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help="random seed of the workload (default 0)")
     parser.add_argument("--scale", type=float, metavar="X",
                         help="size of the scenario's machine (1 = its full size)")
     parser.add_argument("--verifier", metavar='"/flags F /driver D"',
@@ -140,6 +149,13 @@ def dump_banner(path: str, target: "Target") -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def opening_banner(title: str, name: str, target: "Target", scale: float | None) -> str:
+    """What a lab's machine says when it opens: which lab, seed and scale, and how to begin."""
+    seed = target.meta.get("seed", 0)
+    return (f"Lab: {title} (scenario {name}, seed {seed}, scale {scale or 1:g}).  "
+            f"Type .lab to start.")
+
+
 def stop_banner(target: "Target") -> str:
     """A machine that has already bug-checked opens as kd shows it: the Fatal System Error
     banner on a live machine, the short analysis on a crash dump."""
@@ -191,6 +207,10 @@ def _main(argv: list[str] | None) -> int:
         for name, description in found:
             print(f"{name:<{width}}  {description}")
         return 0
+    if args.check_lab is not None or args.lab is not None:
+        failed = _open_lab(args)
+        if failed is not None:
+            return failed
     for option, path in (("-z", args.dump), ("--resume", args.resume)):
         if path is not None and not path.strip():
             raise UsageError(f"{option} needs a file name")
@@ -227,15 +247,19 @@ def _main(argv: list[str] | None) -> int:
     session.write(stop_banner(target))
     session.processor = stop_processor(target)
     try:
+        lab_name, lab = current_lab(session)
         if interactive:
             print(f"{PROG} {version()}: {target.arch.name} target, {target.processors} "
                   f"processor(s). .help lists the commands, q quits.")
+            if lab is not None:
+                print(opening_banner(lab.title, lab_name, target, args.scale))
         run_lines(session, startup, echo=True)
         if args.commands and not session.quit_requested:
             run_lines(session, [args.commands], echo=True)
         if not session.quit_requested:
             if interactive:
-                run_interactive(session)
+                run_interactive(session, history=InMemoryHistory() if args.no_history
+                                else open_history(history_path(lab_name if lab else "")))
             else:
                 try:
                     run_plain(session, _stdin_lines())
@@ -244,6 +268,26 @@ def _main(argv: list[str] | None) -> int:
     finally:
         session.close_log(announce=False)
     return 0
+
+
+def _open_lab(args: argparse.Namespace) -> int | None:
+    """`--check-lab FILE` (an exit status) and `--lab FILE` (the lab becomes --scenario): a
+    lab file that does not check is one line, FILE:LINE: key: message, and status 2."""
+    from kdsim.control import LabFileError, check_lab, register_lab
+    if args.lab is not None and (args.scenario is not None or args.dump or args.resume):
+        raise UsageError("--lab opens a lab file; --scenario, -z and --resume do not apply")
+    try:
+        if args.check_lab is not None:
+            checked = check_lab(args.check_lab)
+            print(f"{args.check_lab}: a lab, '{checked.lab['title']}' ("
+                  f"{len(checked.data['drivers'])} driver(s), {len(checked.lab['hints'])} "
+                  "hint(s))")
+            return 0
+        args.scenario = register_lab(args.lab)
+    except LabFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return None
 
 
 def _stdin_lines() -> io.TextIOBase | list[str]:

@@ -109,5 +109,19 @@ def check(session: "Session", args: str) -> str:
         raise DebuggerError(_wrap(f"Usage: .check ANSWER, where ANSWER is {lab.question}."))
     if is_right(lab, answer):
         return _wrap(f"Right: {answer} is {lab.question}.")
+    named = answer_kind(lab, answer)
+    if named and lab.kind and named != lab.kind:
+        return _wrap(f"Not right: {answer} is a {named}, and the question asks for a "
+                     f"{lab.kind}: {lab.question}.")
     return _wrap(f"Not right: {answer} is not {lab.question}.  Look again (.hint gives a "
                  "hint).")
+
+
+def answer_kind(lab: Lab, answer: str) -> str:
+    """What an answer names in this lab: "driver", "tag", or "" when it names neither.  A tag
+    is matched as typed (tags are case-sensitive), a driver case-insensitively."""
+    if answer in lab.tags:
+        return "tag"
+    if answer.lower() in {d.lower() for d in lab.drivers} or answer.lower().endswith(".sys"):
+        return "driver"
+    return ""

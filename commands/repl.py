@@ -33,11 +33,13 @@ MAX_COMPLETIONS = 200
 _FLAG = re.compile(r"(?<![\w])[/-][A-Za-z]\w*")
 
 
-def history_path() -> Path:
-    """$XDG_DATA_HOME/kdsim/history, or ~/.local/share/kdsim/history."""
+def history_path(lab: str = "") -> Path:
+    """$XDG_DATA_HOME/kdsim/history, or ~/.local/share/kdsim/history; a lab's is
+    history-LAB beside it, so one lab's answers are not recalled in another."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                            "share")
-    return Path(base) / "kdsim" / "history"
+    name = "history-" + re.sub(r"[^A-Za-z0-9_.-]", "_", lab) if lab else "history"
+    return Path(base) / "kdsim" / name
 
 
 def open_history(path: Path | None = None) -> History:

@@ -2,7 +2,8 @@
 
 Opening a scenario first looks for a snapshot of exactly that machine, keyed by everything
 that decides it: kdsim's version, a hash of the simulator's source (every file of the kdsim
-package, and the file that defines the scenario when it lives elsewhere) and the recipe
+package, the file that defines the scenario when it lives elsewhere, and the lab file's
+bytes for a scenario written as one) and the recipe
 (scenario, arch, seed, scale, processors, verifier settings: kdsim/recipe.py).  A miss boots
 and then stores the machine as it was at the end of its boot.
 
@@ -83,7 +84,8 @@ def _package_hash() -> str:
 def key(recipe: Recipe) -> str | None:
     """The entry name of a recipe's machine; None when the scenario's code cannot be read
     (a scenario defined interactively), so that it is never cached."""
-    defined = inspect.getsourcefile(recipe.spec().build)
+    spec = recipe.spec()
+    defined = inspect.getsourcefile(spec.build)
     if defined is None or not os.path.isfile(defined):
         return None
     parts: dict[str, Any] = {
@@ -93,6 +95,8 @@ def key(recipe: Recipe) -> str | None:
         "verifier": [recipe.verifier.flags, list(recipe.verifier.drivers),
                      recipe.verifier.all_drivers, recipe.verifier.verify_start],
     }
+    if spec.source:
+        parts["lab"] = spec.source
     if not Path(defined).resolve().is_relative_to(PACKAGE):
         parts["definition"] = hashlib.sha256(Path(defined).read_bytes()).hexdigest()
     text = json.dumps(parts, sort_keys=True)

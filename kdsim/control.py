@@ -6,7 +6,8 @@
   writes will join it here.
 * How the debugger gets a target: `open_machine` boots a scenario (from the boot cache when it
   holds it), `open_snapshot` resumes a snapshot, `open_dump` loads a dump file, `save_dump`
-  writes one; `list_scenarios` and `scenario_lab` describe the scenarios.
+  writes one; `list_scenarios` and `scenario_lab` describe the scenarios; `register_lab` and
+  `check_lab` read a lab file (kdsim/labfile.py).
 * The simulator's facts the debugger shows as data: Driver Verifier settings (verifier.exe's
   syntax and option names), the dump banners, and OS errors in kd's words (`win32_error`).
 
@@ -24,8 +25,10 @@ from .dump import save as save_dump
 from .files import (
     FileTooLarge, NewFile, NotRegularFile, cannot_create, read_regular, win32_error,
 )
+from .labfile import LabFileError
+from .labfile import load as check_lab
 from .live import LiveControl, MachineStopped, RunResult, Stop
-from .scenarios import Lab, Progress, get_scenario, list_scenarios
+from .scenarios import Lab, Progress, get_scenario, list_scenarios, open_lab
 from .snapshot import SnapshotError
 from .snapshot import load as load_snapshot
 from .snapshot import save as write_snapshot
@@ -35,9 +38,11 @@ from .verifier import FLAG_NAMES, POOL_TRACKING, VerifierSettings, parse_setting
 
 __all__ = ["Control", "RunResult", "Stop", "MachineStopped", "open_machine", "open_dump",
            "open_snapshot", "save_snapshot", "save_dump", "SnapshotError", "Progress", "version",
-           "list_scenarios", "scenario_lab", "Lab", "VerifierSettings", "parse_settings",
+           "list_scenarios", "scenario_lab", "Lab", "LabFileError", "check_lab", "register_lab",
+           "VerifierSettings", "parse_settings",
            "FLAG_NAMES", "POOL_TRACKING", "DUMP_TYPE_BANNERS", "DumpError", "DumpCreateError",
-           "read_regular", "NewFile", "NotRegularFile", "FileTooLarge", "win32_error", "cannot_create"]
+           "read_regular", "NewFile", "NotRegularFile", "FileTooLarge", "win32_error",
+           "cannot_create"]
 
 
 class Control(Protocol):
@@ -103,6 +108,12 @@ def save_snapshot(control: Control, path: str, overwrite: bool) -> int:
 def open_dump(path: str | os.PathLike[str]) -> Target:
     """The target of a dump file; DumpError says why it cannot be opened."""
     return load(path)
+
+
+def register_lab(path: str | os.PathLike[str]) -> str:
+    """`kdsim --lab FILE`: check the lab file and make it a scenario; its name.  LabFileError
+    (one line: FILE:LINE: key: message) when it cannot be used: nothing boots."""
+    return open_lab(path).name
 
 
 def scenario_lab(name: str) -> Lab | None:

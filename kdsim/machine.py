@@ -16,7 +16,7 @@ from .layouts import profile_for
 from .live import LiveControl
 from .memory import AddressSpace, MemoryFault
 from .mm import DEFAULT_MEMORY, MachineMemory, MemoryManager
-from .modules import load_modules
+from .modules import ModuleSpec, load_modules
 from .ntdata import KernelGlobals
 from .pool import PoolManager, PoolSettings
 from .stop import StopRecorder, raised_in
@@ -37,7 +37,8 @@ class Booter(Protocol):
 class Machine:
     def __init__(self, arch: Arch, seed: int = 0, processors: int = DEFAULT_PROCESSORS,
                  memory: MachineMemory | None = None, settings: PoolSettings | None = None,
-                 scenario: str = "default", verifier: "VerifierSettings | str | None" = None):
+                 scenario: str = "default", verifier: "VerifierSettings | str | None" = None,
+                 modules: tuple[ModuleSpec, ...] = ()):
         self.arch = arch
         self.seed = seed
         self.scenario = scenario
@@ -45,7 +46,7 @@ class Machine:
         self.booted_by: Booter | None = None      # the scenario that booted it, if any
         self.processors = processors
         self.memory = AddressSpace()
-        self.symbols, self.nt = load_modules(arch)
+        self.symbols, self.nt = load_modules(arch, modules)   # a lab's drivers too
         self.g = KernelGlobals(arch, self.memory, self.nt)
         P = arch.ptr_size
         self.sym_bugcheck = self.g.var("KiBugCheckData", 5 * P)

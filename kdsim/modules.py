@@ -8,6 +8,8 @@ fffff880`042881f6`).  Third-party drivers have no symbols, so their frames print
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .arch import Arch
 from .symbols import Module, SymbolTable
 
@@ -83,14 +85,40 @@ DRIVERS: tuple[tuple[str, str, int, int], ...] = (
 )
 
 
-def load_modules(arch: Arch) -> tuple[SymbolTable, Module]:
-    """The symbol table of a freshly booted machine, and its nt module."""
+# drivers a lab file declares load after the built-in ones, one slot each
+LAB_DRIVER_OFFSET = 0x3600000
+LAB_DRIVER_SLOT = 0x10000               # also the largest image a lab may declare
+MAX_LAB_DRIVERS = 64
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A module a lab adds to the machine (or, when it names a loaded module, the symbols it
+    adds to that one): name, image, size, and (symbol, RVA) pairs."""
+
+    name: str
+    image: str
+    size: int
+    symbols: tuple[tuple[str, int], ...] = ()
+
+
+def load_modules(arch: Arch, extra: tuple[ModuleSpec, ...] = ()) -> tuple[SymbolTable, Module]:
+    """The symbol table of a freshly booted machine, and its nt module; `extra` are a lab's
+    drivers, loaded in order after the built-in ones."""
     table = SymbolTable()
     nt = table.add_module("nt", "ntoskrnl.exe", arch.nt_base, NT_SIZE)
     for name, rva in NT_FUNCTIONS.items():
         nt.add(name, arch.nt_base + rva)
     for name, image, off, size in DRIVERS:
         table.add_module(name, image, (arch.driver_base + off) & arch.ptr_mask, size)
+    for slot, spec in enumerate(extra):
+        module = table.module(spec.name)
+        if module is None:
+            base = arch.driver_base + LAB_DRIVER_OFFSET + slot * LAB_DRIVER_SLOT
+            module = table.add_module(spec.name, spec.image, base & arch.ptr_mask, spec.size)
+        for symbol, rva in spec.symbols:
+            if symbol not in module.symbols:
+                module.add(symbol, module.base + rva)
     return table, nt
 
 

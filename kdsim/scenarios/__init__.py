@@ -7,16 +7,27 @@ a reboot boots it the same way.  A build sets up activities and yields `(phase, 
 the boot workload runs, so the same function boots a machine (`Scenario.boot`, with progress),
 and sets up a machine's activities without playing them (`Scenario.assemble`: a snapshot
 restores the rest).
+
+Labs are data: a lab file (kdsim/labfile.py) becomes a scenario here (`lab_scenario`).  The
+package's own `*.toml` files are registered with its modules; `--scenario NAME` also finds
+`NAME.toml` in the directories of KDSIM_LABS (`os.pathsep`-separated), and `kdsim --lab FILE`
+opens any file (`open_lab`).  A Python module remains the way to write behaviour a file cannot
+express (a driver's timer, a request path several drivers share).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .. import labfile
 from ..arch import get_arch
 from ..machine import Machine
+from ..mm import DEFAULT_MEMORY
 
 Phases = Iterator[tuple[str, int]]            # (what the boot is doing, ticks it runs)
 # (machine, scale: 1.0 = the lab's full size); a build without a boot workload returns None
@@ -35,6 +46,10 @@ class Lab:
     answers: tuple[str, ...]          # accepted by `.check`, compared case-insensitively
     question: str                     # what `.check ANSWER` is asked about
     solution: str = ""                # solution command file name, beside the scenario module
+    commands: tuple[str, ...] = ()    # a lab file's solution, as commands
+    kind: str = ""                    # what the answer names: "driver", "tag" or ""
+    drivers: tuple[str, ...] = ()     # the lab's driver names and images (for `.check`)
+    tags: tuple[str, ...] = ()        # the tags its drivers use (for `.check`)
 
 
 @dataclass(frozen=True)
@@ -45,12 +60,18 @@ class Scenario:
     build: Build                               # adds activities, yields the boot's ticks
     options: dict = field(default_factory=dict)   # Machine constructor overrides
     lab: Lab | None = None
+    source: str = ""                           # a lab file's sha256 (the boot cache's key)
 
     def machine(self, arch: str | None = None, seed: int = 0, scale: float = 1.0,
                 **options: Any) -> Machine:
         """A machine of this scenario, powered on, with no activity and no tick run yet."""
         kwargs = {**self.options, **options}
-        machine = Machine(get_arch(arch or self.arch), seed, scenario=self.name, **kwargs)
+        chosen = get_arch(arch or self.arch)
+        pages = kwargs.pop("nonpaged_pool_pages", None)
+        if pages is not None:                  # a lab small enough to exhaust
+            kwargs["memory"] = dataclasses.replace(DEFAULT_MEMORY[chosen.name],
+                                                   nonpaged_max_pages=pages)
+        machine = Machine(chosen, seed, scenario=self.name, **kwargs)
         machine.scale = scale
         machine.booted_by = self
         return machine
@@ -93,17 +114,57 @@ def scenario(name: str, description: str, arch: str = "x86", lab: Lab | None = N
     return register
 
 
+LABS_ENV = "KDSIM_LABS"
+PACKAGE = Path(__file__).resolve().parent
+_loaded = False
+
+
+def lab_scenario(lab: labfile.LabFile) -> Scenario:
+    """The scenario a checked lab file describes."""
+    data = lab.lab
+    drivers = tuple(n for d in lab.data["drivers"] for n in (d["name"], d["image"]))
+    tags = tuple(dict.fromkeys(e["tag"] for d in lab.data["drivers"] for e in d["allocates"]))
+    teaching = Lab(data["title"], data["briefing"], data["hints"], data["answers"],
+                   data["question"], commands=data["solution"], kind=data["kind"],
+                   drivers=drivers, tags=tags)
+    return Scenario(lab.name, data["description"], data["arch"], labfile.build_for(lab),
+                    labfile.options_of(lab), teaching, lab.digest)
+
+
+def open_lab(path: str | os.PathLike[str]) -> Scenario:
+    """Read, check and register the lab file at `path` under its stem (replacing a scenario
+    of that name in this process); LabFileError says what is wrong with it."""
+    found = lab_scenario(labfile.load(path))
+    SCENARIOS[found.name] = found
+    return found
+
+
+def lab_directories() -> list[Path]:
+    """The directories KDSIM_LABS names, in order."""
+    return [Path(p) for p in os.environ.get(LABS_ENV, "").split(os.pathsep) if p.strip()]
+
+
 def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")
+    for path in sorted(PACKAGE.glob("*" + labfile.SUFFIX)):
+        open_lab(path)
 
 
 def get_scenario(name: str) -> Scenario:
     _load()
-    try:
-        return SCENARIOS[name]
-    except KeyError:
-        raise ValueError(f"unknown scenario '{name}' (see --list-scenarios)") from None
+    found = SCENARIOS.get(name)
+    if found is None:
+        for folder in lab_directories():
+            path = folder / (name + labfile.SUFFIX)
+            if path.is_file():
+                return open_lab(path)
+        raise ValueError(f"unknown scenario '{name}' (see --list-scenarios)")
+    return found
 
 
 def boot(arch: str | None = None, seed: int = 0, scenario: str | None = None,
@@ -114,5 +175,15 @@ def boot(arch: str | None = None, seed: int = 0, scenario: str | None = None,
 
 
 def list_scenarios() -> list[tuple[str, str]]:
+    """Every scenario: the package's, then the lab files of KDSIM_LABS (a file that does not
+    check is left out here; opening it says why)."""
     _load()
+    for folder in lab_directories():
+        for path in sorted(folder.glob("*" + labfile.SUFFIX)) if folder.is_dir() else ():
+            name = path.name[:-len(labfile.SUFFIX)]
+            if name not in SCENARIOS:
+                try:
+                    open_lab(path)
+                except labfile.LabFileError:
+                    continue
     return [(s.name, s.description) for s in SCENARIOS.values()]

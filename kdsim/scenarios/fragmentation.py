@@ -43,9 +43,39 @@ LAB = Lab(
     title="Pool fragmentation",
     briefing=BRIEFING,
     hints=HINTS,
-    answers=("MmCm", "cmdrv", "cmdrv.sys"),
+    answers=("MmCm",),
     question="the tag whose allocation size fragments nonpaged pool",
     solution="fragmentation.cmd",
+    kind="tag", drivers=("cmdrv", "cmdrv.sys"), tags=("MmCm", "ReEv", "MFE0", "NtFs"),
+)
+
+PAGES_BRIEFING = """\
+Pool fragmentation, the fix (seed case 1, Windows 7 SP1 x86, 4 processors)
+
+The same server as the fragmentation lab, after the driver's vendor shipped an update: the
+driver now asks the memory manager for a different size of block during its load peaks.
+
+Compare what the memory manager says nonpaged pool holds (!vm) with what the pool tags
+account for (!poolused 2), as in the fragmentation lab.  Does the gap remain?  Which tag's
+blocks changed size, and to what?
+
+Answer with .check TAG: the tag whose allocation habit the update changed."""
+
+PAGES_HINTS = (
+    "!vm's NonPagedPool Usage is in pages, !poolused's TOTAL in bytes: divide by 0x1000 "
+    "before comparing.",
+    "!poolused 2 sorts by nonpaged bytes: the tag at the top during a load peak is the "
+    "driver's.  !poolfind TAG 0 shows its block sizes: compare them with a page.",
+)
+
+PAGES_LAB = Lab(
+    title="Pool fragmentation, the fix",
+    briefing=PAGES_BRIEFING,
+    hints=PAGES_HINTS,
+    answers=LAB.answers,
+    question="the tag whose allocation habit the update changed",
+    solution="fragmentation-pages.cmd",
+    kind="tag", drivers=LAB.drivers, tags=LAB.tags,
 )
 
 # The seed's scale: ~240,000 live nonpaged and ~200,000 live paged blocks at scale 1.
@@ -80,14 +110,14 @@ def _build(machine, scale: float, whole_pages: bool) -> Phases:
     yield "after the peak", int(AFTER_TICKS * scale)
 
 
-@scenario("fragmentation", "Seed case 1: nonpaged pool fragmented by 0xF18-byte MmCm blocks",
-          arch="x86", lab=LAB, processors=4)
+@scenario("fragmentation", "Seed case 1: nonpaged pool grows, but no tag owns that much. "
+          "Where is the gap?", arch="x86", lab=LAB, processors=4)
 def build(machine, scale: float) -> Phases:
     return _build(machine, scale, whole_pages=False)
 
 
 @scenario("fragmentation-pages",
-          "Seed case 1, fixed: the same driver asks for whole pages and the gap closes",
-          arch="x86", lab=LAB, processors=4)
+          "Seed case 1 after the vendor's update: does the gap remain?",
+          arch="x86", lab=PAGES_LAB, processors=4)
 def build_pages(machine, scale: float) -> Phases:
     return _build(machine, scale, whole_pages=True)

@@ -62,6 +62,7 @@ LAB = Lab(
     hints=HINTS,
     answers=("myfault", "myfault.sys"),
     question="the driver that leaks paged pool",
+    kind="driver", drivers=("myfault", "myfault.sys"), tags=("Leak",),
     solution="leak.cmd",
 )
 
@@ -95,8 +96,8 @@ class Timer:
             self.leak.run(engine)
 
 
-@scenario("leak", "Seed case 2: myfault.sys leaks 0xfa000-byte paged 'Leak' blocks; verifier "
-          "logs its stacks", arch="x64", lab=LAB, verifier=VERIFIER_SETTINGS)
+@scenario("leak", "Seed case 2: paged pool keeps growing; the verifier logs stacks. Which "
+          "driver leaks?", arch="x64", lab=LAB, verifier=VERIFIER_SETTINGS)
 def build(machine: "Machine", scale: float) -> Phases:
     yield from populate(machine, 0.6 * scale)
     leak = Pattern("myfault", "Leak", PAGED, (LEAK_BYTES,), None, 0.0, MYFAULT_FRAMES)

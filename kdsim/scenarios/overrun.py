@@ -65,6 +65,39 @@ LAB = Lab(
     answers=("DrvA", "DrvA.sys"),
     question="the driver that corrupts the pool",
     solution="overrun.cmd",
+    kind="driver", drivers=("DrvA", "DrvA.sys", "DrvB", "DrvB.sys", "DrvC", "DrvC.sys"),
+    tags=("DrvA", "BBBB", "CcCc"),
+)
+
+SPECIAL_BRIEFING = """\
+The innocent driver, caught (seed case 4, Windows 7 SP1 x86, 2 processors)
+
+The same machine as the overrun lab: DrvA.sys, DrvB.sys and DrvC.sys each take a buffer of
+about 500 bytes of nonpaged pool for every request (tags DrvA, BBBB and CcCc), and the
+machine crashes every few minutes.  This time Driver Verifier's special pool is already on
+for one of the drivers (.verifier shows the settings the machine booted with): a buffer in
+special pool ends at a page followed by a no-access guard page.
+
+Let it run (g) until it stops and read the analysis (!analyze -v): what was the faulting
+instruction doing, and in which driver?  Compare with the crash the overrun lab shows.
+
+Which driver corrupts the pool?  Answer with .check DRIVER."""
+
+SPECIAL_HINTS = (
+    "!analyze -v names the bug check: a page fault beyond the end of an allocation means a "
+    "store ran past the end of a special pool buffer into its guard page.",
+    "The faulting instruction's address (Arg3, and the stack's top frames) lies in the "
+    "driver that made the store: that driver's buffer was too small for what it copied.",
+)
+
+SPECIAL_LAB = Lab(
+    title="The innocent driver, caught",
+    briefing=SPECIAL_BRIEFING,
+    hints=SPECIAL_HINTS,
+    answers=LAB.answers,
+    question=LAB.question,
+    solution="overrun-special.cmd",
+    kind="driver", drivers=LAB.drivers, tags=LAB.tags,
 )
 
 IO_PATH = ("nt!IofCallDriver+0x63", *NT_IO)
@@ -109,8 +142,8 @@ def build(machine: "Machine", scale: float) -> Phases:
     yield "I/O requests", WARM_TICKS
 
 
-scenario("overrun", "Seed case 4: DrvA overruns its buffer; the crash blames DrvB",
-         arch="x86", lab=LAB)(build)
+scenario("overrun", "Seed case 4: three drivers, a crash every few minutes. Which driver "
+         "corrupts the pool?", arch="x86", lab=LAB)(build)
 scenario("overrun-special",
-         "Seed case 4 with special pool on DrvA.sys: the crash catches DrvA at the write",
-         arch="x86", lab=LAB, verifier=SPECIAL_POOL_ON_A)(build)
+         "Seed case 4 with special pool already on: which driver corrupts the pool?",
+         arch="x86", lab=SPECIAL_LAB, verifier=SPECIAL_POOL_ON_A)(build)

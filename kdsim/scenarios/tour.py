@@ -29,8 +29,9 @@ starting with 'Cc'.  Walk through the pool the way the article "Windows Pool Man
      tags by nonpaged bytes, !poolused 4 by paged bytes.  Where does each DrvC tag live?
   2. Small allocations share pages: !poolfind TAG lists a tag's blocks (add 1 or -paged to
      search paged pool); !pool ADDRESS shows the whole page, one line per _POOL_HEADER.
-  3. Headers: dt nt!_POOL_HEADER ADDRESS decodes one (the header is the 0x10 bytes before
-     the address !poolfind gives); BlockSize counts 16-byte units.
+  3. Headers: dt nt!_POOL_HEADER ADDRESS decodes one: the address !poolfind prints is the
+     header itself, and the block's data starts 0x10 bytes after it (@$extret, in
+     !poolfind -x); BlockSize counts 16-byte units.
   4. Tags and byte order: db on a header shows the tag's four characters in order; dd shows
      the same four bytes as one number, and a C source writes the constant reversed.
   5. Lookaside lists: !lookaside shows the per-size lists small frees go back to.
@@ -48,8 +49,8 @@ HINTS = (
     "allocation'; small blocks are listed with their size and previous size, as !pool shows "
     "them.  Try !poolfind Cc* to see all of DrvC's tags at once.",
     "Large allocations start on a page boundary and no _POOL_HEADER precedes them: !pool on "
-    "one says the page is not a valid small pool allocation and finds it in the large pool "
-    "allocation table instead.  The tag whose blocks are listed that way is the answer.",
+    "one prints a single line, ': large page allocation, tag is ...', found in the large "
+    "pool allocation table.  The tag whose blocks are listed that way is the answer.",
 )
 
 LAB = Lab(
@@ -58,6 +59,7 @@ LAB = Lab(
     hints=HINTS,
     answers=("CcBf",),
     question="the DrvC tag whose allocations are too big for a pool page",
+    kind="tag", drivers=("DrvC", "DrvC.sys"), tags=("CcCc", "CcPg", "CcBf"),
     solution="tour.cmd",
 )
 
@@ -68,8 +70,8 @@ BUFFERS = 2
 TOUR_TICKS = 30_000           # long enough for the lookaside lists to warm up
 
 
-@scenario("tour", "Seed case 3: a guided tour of paged/nonpaged, small/large blocks, headers, "
-          "tags, lookaside lists", arch="x64", lab=LAB)
+@scenario("tour", "Seed case 3: a guided tour of the pool; which of a driver's tags has no "
+          "pool header?", arch="x64", lab=LAB)
 def build(machine: "Machine", scale: float) -> Phases:
     yield from populate(machine, 0.6 * scale)
     requests = Pattern("DrvC", "CcCc", NONPAGED, (REQUEST_BYTES,), 60.0, 2.0,

@@ -241,3 +241,65 @@ def test_default_machine_end_to_end():
     load_commands()
     if lookup("?") is not None:
         assert "> ? 1+1\nEvaluate expression: 2 = 0" in out
+
+
+LAB_EXAMPLE = ROOT / "tests" / "kdsim" / "labs" / "netflt.toml"
+
+
+def test_a_lab_file_opens_and_its_solution_runs_through_cf(tmp_path):
+    """The issue's example, saved anywhere: its solution through -cf, `.check netflt` right
+    and Nflt first in !poolused 2."""
+    lab = tmp_path / "netflt.toml"
+    lab.write_text(LAB_EXAMPLE.read_text())
+    solution = tmp_path / "netflt.cmd"
+    solution.write_text("!vm\n!poolused /t5 2\n!poolfind Nflt\n.check netflt\n")
+    result = kdsim("--lab", str(lab), "-cf", str(solution))
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    used = out.split("!poolused /t5 2\n", 1)[1].splitlines()
+    assert used[5].split()[0] == "Nflt"
+    assert "Right: netflt is the driver that leaks nonpaged pool." in out
+
+
+def test_a_hostile_lab_file_is_one_line_and_status_2_and_nothing_boots(tmp_path, capsys):
+    lab = tmp_path / "netflt.toml"
+    lab.write_text(LAB_EXAMPLE.read_text().replace("sizes = [0x180, 0x1c0]",
+                                                   "sizes = [0x100000]"))
+    for args in (["--lab", str(lab)], ["--check-lab", str(lab)]):
+        assert cli.main(args) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == (f"{lab}:26: driver.allocates.sizes: 0x100000 is above the "
+                                "small-pool limit (large = true for big-pool blocks)\n")
+
+
+def test_check_lab_checks_without_booting(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(control, "open_machine", None)       # booting would fail
+    assert cli.main(["--check-lab", str(LAB_EXAMPLE)]) == 0
+    assert capsys.readouterr().out == (f"{LAB_EXAMPLE}: a lab, 'Where did nonpaged pool go?' "
+                                       "(1 driver(s), 3 hint(s))\n")
+
+
+def test_scenario_finds_lab_files_in_kdsim_labs(tmp_path, monkeypatch):
+    (tmp_path / "netflt2.toml").write_text(LAB_EXAMPLE.read_text())
+    monkeypatch.setenv("KDSIM_LABS", str(tmp_path))
+    from kdsim.scenarios import get_scenario, list_scenarios
+    assert get_scenario("netflt2").lab.answers == ("netflt", "netflt.sys")
+    assert ("netflt2", "Where did nonpaged pool go?: find the driver that leaks nonpaged "
+            "pool") in list_scenarios()
+    assert cli.main(["--lab", str(LAB_EXAMPLE), "--scenario", "leak"]) == 2
+
+
+def test_the_opening_banner_names_the_lab_seed_and_scale():
+    target = control.open_machine(scenario="tour", seed=5, scale=0.25, use_cache=False)
+    assert cli.opening_banner("A tour of the pool", "tour", target, 0.25) == (
+        "Lab: A tour of the pool (scenario tour, seed 5, scale 0.25).  Type .lab to start.")
+
+
+def test_each_lab_has_its_own_history_file(monkeypatch, tmp_path):
+    from commands.repl import history_path
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert history_path() == tmp_path / "kdsim" / "history"
+    assert history_path("leak") == tmp_path / "kdsim" / "history-leak"
+    assert history_path("../x") == tmp_path / "kdsim" / "history-.._x"
+    assert cli.build_parser().parse_args(["--no-history"]).no_history

@@ -124,3 +124,18 @@ def test_help_lists_the_lab_commands_in_their_own_section() -> None:
     section = text.split("Lab:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert [line.split()[0] for line in section] == [".check", ".hint", ".lab"]
     assert run(lab_session(), ".help .hint").startswith(".hint [Number]\n   Give the lab's next")
+
+
+KIND_LAB = Lab(title="Kinds", briefing="Kinds\n\nAnswer with .check DRIVER.", hints=("h",),
+               answers=("netflt",), question="the driver that leaks", kind="driver",
+               drivers=("netflt", "netflt.sys", "other"), tags=("Nflt", "Othr"))
+scenario("test-kinds", "an empty machine whose answer is a driver", arch="x86",
+         lab=KIND_LAB)(lambda machine, scale: None)
+
+
+def test_an_answer_of_the_wrong_kind_says_so() -> None:
+    s = lab_session("test-kinds")
+    assert run(s, ".check Nflt") == ("Not right: Nflt is a tag, and the question asks for a "
+                                     "driver: the driver that\nleaks.\n")
+    assert run(s, ".check other.sys").startswith("Not right: other.sys is not the driver")
+    assert run(s, ".check NETFLT") == "Right: NETFLT is the driver that leaks.\n"
