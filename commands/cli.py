@@ -3,10 +3,17 @@
     kdsim [--arch x86|x64] [--scenario NAME] [--seed N] [-c "cmds"] [-cf FILE] [-z DUMP]
     kdsim --resume SNAPSHOT [-c "cmds"] [-cf FILE]
 
-`-cf` then `-c` run first, echoed like typed commands (as in kd); then commands are read until
-`q` or the end of input, from a prompt on a terminal or line by line from a pipe.  The exit
-status is 0 after `q` or end of input; unusable arguments or an unreadable file give 2 and one
+`-c` and `-cf` run first, in the order given, echoed like typed commands (as in kd); then
+commands are read until `q` or the end of input, from a prompt on a terminal or line by line
+from a pipe.  A failing command stops its `-cf` file (or `-c` line) as kd stops a script, with a
+line saying where; in a batch run (standard input not a terminal) it also ends the run with
+status 1, unless `--keep-going` runs everything on (the status is still 1).  The exit status is
+otherwise 0 after `q` or end of input; unusable arguments or an unreadable file give 2 and one
 line saying why.  No traceback ever reaches the user (KDSIM_DEBUG=1 shows them on stderr).
+
+The machine, dump or snapshot is opened through the Python API's functions (commands/api.py),
+so the CLI and programs check their arguments alike.  `--json` prints JSON Lines
+(commands/jsonl.py), `--safe` refuses commands that write files.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from prompt_toolkit.history import InMemoryHistory
 
 from kdsim.control import version
 
+from . import api
 from .dispatch import debug_enabled, load_commands
 from .progress import boot_progress, on_terminal
 from .lab import current_lab
@@ -48,6 +56,16 @@ class StartupError(Exception):
     """The machine could not be opened: exit status 1."""
 
 
+class _InOrder(argparse.Action):
+    """`-c` and `-cf` into one list, (option, value), in the order given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        given = list(getattr(namespace, self.dest) or [])
+        given.append((self.option_strings[0], values))
+        setattr(namespace, self.dest, given)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
@@ -72,10 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verifier", metavar='"/flags F /driver D"',
                         help="Driver Verifier settings the machine boots with, in verifier.exe "
                              "syntax")
-    parser.add_argument("-c", dest="commands", metavar='"cmds"',
-                        help="commands to run first (';'-separated)")
-    parser.add_argument("-cf", dest="command_file", metavar="FILE",
+    parser.add_argument("-c", dest="startup", action=_InOrder, metavar='"cmds"',
+                        help="commands to run first (';'-separated); -c and -cf run in the "
+                             "order given")
+    parser.add_argument("-cf", dest="startup", action=_InOrder, metavar="FILE",
                         help="script file to run first")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run -c and -cf on past a failing command (the exit status "
+                             "still says a command failed)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per command (JSON Lines, docs/json.md); "
+                             "diagnostics go to standard error")
+    parser.add_argument("--safe", action="store_true",
+                        help="refuse every command that writes files (.logopen, .dump, "
+                             ".snapshot ...), for command files from others")
     parser.add_argument("-z", dest="dump", metavar="DUMP", help="open a dump file")
     parser.add_argument("--resume", metavar="SNAPSHOT",
                         help="resume the live machine a snapshot holds (.snapshot saves one)")
@@ -102,41 +130,32 @@ def open_machine(args: argparse.Namespace) -> "Target":
         if known is not None and args.scenario not in {name for name, _ in known}:
             raise UsageError(f"unknown scenario '{args.scenario}'", "see --list-scenarios")
     try:
-        from kdsim.control import open_machine as boot
+        with boot_progress(args.scenario or "default", on_terminal()) as progress:
+            return api.machine_target(scenario=args.scenario, arch=args.arch, seed=args.seed,
+                                      scale=args.scale, verifier=args.verifier,
+                                      use_cache=not args.no_cache, progress=progress,
+                                      spell=lambda name: f"--{name}")
     except ImportError as exc:
         raise StartupError(f"the simulated machine is not available ({exc})") from None
-    if args.scale is not None and not 0 < args.scale <= 4:
-        raise UsageError(f"--scale must be above 0 and at most 4, not {args.scale:g}")
-    if args.seed is not None and not -(1 << 63) <= args.seed < 1 << 63:
-        raise UsageError(f"--seed must be a 64-bit number, not {args.seed}")
-    options = {"arch": args.arch, "seed": args.seed, "scenario": args.scenario,
-               "scale": args.scale, "verifier": args.verifier}
-    try:
-        with boot_progress(args.scenario or "default", on_terminal()) as progress:
-            return boot(**{k: v for k, v in options.items() if v is not None},
-                        use_cache=not args.no_cache, progress=progress)
-    except (ValueError, KeyError) as exc:
-        raise UsageError(str(exc.args[0]) if exc.args else type(exc).__name__) from None
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def open_snapshot(path: str) -> "Target":
     """The live target of a snapshot (`--resume`); a damaged or foreign file is one line,
     status 1."""
-    from kdsim.control import SnapshotError, open_snapshot
     try:
-        return open_snapshot(path)
-    except SnapshotError as exc:
-        raise StartupError(exc.message) from None
+        return api.snapshot_target(path)
+    except api.OpenError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def open_dump(path: str) -> "Target":
     """The target of a dump file (`-z`); a damaged or foreign file is one line, status 1."""
-    from kdsim.control import DumpError
-    from kdsim.control import open_dump as load
     try:
-        return load(path)
-    except DumpError as exc:
-        raise StartupError(exc.message) from None
+        return api.dump_target(path)
+    except api.OpenError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def dump_banner(path: str, target: "Target") -> str:
@@ -214,14 +233,7 @@ def _main(argv: list[str] | None) -> int:
     for option, path in (("-z", args.dump), ("--resume", args.resume)):
         if path is not None and not path.strip():
             raise UsageError(f"{option} needs a file name")
-    startup: list[str] = []
-    if args.command_file is not None:
-        if not args.command_file.strip():
-            raise UsageError("argument -cf: expected a file name")
-        try:
-            startup = read_script(args.command_file)
-        except OSError as exc:
-            raise UsageError(f"cannot read '{args.command_file}': {exc.strerror}") from None
+    startup = _startup(args.startup or [])
     if args.resume is not None:
         given = [name for name, value in (("-z", args.dump), ("--arch", args.arch),
                                           ("--scenario", args.scenario), ("--seed", args.seed),
@@ -241,21 +253,33 @@ def _main(argv: list[str] | None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
     session = Session(target)
+    if args.json:
+        session.settings["output"] = "jsonl"
+    session.settings["safe"] = args.safe
     load_commands()
     if args.dump:
         session.write(dump_banner(args.dump, target))
     session.write(stop_banner(target))
     session.processor = stop_processor(target)
+    batch = not (sys.stdin and sys.stdin.isatty())
+    failed = False
     try:
         lab_name, lab = current_lab(session)
         if interactive:
             print(f"{PROG} {version()}: {target.arch.name} target, {target.processors} "
-                  f"processor(s). .help lists the commands, q quits.")
+                  f"processor(s). .help lists the commands, q quits.",
+                  file=sys.stderr if args.json else sys.stdout)
             if lab is not None:
-                print(opening_banner(lab.title, lab_name, target, args.scale))
-        run_lines(session, startup, echo=True)
-        if args.commands and not session.quit_requested:
-            run_lines(session, [args.commands], echo=True)
+                print(opening_banner(lab.title, lab_name, target, args.scale),
+                      file=sys.stderr if args.json else sys.stdout)
+        for source, lines in startup:
+            if not run_lines(session, lines, echo=True, source=source,
+                             keep_going=args.keep_going):
+                failed = True
+                if batch and not args.keep_going:
+                    return 1
+            if session.quit_requested:
+                break
         if not session.quit_requested:
             if interactive:
                 run_interactive(session, history=InMemoryHistory() if args.no_history
@@ -267,7 +291,24 @@ def _main(argv: list[str] | None) -> int:
                     pass
     finally:
         session.close_log(announce=False)
-    return 0
+    return 1 if failed and batch else 0
+
+
+def _startup(given: list[tuple[str, str]]) -> list[tuple[str | None, list[str]]]:
+    """The `-c` lines and `-cf` files' lines in the order given, each with the file it comes
+    from (None for `-c`); every file is read before the machine opens."""
+    startup: list[tuple[str | None, list[str]]] = []
+    for option, value in given:
+        if option == "-c":
+            startup.append((None, [value]))
+            continue
+        if not value.strip():
+            raise UsageError("argument -cf: expected a file name")
+        try:
+            startup.append((value, read_script(value)))
+        except OSError as exc:
+            raise UsageError(f"cannot read '{value}': {exc.strerror}") from None
+    return startup
 
 
 def _open_lab(args: argparse.Namespace) -> int | None:

@@ -6,6 +6,11 @@ file names may contain `;`) and the `*` comment take the rest of the line.  An e
 rest of the line, as it stops a script.  No Python exception ever reaches the user: a
 DebuggerError prints its lines, anything unexpected prints one line (and its traceback on
 stderr when KDSIM_DEBUG is set).
+
+`run_command` is the one way a command runs; what becomes of its result is the caller's
+`present`: printed as text or `.output json` (`execute_command`), one JSON Lines object
+(`jsonl_record`), or handed to a program as it is (commands/api.py).  Safe mode is enforced
+here, once, for every command registered with `writes_files`.
 """
 from __future__ import annotations
 
@@ -15,14 +20,15 @@ import pkgutil
 import re
 import sys
 import traceback
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from kdsim.target import MemoryFault
 
+from . import jsonl
 from .errors import DebuggerError, memory_access, no_export, syntax_error
 from .output import write_result
 from .registry import Command, lookup
-from .render import render
+from .render import render, render_text
 from .session import PagerQuit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,55 +131,111 @@ def parse_name(text: str) -> Parsed:
     return Parsed(text[:end], args, end + len(rest) - len(rest.lstrip()))
 
 
+Present = Callable[[Command, Any], None]      # what becomes of a command's result
+
+
 def execute(session: "Session", line: str) -> bool:
     """Run every command of a line; False when one failed (the rest were not run)."""
+    return failed_at(session, line) is None
+
+
+def failed_at(session: "Session", line: str) -> int | None:
+    """Run every command of a line; the offset in the line of the command that failed (the
+    rest were not run), or None."""
     for offset, text in split_commands(line):
         if not execute_command(session, text, line[offset:], offset):
-            return False
+            return offset
         if session.quit_requested:
             break
-    return True
+    return None
 
 
 def execute_command(session: "Session", text: str, rest: str = "", column: int = 0) -> bool:
-    """Run one command; `rest` (from this command to the end of the line) and `column`
-    (its offset in the line) place and quote a caret error as KD does.  A command's caret
-    column (ParseError) counts from the start of its argument text."""
-    rest = rest or text
+    """Run one command and print its result (as text, JSON or a JSON Lines object); `rest`
+    (from this command to the end of the line) and `column` (its offset in the line) place
+    and quote a caret error as KD does."""
     session.begin_command()
+    if session.jsonl:
+        ok, record = jsonl_record(session, text, rest, column)
+        session.write(jsonl.line(record), "json")
+        return ok
+    return run_command(session, text, lambda cmd, result: write_result(
+        session, render(cmd, result, session)), rest, column)
+
+
+def jsonl_record(session: "Session", text: str, rest: str = "",
+                 column: int = 0) -> tuple[bool, dict[str, Any]]:
+    """Run one command; (whether it succeeded, its JSON Lines object).  What the command
+    prints itself is captured into the object, errors into its `error`."""
+    found: list[Any] = []
+
+    def keep(cmd: Command, result: Any) -> None:
+        if isinstance(result, (str, type(None))):
+            session.write("".join(render_text(cmd, result, session)))
+        else:
+            found.append(jsonl.to_data(result))
+
+    with session.capture() as captured:
+        ok = run_command(session, text, keep, rest, column)
+    printed = "".join(piece for kind, piece in captured if kind != "error")
+    if ok:
+        return True, jsonl.envelope(text, result=found[0] if found else None, text=printed,
+                                    has_result=bool(found))
+    errors = [piece for kind, piece in captured if kind == "error"]
+    return False, jsonl.envelope(text, text=printed,
+                                 error=jsonl.error_text(errors) or "the command failed")
+
+
+def run_command(session: "Session", text: str, present: Present, rest: str = "",
+                column: int = 0) -> bool:
+    """Run one command and `present` its result; False when it failed, its error printed.
+    A command's caret column (ParseError) counts from the start of its argument text."""
+    rest = rest or text
+    session.last_error = ""
     name, args, args_at = parse_name(text)
     try:
         cmd = _find(name)
+        _refuse_in_safe_mode(session, cmd)
     except DebuggerError as err:
         _report(session, err, column, rest)
         return False
     try:
-        result = cmd.func(session, args)
-        write_result(session, render(cmd, result, session))
+        present(cmd, cmd.func(session, args))
         return True
     except DebuggerError as err:
         _report(session, err, column + args_at, rest)
     except (Aborted, PagerQuit):
         pass
     except KeyboardInterrupt:
-        session.write_lines(["^C"], "error")
+        _fail(session, ["^C"])
     except MemoryFault:
-        session.write_lines(memory_access(args).lines("", text), "error")
+        _fail(session, memory_access(args).lines("", text))
     except RecursionError:
-        session.write_lines([f"Command nesting too deep in '{text}'"], "error")
+        _fail(session, [f"Command nesting too deep in '{text}'"])
     except Exception as exc:  # the debugger survives any bug in a command
-        session.write_lines([f"Internal error in '{text}': {type(exc).__name__}"
-                             f"{'' if debug_enabled() else ' (set KDSIM_DEBUG=1 for details)'}"],
-                            "error")
+        _fail(session, [f"Internal error in '{text}': {type(exc).__name__}"
+                        f"{'' if debug_enabled() else ' (set KDSIM_DEBUG=1 for details)'}"])
         if debug_enabled():
             traceback.print_exc(file=sys.stderr)
     return False
 
 
+def _refuse_in_safe_mode(session: "Session", cmd: Command) -> None:
+    if cmd.writes_files and session.settings.get("safe"):
+        raise DebuggerError(f"{cmd.name} refused: safe mode allows no command that writes "
+                            f"files outside the simulated machine")
+
+
 def _report(session: "Session", err: DebuggerError, column: int, rest: str) -> None:
     """An error's lines; a caret lands `column` characters after the prompt."""
     pad = " " * (len(session.prompt) + column)
-    session.write_lines(err.lines(pad, rest.rstrip()), "error")
+    _fail(session, err.lines(pad, rest.rstrip()))
+
+
+def _fail(session: "Session", lines: list[str]) -> None:
+    """Print a failed command's error; its first line is what a command file reports."""
+    session.last_error = jsonl.error_text(lines[:1])
+    session.write_lines(lines, "error")
 
 
 def _find(name: str) -> Command:

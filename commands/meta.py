@@ -156,6 +156,7 @@ def _open_log(session: "Session", name: str, append: bool, unicode: bool) -> str
 
 
 @command(".logopen", syntax=".logopen [/t] [/u] [FileName]",
+         writes_files=True,
          help="Open a log file (overwritten); everything printed from now on goes to it. "
               "/t adds the process id and date to the name, /u writes Unicode; the default "
               "name is Dbgeng.log.")
@@ -167,6 +168,7 @@ def _logopen(session: "Session", args: str) -> str:
 
 
 @command(".logappend", syntax=".logappend [/u] [FileName]",
+         writes_files=True,
          help="Open a log file for appending (default Dbgeng.log).")
 def _logappend(session: "Session", args: str) -> str:
     options, name = _log_args(args, "u")
@@ -215,7 +217,7 @@ def _shown(value: Any) -> str:
 
 @command(".settings", syntax=".settings [list [-v]|set N=V|help]",
          help="View or change the session settings: radix, poolused_layout, pooltag_file, "
-              "color, more, output, max_output_lines.")
+              "color, more, output, max_output_lines, safe.")
 def _settings(session: "Session", args: str) -> str:
     verb, _, rest = args.strip().partition(" ")
     verb = verb.lower()
@@ -240,6 +242,8 @@ def _settings(session: "Session", args: str) -> str:
                    else None)
         if problem:
             raise DebuggerError(problem)
+        if name == "safe" and session.settings["safe"] and not parsed:
+            raise DebuggerError("Safe mode stays on for the rest of this session")
         session.settings[name] = parsed
         return ""
     raise syntax_error(len(".settings "))
@@ -257,7 +261,8 @@ def _more(session: "Session", args: str) -> str:
     return _toggle(session, "more", args, "Paging")
 
 
-@command(".output", syntax=".output [text|json]",
-         help="Print command results as the debugger's text or as JSON (fields in docs/json.md).")
+@command(".output", syntax=".output [text|json|jsonl]",
+         help="Print command results as the debugger's text, as JSON, or as JSON Lines: one "
+              "object per command, for programs (docs/json.md).")
 def _output(session: "Session", args: str) -> str:
     return _toggle(session, "output", args, "Output format")

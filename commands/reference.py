@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
 from .dispatch import load_commands
 from .meta import summary
 from .registry import CATEGORIES, Command, all_commands
@@ -96,6 +97,32 @@ as one JSON value instead of the debugger's text; messages, errors and `.echo` s
 - `[a, b]` is an array of fixed length; `object {string: integer}` an object of integers keyed
   by strings (integer keys are spelled in decimal, as JSON keys are strings).
 - Nothing of the simulator leaks in: the architecture is the target's, not part of a result.
+
+## JSON Lines (`kdsim --json`, `.output jsonl`)
+
+For programs: exactly one JSON object per line for every command, whatever it prints, and
+nothing else on standard output (banners and where a command file stopped go to standard
+error). The object names the schema version and the command as run, then one of:
+
+- `"result"`: the command's result object (the types below), with `"text"` beside it when the
+  command also printed text of its own;
+- `"text"`: the text of a command that prints text (`.lab`, `.check`, `.echo`, messages; `""`
+  when it prints nothing);
+- `"error"`: the debugger's error, without the caret that points into the echoed command
+  (with `"text"` when the command printed something before it failed).
+
+```json
+{"schema": 1, "command": "!pool 8a1b2c30", "result": {"address": "0x8a1b2c30", ...}}
+{"schema": 1, "command": ".lab", "text": "..."}
+{"schema": 1, "command": "bogus", "error": "Syntax error in 'bogus'"}
+```
+
+The fields are those of `.output json`, spelled for programs by one rule per field name (the
+`JSON Lines` column below): `hex` fields (addresses, pointers, codes, flags, values read from
+memory) are `"0x…"` strings, since they pass 2^53; `tag` fields are the tag's 4 characters
+(little-endian bytes, bit 31, the protected bit, cleared); every other integer (sizes, counts,
+indexes) stays a JSON integer. A new result field holding integers must be given a rule in
+`commands/jsonl.py`: generating this page fails until it is.
 """
 
 
@@ -194,16 +221,44 @@ def _type_sections(cls: type, done: list[type]) -> list[str]:
     if not doc.startswith(f"{cls.__name__}("):                  # not the dataclass default
         out += [inspect.cleandoc(doc), ""]
     notes = _notes(cls)
-    out += ["| field | JSON | meaning |", "| --- | --- | --- |"]
+    out += ["| field | JSON | JSON Lines | meaning |", "| --- | --- | --- | --- |"]
     named: list[type] = []
     for f in dataclasses.fields(cls):
         spelled = _spell(_parse(str(f.type)), namespace, named)
-        out.append(f"| `{f.name}` | {_cell(spelled)} | {_cell(notes.get(f.name, ''))} |")
+        lines = _jsonl_rule(cls, f.name, spelled)
+        out.append(f"| `{f.name}` | {_cell(spelled)} | {lines} | "
+                   f"{_cell(notes.get(f.name, ''))} |")
     out.append("")
     for inner in named:
         if inner not in done:
             out += _type_sections(inner, done)
     return out
+
+
+def _jsonl_rule(cls: type, name: str, spelled: str) -> str:
+    """How JSON Lines spells a field's integers: hex, tag, or as JSON; TypeError for an
+    integer field `commands/jsonl.py` has not decided."""
+    if "integer" not in spelled:
+        return "as JSON"
+    if name in jsonl.HEX:
+        return "hex"
+    if name in jsonl.TAGS:
+        return "tag"
+    if name in jsonl.NUMBERS:
+        return "as JSON"
+    raise TypeError(f"{cls.__name__}.{name} holds integers: give it a JSON Lines rule in "
+                    f"commands/jsonl.py (HEX, TAGS or NUMBERS)")
+
+
+def jsonl_commands() -> list[str]:
+    """Every command with what its JSON Lines object carries."""
+    out = ["## Every command in JSON Lines", "", "| command | object |", "| --- | --- |"]
+    for cmd in all_commands():
+        types = _result_types(cmd) if cmd.render is not None else []
+        links = " or ".join(f"[{t.__name__}](#{t.__name__.lower()})" for t in types)
+        form = f"`result`: {links}" if links else "`text`"
+        out.append(f"| `{_cell(cmd.name)}` | {form} |")
+    return out + [""]
 
 
 def json_markdown() -> str:
@@ -220,7 +275,7 @@ def json_markdown() -> str:
     for types, names in groups.items():
         links = " or ".join(f"[{t.__name__}](#{t.__name__.lower()})" for t in types)
         out.append(f"| {', '.join(names)} | {links} |")
-    out += ["", "## Result types", ""]
+    out += ["", *jsonl_commands(), "## Result types", ""]
     done: list[type] = []
     for types in groups:
         for cls in types:

@@ -9,7 +9,9 @@ when the result is long (its rows read as they are printed: DESIGN.md "Results s
 
 Commands read the target; only those registered as acting (`target_action`, or a display
 command's `action_forms` such as `!verifier -disable`) may use its control surface, and a test
-holds every other command module to that (tests/test_architecture.py).
+holds every other command module to that (tests/test_architecture.py).  Commands that write
+files outside the simulated machine are registered with `writes_files`; the dispatcher refuses
+them in safe mode (`kdsim --safe`, `.settings set safe=on`).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class Command:
     render: Renderer | None
     target_action: bool             # acts on the simulated machine (marked so in .help)
     action_forms: tuple[str, ...]   # arguments with which a display command acts
+    writes_files: bool = False      # writes outside the simulated machine: refused in safe mode
 
     @property
     def acts(self) -> bool:
@@ -59,12 +62,15 @@ def _category(name: str) -> str:
 def command(name: str, *, aliases: tuple[str, ...] = (), syntax: str = "", help: str = "",
             category: str | None = None, render: Renderer | None = None,
             target_action: bool = False,
-            action_forms: tuple[str, ...] = ()) -> Callable[[CommandFunc], CommandFunc]:
-    """Register `func` under `name` (and its aliases)."""
+            action_forms: tuple[str, ...] = (),
+            writes_files: bool = False) -> Callable[[CommandFunc], CommandFunc]:
+    """Register `func` under `name` (and its aliases).  `writes_files` marks a command that
+    writes files outside the simulated machine (a log, a dump): safe mode refuses it."""
 
     def register(func: CommandFunc) -> CommandFunc:
         cmd = Command(name, func, tuple(aliases), syntax or name, help.strip(),
-                      category or _category(name), render, target_action, tuple(action_forms))
+                      category or _category(name), render, target_action, tuple(action_forms),
+                      writes_files)
         for key in (name, *aliases):
             low = key.lower()
             if low in _BY_ALIAS and _BY_ALIAS[low].func is not func:

@@ -10,20 +10,24 @@ Echo: `$<` and `$$<` run the file line by line, each line echoed after the promp
 not echoed: the docs' own `$$><` samples and real `$$><`/`$$>a<` transcripts show the output
 only, although the reference page's prose says `$><` and `$$><` echo.
 
-An error inside a script aborts the script and the line that ran it.
+An error inside a script aborts the script and the line that ran it, as in kd, and says where:
+after the command's own error, one line `file:line: command: why` naming the innermost file
+(the scripts that ran it stop without repeating it).  `kdsim --keep-going` runs a `-cf` file on
+past its failing lines, each still reported.
 
 A script (and `kdsim -cf`'s file) must be a regular text file of at most 16 MB: `/dev/zero`,
 a FIFO, a directory or a dump given by mistake is refused in one line, never read forever.
 """
 from __future__ import annotations
 
+import bisect
 import errno
 import re
 from typing import TYPE_CHECKING
 
 from kdsim.control import FileTooLarge, NotRegularFile, read_regular
 
-from .dispatch import Aborted, execute
+from .dispatch import Aborted, execute, failed_at, split_commands
 from .errors import DebuggerError, syntax_error
 from .expr import decimal
 from .registry import command
@@ -86,18 +90,48 @@ def substitute(line: str, args: list[str]) -> str:
     return _ARG.sub(arg, line)
 
 
-def run_lines(session: "Session", lines: list[str], *, echo: bool) -> bool:
+def run_lines(session: "Session", lines: list[str], *, echo: bool, source: str | None = None,
+              keep_going: bool = False) -> bool:
     """Run lines one by one, each echoed after the prompt when `echo`; stop at the first
-    failing line (False) or at `q`."""
-    for line in lines:
+    failing line (False) or at `q`.  A failing line of the file `source` is reported by its
+    number; with `keep_going` the lines after it run too (and the result is still False)."""
+    ok = True
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         session.record_input(line, echo)
         if not execute(session, line):
-            return False
+            ok = False
+            if source is not None:
+                report_failure(session, source, number, line)
+            if not keep_going:
+                return False
         if session.quit_requested:
             break
-    return True
+    return ok
+
+
+def report_failure(session: "Session", source: str, number: int, command: str) -> None:
+    """Where a command file stopped: `file:line: command: why`, once, for the innermost file
+    (the scripts that ran it stop too, without repeating it)."""
+    if session.last_error:
+        session.write(f"{source}:{number}: {command.strip()}: {session.last_error}\n", "error")
+        session.last_error = ""
+
+
+def run_block(session: "Session", name: str, lines: list[str]) -> bool:
+    """A condensed script: its lines as one command block; a failing command is reported
+    with the line it came from."""
+    block = ";".join(lines)
+    offset = failed_at(session, block)
+    if offset is None:
+        return True
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    command = split_commands(block[offset:])[0][1]
+    report_failure(session, name, bisect.bisect_right(starts, offset), command)
+    return False
 
 
 def run_script(session: "Session", name: str, *, condense: bool,
@@ -118,9 +152,9 @@ def run_script(session: "Session", name: str, *, condense: bool,
     session.script_depth += 1
     try:
         if condense:
-            ok = execute(session, ";".join(lines))
+            ok = run_block(session, name, lines)
         else:
-            ok = run_lines(session, lines, echo=True)
+            ok = run_lines(session, lines, echo=True, source=name)
     finally:
         session.script_depth -= 1
     if not ok:

@@ -5,13 +5,19 @@ Every character the debugger prints goes through `Session.write`, so the screen,
 gets colour when it is a terminal; the log always gets plain text, as a real KD log does.
 A log that stops taking text (a full disk, an I/O error) is closed with kd's error and the
 screen goes on; a screen that stops taking text (a closed pipe) ends the session as `q` does.
+
+JSON Lines (`.output jsonl`, `kdsim --json`) keeps standard output to one JSON object per
+command: while a command runs, what it writes is captured (`capture`) into its object, and
+anything written outside a command (banners, where a command file stopped) is a diagnostic that
+goes to standard error.
 """
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from kdsim.control import win32_error
 
@@ -50,11 +56,14 @@ SETTINGS: dict[str, Setting] = {
     "color": Setting("auto", ("auto", "on", "off"),
                      "colour on the screen (auto: only on a terminal without NO_COLOR)"),
     "more": Setting(False, (False, True), "page long output on a terminal (.more on|off)"),
-    "output": Setting("text", ("text", "json"),
-                      "command results as the debugger's text or as JSON (.output text|json)"),
+    "output": Setting("text", ("text", "json", "jsonl"),
+                      "command results as the debugger's text, as JSON, or as JSON Lines: one "
+                      "object per command (.output text|json|jsonl)"),
     "max_output_lines": Setting(0, None, "stop a command's result after this many lines, "
                                 "for scripted runs (0: no limit)", line_count),
     "explain": Setting(False, (False, True), "!pool and !poolmap explain why each block is there"),
+    "safe": Setting(False, (False, True), "refuse every command that writes files outside the "
+                    "simulated machine (on for the rest of the session once set)"),
 }
 
 
@@ -137,10 +146,14 @@ def _identity(info: os.stat_result) -> tuple[int, int]:
 
 
 class Session:
-    def __init__(self, target: "Target", *, stdout: IO[str] | None = None):
+    def __init__(self, target: "Target", *, stdout: IO[str] | None = None,
+                 stderr: IO[str] | None = None):
         self.target = target
         self.settings: dict[str, Any] = {name: s.default for name, s in SETTINGS.items()}
         self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr            # diagnostics in JSON Lines mode; None: sys.stderr
+        self.captures: list[list[tuple[str, str]]] = []    # innermost last: (kind, text)
+        self.last_error = ""            # the first line of the last error a command printed
         self.processor = 0
         self.log: LogFile | None = None
         self.pager: Pager | None = None
@@ -170,16 +183,39 @@ class Session:
             return mode == "on"
         return _isatty(self.stdout) and not os.environ.get("NO_COLOR")
 
+    @property
+    def jsonl(self) -> bool:
+        return bool(self.settings["output"] == "jsonl")
+
+    @contextmanager
+    def capture(self) -> Iterator[list[tuple[str, str]]]:
+        """Keep what is written meanwhile, as (kind, text), instead of showing it; a JSON
+        line (kind `json`) still goes out."""
+        captured: list[tuple[str, str]] = []
+        self.captures.append(captured)
+        try:
+            yield captured
+        finally:
+            self.captures.remove(captured)
+
     def write(self, text: str, kind: str = "output") -> None:
-        """Print text (kind: output, error or echo) to the screen, the log and the pager.
+        """Print text (kind: output, error, echo, or json: a JSON line) to the screen, the log
+        and the pager.
 
         A log that cannot take the text is closed with kd's error after the text is shown;
         a screen that cannot be written any more raises OutputClosed."""
         if not text:
             return
+        if kind != "json":
+            if self.captures:
+                self.captures[-1].append((kind, text))
+                return
+            if self.jsonl:
+                self._diagnose(text)
+                return
         log_error = self._to_log(text)
         pager = self.pager if self.settings["more"] else None
-        shown = colorize(text, kind) if self.color else text
+        shown = colorize(text, kind) if self.color and kind != "json" else text
         try:
             if pager is None:
                 self._show(shown)
@@ -191,6 +227,16 @@ class Session:
         finally:
             if log_error is not None:
                 self.write(log_error, "error")
+
+    def _diagnose(self, text: str) -> None:
+        """Text outside a command's JSON object: standard error, so standard output stays
+        JSON (a standard error that cannot be written loses it: the JSON goes on)."""
+        try:
+            stream = self.stderr or sys.stderr
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def _show(self, text: str) -> None:
         try:
@@ -221,7 +267,10 @@ class Session:
         """A command as it appears in a transcript: prompt then command.
 
         A typed command is already on the terminal, so it only goes to the log; a command
-        read from a pipe or a script is echoed, as KD echoes script commands."""
+        read from a pipe or a script is echoed, as KD echoes script commands.  JSON Lines
+        names the command in its object instead."""
+        if self.jsonl:
+            return
         text = f"{self.prompt}{line}\n"
         if echo:
             self.write(text, "echo")
@@ -234,7 +283,7 @@ class Session:
             self.pager.reset()
 
     def clear_screen(self) -> None:
-        if _isatty(self.stdout):
+        if _isatty(self.stdout) and not self.jsonl:
             self.stdout.write("\x1b[2J\x1b[H")
             self.stdout.flush()
 

@@ -40,3 +40,13 @@ def test_the_session_shown_is_what_kdsim_prints():
                             input="\n".join(commands) + "\n", capture_output=True, text=True,
                             env={"NO_COLOR": "1", "PATH": "", "KDSIM_CACHE": "off"}, check=True)
     assert result.stdout.splitlines() == transcript
+
+
+def test_the_python_api_example_runs():
+    """The README's API example, run as written in a fresh interpreter."""
+    block = README[README.index("## Python API"):README.index("## Scenarios and labs")]
+    code = block[block.index("```python\n") + 10:block.index("```", block.index("```python") + 9)]
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, env={"PATH": "", "KDSIM_CACHE": "off"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert " Leak " in result.stdout

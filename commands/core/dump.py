@@ -62,6 +62,7 @@ def render_written(result: DumpWritten, session: "Session") -> str:
 
 @command(".dump", syntax=".dump [/f | /m] [/o] [/u] [/c Comment] FileName",
          render=render_written,
+         writes_files=True,
          help="Save the machine as it stands to a dump file that `kdsim -z` opens. "
               "/f writes a complete kernel dump (every page: what !pool, !poolused, !poolfind "
               "and !vm need); /m, the default as in kd, writes a small memory dump that keeps "

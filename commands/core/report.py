@@ -217,7 +217,7 @@ def render_written(result: ReportWritten, session: "Session") -> str:
     return f"Report written to {result.path} ({result.size} bytes): {pools}"
 
 
-@command(".report", syntax=".report FileName", render=render_written,
+@command(".report", syntax=".report FileName", render=render_written, writes_files=True,
          help="Write the pools as one self-contained HTML page to FileName [writes a file]: "
               "each pool's pages as a grid coloured by fullness or tag, a click on a page shows "
               "its blocks as !pool prints them, a tag filter, the fragmentation figures and the "

@@ -35,6 +35,7 @@ def render_written(result: SnapshotWritten, session: "Session") -> str:
 
 @command(".snapshot", syntax=".snapshot [/o] FileName", category="target", target_action=True,
          render=render_written,
+         writes_files=True,
          help="Save the live machine to a snapshot file for `kdsim --resume`. The snapshot "
               "holds memory and everything the simulator keeps beside it, so the resumed "
               "machine runs on (g), reboots (.reboot) and takes verifier settings. /o "

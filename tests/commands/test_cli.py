@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shlex
 import subprocess
@@ -303,3 +304,70 @@ def test_each_lab_has_its_own_history_file(monkeypatch, tmp_path):
     assert history_path("leak") == tmp_path / "kdsim" / "history-leak"
     assert history_path("../x") == tmp_path / "kdsim" / "history-.._x"
     assert cli.build_parser().parse_args(["--no-history"]).no_history
+
+
+# -- command files that report, -c/-cf order, --safe, --json -----------------------------------
+def test_c_and_cf_run_in_the_order_given(tmp_path):
+    first = tmp_path / "first.txt"
+    first.write_text(".echo from file\n")
+    result = kdsim("-c", ".echo before", "-cf", str(first), "-c", ".echo after", code=BARE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == ("kd> .echo before\nbefore\nkd> .echo from file\n"
+                                      "from file\nkd> .echo after\nafter\n")
+
+
+def test_a_failing_cf_line_names_file_and_line_and_fails_the_batch(tmp_path):
+    path = tmp_path / "lab.txt"
+    path.write_text(".echo one\nbogus\n.echo three\n")
+    result = kdsim("-cf", str(path), "-c", ".echo later", stdin=".echo piped\n", code=BARE)
+    out = result.stdout.decode()
+    assert result.returncode == 1
+    assert out.endswith(f"kd> bogus\n    ^ Syntax error in 'bogus'\n"
+                        f"{path}:2: bogus: Syntax error in 'bogus'\n")
+    assert "three" not in out and "later" not in out and "piped" not in out
+    going = kdsim("--keep-going", "-cf", str(path), "-c", ".echo later", code=BARE)
+    out = going.stdout.decode()
+    assert going.returncode == 1
+    assert f"{path}:2: bogus: Syntax error in 'bogus'\n" in out
+    assert out.endswith("kd> .echo three\nthree\nkd> .echo later\nlater\n")
+
+
+def test_a_failing_c_line_fails_the_batch():
+    result = kdsim("-c", "bogus; .echo never", code=BARE)
+    assert result.returncode == 1
+    assert "\nnever" not in result.stdout.decode()
+
+
+WRITERS = (".logopen {d}/log.txt", ".logappend {d}/log.txt", ".dump /f {d}/m.dmp",
+           ".snapshot {d}/s.kdsnap")
+
+
+def test_safe_mode_refuses_every_writing_command_and_goes_on(tmp_path):
+    typed = [line.format(d=tmp_path) for line in WRITERS] + [
+        ".settings set safe=off", ".echo still here"]
+    result = kdsim("--safe", stdin="\n".join(typed) + "\n", code=BARE)
+    out = result.stdout.decode().splitlines()
+    assert result.returncode == 0, result.stderr
+    refused = [line for line in out if "refused: safe mode" in line]
+    assert [line.split()[0] for line in refused] == [".logopen", ".logappend", ".dump",
+                                                     ".snapshot"]
+    assert "Safe mode stays on for the rest of this session" in out
+    assert out[-1] == "still here"
+    assert list(tmp_path.iterdir()) == []
+    late = kdsim("-c", f".settings set safe=on; .logopen {tmp_path}/late.txt", code=BARE)
+    assert "refused" in late.stdout.decode() and list(tmp_path.iterdir()) == []
+
+
+def test_json_mode_prints_only_json_lines_on_stdout(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text(".echo in file\nbogus\n")
+    result = kdsim("--json", "-c", "? 1; .echo hi", "-cf", str(path), code=BARE)
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert records == [
+        {"schema": 1, "command": "? 1", "result": {"value": "0x1", "decimal": 1,
+                                                   "hex": "00000001"}},
+        {"schema": 1, "command": ".echo hi", "text": "hi\n"},
+        {"schema": 1, "command": ".echo in file", "text": "in file\n"},
+        {"schema": 1, "command": "bogus", "error": "Syntax error in 'bogus'"}]
+    assert result.stderr.decode() == f"{path}:2: bogus: Syntax error in 'bogus'\n"
+    assert result.returncode == 1

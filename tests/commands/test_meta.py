@@ -173,7 +173,8 @@ def test_settings_list_and_set(session):
         "    more             : off\n"
         "    output           : text\n"
         "    max_output_lines : 0\n"
-        "    explain          : off\n")
+        "    explain          : off\n"
+        "    safe             : off\n")
     assert run(session, ".settings set radix=10; .settings set poolused_layout=new") == ""
     assert session.settings["radix"] == 10
     assert session.settings["poolused_layout"] == "new"
@@ -205,3 +206,14 @@ def test_help_is_generated_from_the_registry(session):
     assert run(session, ".help nosuch") == "No help for 'nosuch'\n"
     assert run(session, "!help help") == (
         "!help [Extension]\n   List the extension commands, or describe one.\n")
+
+
+def test_safe_mode_is_one_way_and_refuses_writing_commands(session, tmp_path):
+    assert run(session, ".settings set safe=on") == ""
+    assert run(session, ".settings set safe=off") == (
+        "Safe mode stays on for the rest of this session\n")
+    assert run(session, f".logopen {tmp_path / 'x.log'}; .echo not run") == (
+        ".logopen refused: safe mode allows no command that writes files outside the "
+        "simulated machine\n")
+    assert run(session, ".settings set safe=on; .echo on") == "on\n"
+    assert list(tmp_path.iterdir()) == []

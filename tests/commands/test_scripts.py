@@ -2,6 +2,7 @@
 would see."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -145,7 +146,8 @@ def test_error_aborts_the_script_and_its_line(session, script):
     assert run(session, f"$$<{path}; .echo not after") == (
         "kd> .echo one\none\n"
         "kd> bogus\n"
-        "    ^ Syntax error in 'bogus'\n")
+        "    ^ Syntax error in 'bogus'\n"
+        f"{path}:2: bogus: Syntax error in 'bogus'\n")
 
 
 def test_nested_and_recursive_scripts(session, tmp_path):
@@ -157,7 +159,9 @@ def test_nested_and_recursive_scripts(session, tmp_path):
         f"kd> .echo outer\nouter\nkd> $$<{inner}\nkd> .echo inner\ninner\n")
     loop = tmp_path / "loop.txt"
     loop.write_text(f"$$><{loop}\n")
-    assert run(session, f"$$><{loop}") == f"Script nesting too deep at '{loop}'\n"
+    assert run(session, f"$$><{loop}") == (f"Script nesting too deep at '{loop}'\n"
+                                          f"{loop}:1: $$><{loop}: Script nesting too deep at "
+                                          f"'{loop}'\n")
     assert session.script_depth == 0
     assert run(session, ".echo alive") == "alive\n"
 
@@ -167,3 +171,22 @@ def test_q_inside_a_script_ends_the_session(session, script):
     assert transcript(session, [f"$$<{path}", ".echo never either"]) == (
         f"kd> $$<{path}\nkd> .echo one\none\nkd> q\nquit:\n")
     assert session.quit_requested
+
+
+def test_a_condensed_script_reports_the_line_of_the_failing_command(session, script):
+    path = script(".echo one\n.echo two; bogus\n.echo three\n")
+    out = run(session, f"$$>a<{path}")
+    assert out.startswith("one\ntwo\n")
+    assert out.endswith(f"{path}:2: bogus: Syntax error in 'bogus;.echo three'\n")
+    assert "\nthree" not in out
+
+
+def test_a_failing_script_line_in_json_lines_is_its_own_object(session, script):
+    path = script(".echo one\nbogus\n")
+    run(session, ".output jsonl")
+    lines = [json.loads(line) for line in run(session, f"$$<{path}").splitlines()]
+    assert lines == [
+        {"schema": 1, "command": ".echo one", "text": "one\n"},
+        {"schema": 1, "command": "bogus", "error": "Syntax error in 'bogus'"},
+        {"schema": 1, "command": f"$$<{path}",
+         "error": f"{path}:2: bogus: Syntax error in 'bogus'"}]
