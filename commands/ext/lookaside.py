@@ -112,7 +112,8 @@ def pool_lookasides(target: "Target", per_processor: bool) -> list[int]:
         slot = prcb + offsets[paged] + i * 2 * ptr
         return target.read_ptr(slot), target.read_ptr(slot + ptr)
 
-    shared = [pair(prcbs[0], paged, i)[1] for paged in (0, 1) for i in range(POOL_SMALL_LISTS)]
+    first = target.read_ptr(block)          # the shared lists' pairs, even on a count of 0
+    shared = [pair(first, paged, i)[1] for paged in (0, 1) for i in range(POOL_SMALL_LISTS)]
     own = [pair(prcb, paged, i)[0] for prcb in prcbs for paged in (0, 1)
            for i in range(POOL_SMALL_LISTS)] if per_processor else []
     return shared + own
