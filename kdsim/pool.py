@@ -176,7 +176,6 @@ class PoolManager:
         self.ptr_last = PAGE_SIZE - self.P
         self.hdr_last = PAGE_SIZE - self.hdr.size
         self.chunk_next_last = PAGE_SIZE - self.chunk_next.size
-        self.data_last = PAGE_SIZE - self.G - self.P     # ... a header and the pointer after it
         self.gmask = self.G - 1
         # Descriptor counters updated together, each pair in one unpack and one pack.
         self.d_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBytes")
@@ -429,14 +428,6 @@ class PoolManager:
             flink, blink = self.pair.unpack(self._read(entry, self.pair.size))
         return flink, blink
 
-    def _poke_ptr(self, page: bytearray | None, a: int, v: int) -> None:
-        """Write the pointer at a, on `page` (a's page, or None) when it fits there."""
-        off = a & PAGE_MASK
-        if page is not None and off <= self.ptr_last:
-            self.ptr.pack_into(page, off, v)
-        else:
-            self._write(a, self.ptr.pack(v & self.pmask))
-
     def _unlink(self, desc: Descriptor, entry: int, flink: int, blink: int, bs: int) -> None:
         """RemoveEntryList of a free chunk's entry in ListHeads[bs-1], whose links the caller
         read, with the Flink->Blink / Blink->Flink check (BAD_POOL_HEADER 3).  When the
@@ -459,16 +450,26 @@ class PoolManager:
         at = flink + P
         fpage = pages.get(at >> 12)
         foff = at & PAGE_MASK
-        back = ptr.unpack_from(fpage, foff)[0] if fpage is not None and foff <= last \
-            else self._peek_ptr(at)
+        if fpage is None or foff > last:               # across a page end, or wild
+            fpage, back = None, self._peek_ptr(at)
+        else:
+            back = ptr.unpack_from(fpage, foff)[0]
         bpage = pages.get(blink >> 12)
         boff = blink & PAGE_MASK
-        fwd = ptr.unpack_from(bpage, boff)[0] if bpage is not None and boff <= last \
-            else self._peek_ptr(blink)
+        if bpage is None or boff > last:
+            bpage, fwd = None, self._peek_ptr(blink)
+        else:
+            fwd = ptr.unpack_from(bpage, boff)[0]
         if back != entry or fwd != entry:
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
-        self._poke_ptr(bpage, blink, flink)
-        self._poke_ptr(fpage, at, blink)
+        if bpage is not None:
+            ptr.pack_into(bpage, boff, flink)
+        else:
+            self._wptr(blink, flink)
+        if fpage is not None:
+            ptr.pack_into(fpage, foff, blink)
+        else:
+            self._wptr(at, blink)
 
     def _link(self, desc: Descriptor, page: bytearray, e: int, ulong1: int, tag: int,
               fill: int | bytes | None, bs: int, at_head: bool) -> None:
@@ -498,8 +499,10 @@ class PoolManager:
             else:
                 npage = pages.get(at >> 12)
                 noff = at & PAGE_MASK
-                back = ptr.unpack_from(npage, noff)[0] if npage is not None and noff <= last \
-                    else self._peek_ptr(at)
+                if npage is None or noff > last:   # across a page end, or wild
+                    npage, back = None, self._peek_ptr(at)
+                else:
+                    back = ptr.unpack_from(npage, noff)[0]
             if back != head:
                 self._whdr(page, e, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, back or 0, hblink)
@@ -512,8 +515,10 @@ class PoolManager:
             else:
                 npage = pages.get(at >> 12)
                 noff = at & PAGE_MASK
-                fwd = ptr.unpack_from(npage, noff)[0] if npage is not None and noff <= last \
-                    else self._peek_ptr(at)
+                if npage is None or noff > last:
+                    npage, fwd = None, self._peek_ptr(at)
+                else:
+                    fwd = ptr.unpack_from(npage, noff)[0]
             if fwd != head:
                 self._whdr(page, e, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
@@ -525,12 +530,13 @@ class PoolManager:
             self._write(entry, self.pair.pack(flink, blink))
         if alone:
             self.pair.pack_into(hpage, hoff, entry, entry)
-        elif at_head:
-            self._poke_ptr(npage, at, entry)
-            ptr.pack_into(hpage, hoff, entry)
+            desc.bitmap |= (1 << bs) >> 1
+            return
+        if npage is not None:
+            ptr.pack_into(npage, noff, entry)
         else:
-            self._poke_ptr(npage, at, entry)
-            ptr.pack_into(hpage, hoff + P, entry)
+            self._wptr(at, entry)
+        ptr.pack_into(hpage, hoff if at_head else hoff + P, entry)
         desc.bitmap |= (1 << bs) >> 1
 
     # ======================================================================================
@@ -633,12 +639,14 @@ class PoolManager:
         at = eflink + P                            # where Flink->Blink is
         fpage: bytearray | None
         if eflink == head:
-            fpage, back = hpage, hblink
+            fpage, foff, back = hpage, hoff + P, hblink
         else:
             fpage = pages.get(at >> 12)
             foff = at & PAGE_MASK
-            back = ptr.unpack_from(fpage, foff)[0] if fpage is not None and foff <= self.ptr_last \
-                else self._peek_ptr(at)
+            if fpage is None or foff > self.ptr_last:      # across a page end, or wild
+                fpage, back = None, self._peek_ptr(at)
+            else:
+                back = ptr.unpack_from(fpage, foff)[0]
         if eblink != head or back != entry:
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, self._peek_ptr(eblink) or 0)
         if eflink == head:
@@ -646,7 +654,10 @@ class PoolManager:
             desc.bitmap &= ~(1 << k)
         else:
             ptr.pack_into(hpage, hoff, eflink)
-            self._poke_ptr(fpage, at, head)
+            if fpage is not None:
+                ptr.pack_into(fpage, foff, head)
+            else:
+                self._wptr(at, head)
         e = entry - G
         if page is None:
             return self._carve_any(desc, e, need, ptype, tag)
@@ -822,9 +833,9 @@ class PoolManager:
         return 0
 
     def _lookaside_push(self, cpu: int, paged: int, bs: int, data: int,
-                        page: bytearray | None) -> bool:
-        """Push the chunk whose data starts at `data` (on `page`; None: wherever it lies) onto
-        the CPU's lookaside for bs, else the shared one, unless both are at their depth."""
+                        page: bytearray) -> bool:
+        """Push the chunk whose data starts at `data` (on `page`) onto the CPU's lookaside for
+        bs, else the shared one, unless both are at their depth."""
         pages, head, next_first = self.pages, self.la_head, self.la_next_first
         for la in self.la[cpu][paged][bs - 1]:
             lpage = pages[la >> 12]
@@ -834,16 +845,16 @@ class PoolManager:
             if (b if next_first else a) < depth:              # ListDepth < Depth
                 fhits = (fhits + 1) & 0xFFFFFFFF
                 if next_first:
-                    if page is not None:
+                    try:
                         self.ptr.pack_into(page, data & PAGE_MASK, a)
-                    else:
+                    except struct.error:            # P is not a block's address
                         self._wptr(data, a)
                     head.pack_into(lpage, off, data, (b + 1) & 0xFFFF, c, depth, maximum,
                                    allocs, hits, frees, fhits)
                 else:
-                    if page is not None:
+                    try:
                         self.ptr.pack_into(page, data & PAGE_MASK, c)
-                    else:
+                    except struct.error:            # P is not a block's address
                         self._wptr(data, c)
                     head.pack_into(lpage, off, (a + 1) & 0xFFFF, b, data, depth, maximum,
                                    allocs, hits, frees, fhits)
@@ -939,16 +950,17 @@ class PoolManager:
         if not P & PAGE_MASK:
             return self._free_big(P, in_paged, tag)
         e = P - self.G
-        page: bytearray | None = self.pages.get(e >> 12)
+        page = self.pages.get(e >> 12)
         if page is None:
             raise BugCheck(BAD_POOL_CALLER, 0x50 if in_paged else 0x41, P, 0, 0)
         off = e & PAGE_MASK
         c = self.codec
         sm = c.size_mask
         shift = self.shift
-        if off <= self.hdr_last:
+        # Reads that do not fit the page (P is not a block's address) go across its end.
+        try:
             ulong1, ptag = self.hdr.unpack_from(page, off)
-        else:                             # not a block's address: a header across the page end
+        except struct.error:
             ulong1, ptag = self._rhdr(e)
         prev = ulong1 & sm
         bs = (ulong1 >> 16) & sm
@@ -956,10 +968,15 @@ class PoolManager:
         if not ptype & IN_USE:
             raise BugCheck(BAD_POOL_CALLER, 7, DOUBLE_FREE_LINE, ulong1, P)
         noff = off + (bs << shift)
-        if bs == 0 or noff > PAGE_SIZE or (
-                noff < PAGE_MASK and (page[noff] | page[noff + 1] << 8) & sm != bs) or (
-                noff == PAGE_MASK and self._prev_size(e + (bs << shift)) != bs):
+        if bs == 0 or noff > PAGE_SIZE:
             raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << shift), ulong1)
+        if noff < PAGE_SIZE:
+            try:
+                nprev = (page[noff] | page[noff + 1] << 8) & sm
+            except IndexError:
+                nprev = self._prev_size(e + (bs << shift))
+            if nprev != bs:
+                raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << shift), ulong1)
         if prev:
             poff = off - (prev << shift)
             if poff < 0:
@@ -976,10 +993,7 @@ class PoolManager:
             # Windows 7 does not bounds-check PoolIndex: it follows a wild descriptor pointer.
             raise self._fault(self.paged_desc[0].addr + index * self.layouts.descriptor.sizeof())
         self.tracker.update(ptag, bs << shift, paged, -1)
-        # the header checks above put the data (P) on the header's page; its first pointer
-        # fits there unless P is not a block's address
-        if off > self.data_last:
-            page = None
+        # the header checks above put the data (P) on the header's page
         if bs <= POOL_SMALL_LISTS and not (paged and index == 0):
             if self._lookaside_push(cpu, paged, bs, P, page):
                 return
@@ -992,11 +1006,10 @@ class PoolManager:
             if depth >= PENDING_FREE_LIMIT:
                 self.flush_pending(desc)
                 pending, between, depth = self.d_pending.unpack_from(dpage, doff)
-                if page is not None:
-                    page = self._page(P)           # the flush may have released its page
-            if page is not None:
+                page = self._page(P)               # the flush may have released its page
+            try:
                 self.ptr.pack_into(page, P & PAGE_MASK, pending)
-            else:
+            except struct.error:                   # P is not a block's address
                 self._wptr(P, pending)
             self.d_pending.pack_into(dpage, doff, P, between, (depth + 1) & 0xFFFFFFFF)
             return
@@ -1016,15 +1029,16 @@ class PoolManager:
             doff = d.pending & PAGE_MASK
             chain, between, _ = pending.unpack_from(dpage, doff)
             pending.pack_into(dpage, doff, 0, between, 0)
-            walked = 0
+            for _ in range(PENDING_FREE_LIMIT):
+                if not chain:
+                    break
+                chain = self._release(d, chain - self.G)
             seen: set[int] = set()
-            while chain:
-                walked += 1
-                if walked > PENDING_FREE_LIMIT:
-                    if chain in seen:
-                        raise BugCheck(BAD_POOL_CALLER, 7, DOUBLE_FREE_LINE,
-                                       self._rhdr(chain - self.G)[0], chain)
-                    seen.add(chain)
+            while chain:                   # longer than the pool lets it grow: watch it
+                if chain in seen:
+                    raise BugCheck(BAD_POOL_CALLER, 7, DOUBLE_FREE_LINE,
+                                   self._rhdr(chain - self.G)[0], chain)
+                seen.add(chain)
                 chain = self._release(d, chain - self.G)
 
     def _release(self, desc: Descriptor, e: int) -> int:
