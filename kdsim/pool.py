@@ -1077,7 +1077,7 @@ class PoolManager:
             if noff <= self.chunk_last:
                 n1, _, _, nfl, nbl = self.chunk.unpack_from(npage, noff)
             else:
-                n1, nfl, nbl = self._rhdr(nxt)[0], -1, -1
+                n1, nfl, nbl = self.u32.unpack(self._read(nxt, 4))[0], -1, -1
             if not (n1 >> tshift) & fm:                       # a free neighbour: coalesce
                 nbs = (n1 >> 16) & sm
                 if nbs != 1:
