@@ -50,6 +50,7 @@ class LiveControl:
         if m.crash is not None:
             raise MachineStopped
         hit = None
+        m.pool.rescan_lists()              # ListHeads the debugger wrote are seen, as in Windows
         while ticks and m.crash is None and hit is None and not interrupted():
             run = min(ticks, CHUNK)
             m.step(run)

@@ -11,7 +11,7 @@ import struct
 from typing import Any, Protocol
 
 from .arch import Arch
-from .bugcheck import BugCheck
+from .bugcheck import KMODE_EXCEPTION_NOT_HANDLED, BugCheck
 from .layouts import profile_for
 from .live import LiveControl
 from .memory import AddressSpace, MemoryFault
@@ -25,6 +25,7 @@ from .verifier import KERNEL_MODULES, Verifier, VerifierSettings
 from .workload import Workload
 
 DEFAULT_PROCESSORS = 2
+STATUS_ASSERTION_FAILURE = 0xC0000420
 
 
 class Booter(Protocol):
@@ -60,6 +61,9 @@ class Machine:
         self.process = 0
         self.workload = Workload(self, seed)
         self.crash: BugCheck | None = None
+        # a Python exception the simulator raised while running (a bug of the simulator; see
+        # `step`), kept for tests and debugging
+        self.internal_error: Exception | None = None
         # published last, so that turning them on moves no address published before them
         self.stops = StopRecorder(self)
         self.verifier = Verifier(self, verifier)
@@ -86,6 +90,13 @@ class Machine:
             self.workload.step(n)
         except BugCheck as bc:
             self.stop(bc)
+        except Exception as exc:  # the last resort: never the debugger's crash
+            # Every stop of the simulated kernel is a BugCheck raised where Windows stops; any
+            # other exception is a bug of the simulator.  The machine stops as on an unhandled
+            # kernel assertion rather than taking the debugger down, and keeps the exception
+            # (tests/kdsim/test_corruption.py proves this never happens).
+            self.internal_error = exc
+            self.stop(BugCheck(KMODE_EXCEPTION_NOT_HANDLED, STATUS_ASSERTION_FAILURE, 0, 0, 0))
         self._publish_ticks()
         return self.crash
 

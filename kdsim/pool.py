@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING
 
 from .arch import Arch
 from .bigpages import BigPageTable
-from .bugcheck import BAD_POOL_CALLER, BAD_POOL_HEADER, BugCheck
+from .bugcheck import (
+    BAD_POOL_CALLER, BAD_POOL_HEADER, DRIVER_CORRUPTED_EXPOOL, KMODE_EXCEPTION_NOT_HANDLED,
+    PAGE_FAULT_IN_NONPAGED_AREA, BugCheck,
+)
 from .layouts import (
     IN_USE, NONPAGED, PAGE_MASK, PAGE_SIZE, PAGED, POOL_SMALL_LISTS, PROTECTED_POOL, QUOTA,
     TYPE_BITS, Profile, field_run, profile_for, tag_to_ulong,
 )
-from .memory import AddressSpace
+from .memory import AddressSpace, MemoryFault
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
 from .stop import raised_in
@@ -35,6 +38,10 @@ LOOKASIDE_MAX_DEPTH = 256
 LOOKASIDE_START_DEPTH = 2
 LOOKASIDE_MIN_DEPTH = 4
 PENDING_FREE_LIMIT = 32        # EXP_MAXIMUM_POOL_FREES_PENDING
+DISPATCH_LEVEL = 2             # the IRQL the nonpaged pool's spin lock raises to
+DOUBLE_FREE_LINE = 0x1297      # BAD_POOL_CALLER 7's P2, a source line in the real kernel
+STATUS_ACCESS_VIOLATION = 0xC0000005
+X64_CANONICAL_GAP = (0x0000800000000000, 0xFFFF800000000000)   # addresses no x64 CPU takes
 
 
 @dataclass
@@ -45,6 +52,18 @@ class PoolSettings:
     deferred_frees: bool = True        # enabled on machines with >= 508 MB and no verifier
     lookasides: bool = True
     paged_pools: int = 4               # 4 on MP (PagedPool 1..4), 2 on UP
+
+
+class PoolFault(BugCheck):
+    """A page fault the allocator took where its own (corrupted) bookkeeping led it.  Which
+    bug check Windows makes of it depends on the lock held and the faulting instruction, which
+    the routine that catches it supplies (`PoolManager._placed`); until then it reads as the
+    nonpaged pool's 0xC5."""
+
+    def __init__(self, address: int, write: bool):
+        super().__init__(DRIVER_CORRUPTED_EXPOOL, address, DISPATCH_LEVEL, int(write), 0)
+        self.address = address
+        self.write = write
 
 
 class Descriptor:
@@ -153,6 +172,11 @@ class PoolManager:
         # PreviousSize is the low size_bits of Ulong1: its bits in Ulong1's second byte
         self.prev_hi = self.codec.size_mask >> 8
         self.pair_last = PAGE_SIZE - self.pair.size
+        # Last page offsets where one read of a pointer, a header, a header and Next fits.
+        self.ptr_last = PAGE_SIZE - self.P
+        self.hdr_last = PAGE_SIZE - self.hdr.size
+        self.chunk_next_last = PAGE_SIZE - self.chunk_next.size
+        self.gmask = self.G - 1
         # Descriptor counters updated together, each pair in one unpack and one pack.
         self.d_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBytes")
         self.d_free = _gapped(L, "descriptor", "RunningDeAllocs", "TotalBytes")
@@ -184,8 +208,9 @@ class PoolManager:
         # The paged descriptors live in nonpaged pool pages, as Windows allocates them.
         stride = -(-dsize // entry) * entry
         skew = -lists_off % entry
-        pd_base = self.mm.allocate_pool_pages(
-            False, -(-(skew + stride * (npaged + 1)) // PAGE_SIZE)) + skew
+        self.paged_run = self.mm.allocate_pool_pages(
+            False, -(-(skew + stride * (npaged + 1)) // PAGE_SIZE))
+        pd_base = self.paged_run + skew
         self.descriptors = [Descriptor(np_desc, 0, False, self.d_offsets)]
         self.paged_desc = []
         for i in range(npaged + 1):
@@ -266,68 +291,142 @@ class PoolManager:
     # ======================================================================================
     # small memory helpers (hot path: direct page access)
     # ======================================================================================
-    def _page(self, addr: int) -> bytearray:
+    def _page(self, addr: int, write: bool = False) -> bytearray:
         page = self.pages.get(addr >> 12)
         if page is None:
-            raise self._fault(addr)
+            raise self._fault(addr, write)
         return page
 
-    def _fault(self, addr: int) -> BugCheck:
-        # The kernel touched memory it may not while holding the pool lock: Windows reports a
-        # small-pool corruption this way (0xC5 for nonpaged; 0x50 when the lock is a mutex).
-        return BugCheck(0xC5, addr & self.arch.ptr_mask, 2, 0, 0)
+    def _fault(self, addr: int, write: bool = False) -> PoolFault:
+        """The page fault of a reference to `addr` that found no page."""
+        return PoolFault(addr & self.pmask, write)
+
+    def _placed(self, bc: BugCheck, paged: int, routine: str) -> BugCheck:
+        """A fault inside `routine` (a key of the profile's routines) as the bug check Windows 7
+        stops with.  Under the nonpaged pool's spin lock the code runs at DISPATCH_LEVEL, where
+        a bad reference is IRQL_NOT_LESS_OR_EQUAL, which KeBugCheck2 names
+        DRIVER_CORRUPTED_EXPOOL (0xC5: address, IRQL, read/write, instruction) because the
+        instruction is in the pool's code; under the paged pool's guarded mutex (APC_LEVEL) it
+        is PAGE_FAULT_IN_NONPAGED_AREA (0x50: address, read/write, instruction, 0).  On x64 a
+        non-canonical address is a general protection fault: KMODE_EXCEPTION_NOT_HANDLED
+        (0x1E: STATUS_ACCESS_VIOLATION, instruction, 0, an unknown address).
+        Assumed: lookaside pops and pushes (which take no lock) fault as under the pool's lock,
+        and a user-range address at APC_LEVEL as 0x50 (Windows would raise an access violation
+        there)."""
+        if not isinstance(bc, PoolFault):
+            return bc
+        name, _, offset = self.layouts.routines[routine].partition("+")
+        ip = self.g.nt.symbols[name] + int(offset or "0", 16)
+        a, w = bc.address, int(bc.write)
+        low, high = X64_CANONICAL_GAP
+        if self.P == 8 and low <= a < high:
+            return BugCheck(KMODE_EXCEPTION_NOT_HANDLED, STATUS_ACCESS_VIOLATION, ip, 0, self.pmask)
+        if paged:
+            return BugCheck(PAGE_FAULT_IN_NONPAGED_AREA, a, w, ip, 0)
+        return BugCheck(DRIVER_CORRUPTED_EXPOOL, a, DISPATCH_LEVEL, w, ip)
+
+    def _read(self, a: int, n: int) -> bytes:
+        """n bytes at any address, across a page end as the processor reads them; a fault
+        where a page is missing.  (For what a corrupted size or pointer leads to.)"""
+        try:
+            return self.memory.read(a & self.pmask, n)
+        except MemoryFault as fault:
+            raise self._fault(fault.address) from None
+
+    def _write(self, a: int, data: bytes) -> None:
+        """Write at any address (the bytes before a missing page land, as a store's would)."""
+        try:
+            self.memory.write(a & self.pmask, data)
+        except MemoryFault as fault:
+            raise self._fault(fault.address, True) from None
+
+    def _peek_ptr(self, a: int) -> int | None:
+        """The pointer at `a` for a safe-unlinking check, None where it cannot be read.  (The
+        check then fails: BAD_POOL_HEADER 3 with 0 for the value, where Windows would fault
+        reading it; the simulator has always reported the list's corruption there.)"""
+        page = self.pages.get(a >> 12)
+        off = a & PAGE_MASK
+        if page is not None and off <= self.ptr_last:
+            return self.ptr.unpack_from(page, off)[0]
+        try:
+            return self.ptr.unpack(self.memory.read(a & self.pmask, self.P))[0]
+        except MemoryFault:
+            return None
 
     def _r32(self, a: int) -> int:
         return self.u32.unpack_from(self._page(a), a & PAGE_MASK)[0]
 
     def _w32(self, a: int, v: int) -> None:
-        self.u32.pack_into(self._page(a), a & PAGE_MASK, v & 0xFFFFFFFF)
+        self.u32.pack_into(self._page(a, True), a & PAGE_MASK, v & 0xFFFFFFFF)
 
     def _w16(self, a: int, v: int) -> None:
-        self.u16.pack_into(self._page(a), a & PAGE_MASK, v & 0xFFFF)
+        self.u16.pack_into(self._page(a, True), a & PAGE_MASK, v & 0xFFFF)
 
     def _r16(self, a: int) -> int:
         return self.u16.unpack_from(self._page(a), a & PAGE_MASK)[0]
 
     def _rptr(self, a: int) -> int:
-        return self.ptr.unpack_from(self._page(a), a & PAGE_MASK)[0]
+        if a & PAGE_MASK <= self.ptr_last:
+            return self.ptr.unpack_from(self._page(a), a & PAGE_MASK)[0]
+        return self.ptr.unpack(self._read(a, self.P))[0]
 
     def _wptr(self, a: int, v: int) -> None:
-        self.ptr.pack_into(self._page(a), a & PAGE_MASK, v & self.pmask)
+        if a & PAGE_MASK <= self.ptr_last:
+            self.ptr.pack_into(self._page(a, True), a & PAGE_MASK, v & self.pmask)
+        else:
+            self._write(a, self.ptr.pack(v & self.pmask))
 
     def _add32(self, a: int, delta: int) -> None:
         page = self.pages[a >> 12]
         off = a & PAGE_MASK
         self.u32.pack_into(page, off, (self.u32.unpack_from(page, off)[0] + delta) & 0xFFFFFFFF)
 
+    def _rhdr(self, e: int) -> tuple[int, int]:
+        """(Ulong1, PoolTag) of the header at e, wherever it lies."""
+        if e & PAGE_MASK <= self.hdr_last:
+            ulong1, tag = self.hdr.unpack_from(self._page(e), e & PAGE_MASK)
+        else:
+            ulong1, tag = self.hdr.unpack(self._read(e, self.hdr.size))
+        return ulong1, tag
+
+    def _whdr(self, page: bytearray, e: int, ulong1: int, tag: int) -> None:
+        """Write Ulong1 and PoolTag of the header at e (on `page` when it fits there)."""
+        off = e & PAGE_MASK
+        if off <= self.hdr_last:
+            self.hdr.pack_into(page, off, ulong1, tag)
+        else:
+            self._write(e, self.hdr.pack(ulong1, tag))
+
     def header(self, e: int) -> tuple[int, int, int, int, int]:
         """(PreviousSize, PoolIndex, BlockSize, PoolType, PoolTag) of the chunk at e."""
-        ulong1, tag = self.hdr.unpack_from(self._page(e), e & PAGE_MASK)
+        ulong1, tag = self._rhdr(e)
         return (*self.codec.unpack(ulong1), tag)
 
+    def _prev_size(self, e: int) -> int:
+        """PreviousSize of the header at e, read from the bytes its bit field lies in."""
+        width = 2 if self.prev_hi else 1
+        return int.from_bytes(self._read(e, width), "little") & self.codec.size_mask
+
     def _set_prev(self, e: int, prev: int) -> None:
-        page = self._page(e)
-        off = e & PAGE_MASK
+        """PreviousSize of the header at e: the bytes its bit field lies in, read and written
+        back (the fields around it unchanged)."""
         c = self.codec
-        ulong1 = self.u32.unpack_from(page, off)[0]
-        self.u32.pack_into(page, off, (ulong1 & ~c.size_mask) | prev)
+        width = 2 if self.prev_hi else 1
+        field = int.from_bytes(self._read(e, width), "little")
+        self._write(e, ((field & ~c.size_mask) | (prev & c.size_mask)).to_bytes(width, "little"))
 
     # ======================================================================================
     # ListHeads: circular doubly linked lists in memory, with Windows 7's safe unlinking
     # ======================================================================================
-    def _links(self, entry: int) -> tuple[bytearray, int, int]:
-        """(page, Flink, Blink) of a list entry; a wild pointer is a fault, as it would be."""
-        page = self.pages.get(entry >> 12)
-        if page is None:
-            raise self._fault(entry)
-        flink, blink = self.pair.unpack_from(page, entry & PAGE_MASK)
-        return page, flink, blink
-
-    def _read_back(self, ptr_addr: int) -> tuple[bytearray | None, int | None]:
-        page = self.pages.get(ptr_addr >> 12)
-        if page is None:
-            return None, None
-        return page, self.ptr.unpack_from(page, ptr_addr & PAGE_MASK)[0]
+    def _links(self, entry: int) -> tuple[int, int]:
+        """(Flink, Blink) of a list entry, wherever it lies; a wild pointer is a fault, as it
+        would be."""
+        off = entry & PAGE_MASK
+        if off <= self.pair_last:
+            flink, blink = self.pair.unpack_from(self._page(entry), off)
+        else:
+            flink, blink = self.pair.unpack(self._read(entry, self.pair.size))
+        return flink, blink
 
     def _unlink(self, desc: Descriptor, entry: int, flink: int, blink: int, bs: int) -> None:
         """RemoveEntryList of a free chunk's entry in ListHeads[bs-1], whose links the caller
@@ -345,30 +444,47 @@ class PoolManager:
                     raise BugCheck(BAD_POOL_HEADER, 3, entry, back, fwd)
                 self.pair.pack_into(page, off, flink, blink)
                 if flink == desc.lists + (bs - 1) * 2 * P:
-                    desc.bitmap &= ~(1 << (bs - 1))
+                    desc.bitmap &= ~((1 << bs) >> 1)
                 return
-        ptr = self.ptr
-        fpage = pages.get((flink + P) >> 12)
-        back = ptr.unpack_from(fpage, (flink + P) & PAGE_MASK)[0] if fpage is not None else None
+        ptr, last = self.ptr, self.ptr_last
+        at = flink + P
+        fpage = pages.get(at >> 12)
+        foff = at & PAGE_MASK
+        if fpage is None or foff > last:               # across a page end, or wild
+            fpage, back = None, self._peek_ptr(at)
+        else:
+            back = ptr.unpack_from(fpage, foff)[0]
         bpage = pages.get(blink >> 12)
-        fwd = ptr.unpack_from(bpage, blink & PAGE_MASK)[0] if bpage is not None else None
-        if fpage is None or bpage is None or back != entry or fwd != entry:
+        boff = blink & PAGE_MASK
+        if bpage is None or boff > last:
+            bpage, fwd = None, self._peek_ptr(blink)
+        else:
+            fwd = ptr.unpack_from(bpage, boff)[0]
+        if back != entry or fwd != entry:
             raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
-        ptr.pack_into(bpage, blink & PAGE_MASK, flink)
-        ptr.pack_into(fpage, (flink + P) & PAGE_MASK, blink)
+        if bpage is not None:
+            ptr.pack_into(bpage, boff, flink)
+        else:
+            self._wptr(blink, flink)
+        if fpage is not None:
+            ptr.pack_into(fpage, foff, blink)
+        else:
+            self._wptr(at, blink)
 
     def _link(self, desc: Descriptor, page: bytearray, e: int, ulong1: int, tag: int,
-              fill: int | bytes, bs: int, at_head: bool) -> None:
-        """Write the header of the free chunk at e (Ulong1, PoolTag, the rest as it was) and,
-        unless it is a single block, insert it into ListHeads[bs-1]: freed chunks at the
-        head, split remainders at the tail; the neighbour the head points at is checked
-        first.  Header and LIST_ENTRY go in one write; when the check fails the header alone
-        was written, as in Windows."""
+              fill: int | bytes | None, bs: int, at_head: bool) -> None:
+        """Write the header of the free chunk at e (on `page`: Ulong1, PoolTag, the rest as it
+        was, `fill`, None when it was not read) and, unless it is a single block, insert it
+        into ListHeads[bs-1]: freed chunks at the head, split remainders at the tail; the
+        neighbour the head points at is checked first.  Header and LIST_ENTRY go in one write;
+        when the check fails the header alone was written, as in Windows.  (BlockSize 0, which
+        only a corrupted size leaves, names the LIST_ENTRY before ListHeads[0], as the
+        kernel's index arithmetic does.)"""
         off = e & PAGE_MASK
         if bs == 1:
-            self.hdr.pack_into(page, off, ulong1, tag)
+            self._whdr(page, e, ulong1, tag)
             return
-        P, ptr, pages = self.P, self.ptr, self.pages
+        P, ptr, pages, last = self.P, self.ptr, self.pages, self.ptr_last
         head = desc.lists + (bs - 1) * 2 * P
         hpage = pages[head >> 12]
         hoff = head & PAGE_MASK
@@ -377,40 +493,51 @@ class PoolManager:
         npage: bytearray | None
         if at_head:
             alone = hflink == head                 # empty list: the head is the neighbour
+            at = hflink + P
             if alone:
                 npage, back = hpage, hblink
             else:
-                npage = pages.get(hflink >> 12)
-                back = ptr.unpack_from(npage, (hflink + P) & PAGE_MASK)[0] if npage else None
-            if npage is None or back != head:
-                self.hdr.pack_into(page, off, ulong1, tag)
+                npage = pages.get(at >> 12)
+                noff = at & PAGE_MASK
+                if npage is None or noff > last:   # across a page end, or wild
+                    npage, back = None, self._peek_ptr(at)
+                else:
+                    back = ptr.unpack_from(npage, noff)[0]
+            if back != head:
+                self._whdr(page, e, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, back or 0, hblink)
             flink, blink = hflink, head
         else:
             alone = hblink == head
+            at = hblink
             if alone:
                 npage, fwd = hpage, hflink
             else:
-                npage = pages.get(hblink >> 12)
-                fwd = ptr.unpack_from(npage, hblink & PAGE_MASK)[0] if npage else None
-            if npage is None or fwd != head:
-                self.hdr.pack_into(page, off, ulong1, tag)
+                npage = pages.get(at >> 12)
+                noff = at & PAGE_MASK
+                if npage is None or noff > last:
+                    npage, fwd = None, self._peek_ptr(at)
+                else:
+                    fwd = ptr.unpack_from(npage, noff)[0]
+            if fwd != head:
+                self._whdr(page, e, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
             flink, blink = head, hblink
-        if off <= self.chunk_last:
+        if fill is not None and off <= self.chunk_last:
             self.chunk.pack_into(page, off, ulong1, tag, fill, flink, blink)
         else:                                      # a header at the page's end: links beyond
-            self.hdr.pack_into(page, off, ulong1, tag)
-            self.pair.pack_into(pages[entry >> 12], entry & PAGE_MASK, flink, blink)
+            self._whdr(page, e, ulong1, tag)
+            self._write(entry, self.pair.pack(flink, blink))
         if alone:
             self.pair.pack_into(hpage, hoff, entry, entry)
-        elif at_head:
-            ptr.pack_into(npage, (hflink + P) & PAGE_MASK, entry)
-            ptr.pack_into(hpage, hoff, entry)
+            desc.bitmap |= (1 << bs) >> 1
+            return
+        if npage is not None:
+            ptr.pack_into(npage, noff, entry)
         else:
-            ptr.pack_into(npage, hblink & PAGE_MASK, entry)
-            ptr.pack_into(hpage, hoff + P, entry)
-        desc.bitmap |= 1 << (bs - 1)
+            self._wptr(at, entry)
+        ptr.pack_into(hpage, hoff if at_head else hoff + P, entry)
+        desc.bitmap |= (1 << bs) >> 1
 
     # ======================================================================================
     # allocation
@@ -424,7 +551,12 @@ class PoolManager:
             else:
                 address = self.allocate_normal(pool_type, nbytes, tag, cpu, process)
         except BugCheck as bc:
-            raise raised_in(bc, "ExAllocatePoolWithTag", stack)
+            raise raised_in(self._placed(bc, pool_type & PAGED, "ExAllocatePoolWithTag"),
+                            "ExAllocatePoolWithTag", stack) from None
+        except MemoryFault as fault:        # the verifier's bookkeeping on a page now gone
+            stop = self._placed(self._fault(fault.address, fault.write), pool_type & PAGED,
+                                "ExAllocatePoolWithTag")
+            raise raised_in(stop, "ExAllocatePoolWithTag", stack) from None
         if self.tracker.hit is not None and self.hit_site is None:
             self.hit_site = ("ExAllocatePoolWithTag", cpu, stack)
         return address
@@ -498,32 +630,37 @@ class PoolManager:
         if epage is None:
             raise self._fault(entry)
         off = (entry & PAGE_MASK) - G
-        if 0 <= off <= self.chunk_last:            # header and links in one read
+        if 0 <= off <= self.chunk_last and not off & self.gmask:   # header and links at once
             page: bytearray | None = epage
             ulong1, ctag, fill, eflink, eblink = self.chunk.unpack_from(epage, off)
         else:                                      # a wild Flink: the header is read later
             page = None
-            eflink, eblink = self.pair.unpack_from(epage, entry & PAGE_MASK)
+            eflink, eblink = self._links(entry)
+        at = eflink + P                            # where Flink->Blink is
         fpage: bytearray | None
         if eflink == head:
-            fpage, back = hpage, hblink
+            fpage, foff, back = hpage, hoff + P, hblink
         else:
-            fpage = pages.get(eflink >> 12)
-            back = ptr.unpack_from(fpage, (eflink + P) & PAGE_MASK)[0] if fpage else None
-        if fpage is None or eblink != head or back != entry:
-            _, fwd = self._read_back(eblink)
-            raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, fwd or 0)
+            fpage = pages.get(at >> 12)
+            foff = at & PAGE_MASK
+            if fpage is None or foff > self.ptr_last:      # across a page end, or wild
+                fpage, back = None, self._peek_ptr(at)
+            else:
+                back = ptr.unpack_from(fpage, foff)[0]
+        if eblink != head or back != entry:
+            raise BugCheck(BAD_POOL_HEADER, 3, entry, back or 0, self._peek_ptr(eblink) or 0)
         if eflink == head:
             self.pair.pack_into(hpage, hoff, head, head)
             desc.bitmap &= ~(1 << k)
         else:
             ptr.pack_into(hpage, hoff, eflink)
-            ptr.pack_into(fpage, (eflink + P) & PAGE_MASK, head)
+            if fpage is not None:
+                ptr.pack_into(fpage, foff, head)
+            else:
+                self._wptr(at, head)
         e = entry - G
         if page is None:
-            page = self._page(e)
-            off = e & PAGE_MASK
-            ulong1, ctag, fill = self.head.unpack_from(page, off)
+            return self._carve_any(desc, e, need, ptype, tag)
         c = self.codec
         shift, prev_hi = self.shift, self.prev_hi
         sm = c.size_mask
@@ -532,6 +669,8 @@ class PoolManager:
         index = desc.index << c.idx_shift
         if bs != need:
             fbs = bs - need
+            if fbs < 0 or off + (bs << shift) > PAGE_SIZE:     # a corrupted BlockSize
+                return self._carve_any(desc, e, need, ptype, tag)
             if prev == 0:                                      # chunk starts the page: front
                 frag = e + (need << shift)
                 foff = off + (need << shift)
@@ -562,6 +701,51 @@ class PoolManager:
             ptr.pack_into(page, off + G, 0)                        # the stale Flink
         else:
             self.chunk_next.pack_into(page, off, ulong1, tag, fill, 0)
+        return e
+
+    def rescan_lists(self) -> None:
+        """Rebuild each descriptor's bitmap from its ListHeads in memory, so that a list head
+        written from outside the allocator (the debugger's `ed`) is scanned as Windows scans
+        the lists: a head that does not point at itself holds chunks."""
+        size = 2 * self.P
+        for desc in (*self.descriptors, *self.paged_desc):
+            raw = self.memory.read(desc.lists, self.nlists * size)
+            desc.bitmap = sum(1 << k for k, (flink, _) in enumerate(self.pair.iter_unpack(raw))
+                              if flink != desc.lists + k * size)
+
+    def _carve_any(self, desc: Descriptor, e: int, need: int, ptype: int, tag: int) -> int:
+        """`_from_lists` for a chunk whose header is not where a chunk's can be (a wild Flink)
+        or whose BlockSize does not fit its page or the request (a corrupted header): the same
+        steps in the kernel's order, trusting the header as Windows 7 does, with its bit-field
+        arithmetic (the remainder's size is taken modulo the field), each access reaching
+        whatever memory the sizes point at (a missing page faults at the first one)."""
+        G, shift, c, u32 = self.G, self.shift, self.codec, self.u32
+        sm = c.size_mask
+        ulong1 = self._rhdr(e)[0]
+        prev = ulong1 & sm
+        bs = (ulong1 >> 16) & sm
+        index = desc.index << c.idx_shift
+        if bs != need:
+            fbs = (bs - need) & sm
+            if prev == 0:                                      # front: the remainder after
+                frag = e + (need << shift)
+                fulong1 = need | index | fbs << 16
+                self._read(frag, 4)                            # its bit fields, set in place
+                self._write(frag, u32.pack(fulong1))
+                after, size = frag + (fbs << shift), fbs
+            else:                                              # back: the allocation after
+                frag = e
+                fulong1 = prev | index | fbs << 16
+                self._write(frag, u32.pack(fulong1))
+                e += fbs << shift
+                self._set_prev(e, fbs)
+                after, size, prev = e + (need << shift), need, fbs
+            if after & PAGE_MASK:                              # not the page end
+                self._set_prev(after, size)
+            self._link(desc, self._page(frag, True), frag, fulong1, self._rhdr(frag)[1], None,
+                       fbs, False)
+        self._write(e, self.hdr.pack(prev | index | need << 16 | ptype << c.type_shift, tag))
+        self._wptr(e + G, 0)                                   # the stale Flink
         return e
 
     def _new_page(self, desc: Descriptor, need: int, ptype: int, tag: int) -> int:
@@ -623,10 +807,11 @@ class PoolManager:
                 if tpage is None:
                     raise self._fault(top)
                 boff = (top & PAGE_MASK) - G
-                if boff >= 0:                      # header and Next in one read
+                if 0 <= boff <= self.chunk_next_last:      # header and Next in one read
                     ulong1, _, fill, nxt = self.chunk_next.unpack_from(tpage, boff)
-                else:
-                    nxt = self.ptr.unpack_from(tpage, top & PAGE_MASK)[0]
+                else:                                      # a wild Next: across a page end
+                    boff = -1
+                    nxt = self._rptr(top)
                 hits = (hits + 1) & 0xFFFFFFFF
                 if next_first:
                     head.pack_into(page, off, nxt, (b - 1) & 0xFFFF, c, depth, maximum, allocs,
@@ -638,21 +823,19 @@ class PoolManager:
                 if boff >= 0:
                     self.chunk_next.pack_into(tpage, boff, (ulong1 & codec.keep_type)
                                               | ptype << codec.type_shift, tag, fill, 0)
-                else:                              # a wild Next: the header is on another page
-                    bpage = self._page(top - G)
-                    boff = (top - G) & PAGE_MASK
-                    ulong1 = self.u32.unpack_from(bpage, boff)[0]
-                    self.hdr.pack_into(bpage, boff, (ulong1 & codec.keep_type)
-                                       | ptype << codec.type_shift, tag)
-                    self.ptr.pack_into(tpage, top & PAGE_MASK, 0)
+                else:
+                    ulong1 = self._rhdr(top - G)[0]
+                    self._write(top - G, self.hdr.pack((ulong1 & codec.keep_type)
+                                                       | ptype << codec.type_shift, tag))
+                    self._wptr(top, 0)
                 return top - G
             self.u32.pack_into(page, off + self.o_la_total_alloc, allocs)     # a miss
         return 0
 
     def _lookaside_push(self, cpu: int, paged: int, bs: int, data: int,
                         page: bytearray) -> bool:
-        """Push the chunk whose data starts at `data` (on `page`) onto the CPU's lookaside
-        for bs, else the shared one, unless both are at their depth."""
+        """Push the chunk whose data starts at `data` (on `page`) onto the CPU's lookaside for
+        bs, else the shared one, unless both are at their depth."""
         pages, head, next_first = self.pages, self.la_head, self.la_next_first
         for la in self.la[cpu][paged][bs - 1]:
             lpage = pages[la >> 12]
@@ -662,11 +845,17 @@ class PoolManager:
             if (b if next_first else a) < depth:              # ListDepth < Depth
                 fhits = (fhits + 1) & 0xFFFFFFFF
                 if next_first:
-                    self.ptr.pack_into(page, data & PAGE_MASK, a)
+                    try:
+                        self.ptr.pack_into(page, data & PAGE_MASK, a)
+                    except struct.error:            # P is not a block's address
+                        self._wptr(data, a)
                     head.pack_into(lpage, off, data, (b + 1) & 0xFFFF, c, depth, maximum,
                                    allocs, hits, frees, fhits)
                 else:
-                    self.ptr.pack_into(page, data & PAGE_MASK, c)
+                    try:
+                        self.ptr.pack_into(page, data & PAGE_MASK, c)
+                    except struct.error:            # P is not a block's address
+                        self._wptr(data, c)
                     head.pack_into(lpage, off, (a + 1) & 0xFFFF, b, data, depth, maximum,
                                    allocs, hits, frees, fhits)
                 return True
@@ -718,9 +907,18 @@ class PoolManager:
             else:
                 self.free_normal(address, tag, cpu)
         except BugCheck as bc:
-            raise raised_in(bc, "ExFreePoolWithTag", stack)
+            raise raised_in(self._placed(bc, self._in_paged(address), "ExFreePoolWithTag"),
+                            "ExFreePoolWithTag", stack) from None
+        except MemoryFault as fault:        # the verifier's bookkeeping on a page now gone
+            stop = self._placed(self._fault(fault.address, fault.write),
+                                self._in_paged(address), "ExFreePoolWithTag")
+            raise raised_in(stop, "ExFreePoolWithTag", stack) from None
         if self.tracker.hit is not None and self.hit_site is None:
             self.hit_site = ("ExFreePoolWithTag", cpu, stack)
+
+    def _in_paged(self, address: int) -> bool:
+        lo, hi = self.p_range
+        return lo <= address & self.pmask < hi
 
     def take_hit(self) -> tuple[int, int, str, int, tuple[int, ...]] | None:
         """The PoolHitTag hit the last operation made, as (tag, sign, routine, cpu, caller
@@ -759,16 +957,26 @@ class PoolManager:
         c = self.codec
         sm = c.size_mask
         shift = self.shift
-        ulong1, ptag = self.hdr.unpack_from(page, off)
+        # Reads that do not fit the page (P is not a block's address) go across its end.
+        try:
+            ulong1, ptag = self.hdr.unpack_from(page, off)
+        except struct.error:
+            ulong1, ptag = self._rhdr(e)
         prev = ulong1 & sm
         bs = (ulong1 >> 16) & sm
         ptype = (ulong1 >> c.type_shift) & c.field_mask
         if not ptype & IN_USE:
-            raise BugCheck(BAD_POOL_CALLER, 7, 0x1297, ulong1, P)
+            raise BugCheck(BAD_POOL_CALLER, 7, DOUBLE_FREE_LINE, ulong1, P)
         noff = off + (bs << shift)
-        if bs == 0 or noff > PAGE_SIZE or (
-                noff < PAGE_SIZE and (page[noff] | page[noff + 1] << 8) & sm != bs):
+        if bs == 0 or noff > PAGE_SIZE:
             raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << shift), ulong1)
+        if noff < PAGE_SIZE:
+            try:
+                nprev = (page[noff] | page[noff + 1] << 8) & sm
+            except IndexError:
+                nprev = self._prev_size(e + (bs << shift))
+            if nprev != bs:
+                raise BugCheck(BAD_POOL_HEADER, 0x20, e, e + (bs << shift), ulong1)
         if prev:
             poff = off - (prev << shift)
             if poff < 0:
@@ -799,7 +1007,10 @@ class PoolManager:
                 self.flush_pending(desc)
                 pending, between, depth = self.d_pending.unpack_from(dpage, doff)
                 page = self._page(P)               # the flush may have released its page
-            self.ptr.pack_into(page, P & PAGE_MASK, pending)
+            try:
+                self.ptr.pack_into(page, P & PAGE_MASK, pending)
+            except struct.error:                   # P is not a block's address
+                self._wptr(P, pending)
             self.d_pending.pack_into(dpage, doff, P, between, (depth + 1) & 0xFFFFFFFF)
             return
         self._release(desc, e)
@@ -808,33 +1019,48 @@ class PoolManager:
         return self._r32(desc.addr + self.o_pending_depth)
 
     def flush_pending(self, desc: Descriptor | None = None) -> None:
-        """ExDeferredFreePool: release the pending chain, newest first."""
+        """ExDeferredFreePool: release the pending chain, newest first.  A chain that comes
+        back to a chunk it released (a block pushed twice, or a corrupted link) is a double
+        free (BAD_POOL_CALLER 7), where Windows would go round for ever: chains longer than
+        the pool ever lets grow are watched for it."""
         pages, pending = self.pages, self.d_pending
         for d in [desc] if desc else [self.descriptors[0], *self.paged_desc]:
             dpage = pages[d.pending >> 12]
             doff = d.pending & PAGE_MASK
             chain, between, _ = pending.unpack_from(dpage, doff)
             pending.pack_into(dpage, doff, 0, between, 0)
-            while chain:
-                if (chain >> 12) not in pages:
-                    raise self._fault(chain)
+            for _ in range(PENDING_FREE_LIMIT):
+                if not chain:
+                    break
+                chain = self._release(d, chain - self.G)
+            seen: set[int] = set()
+            while chain:                   # longer than the pool lets it grow: watch it
+                if chain in seen:
+                    raise BugCheck(BAD_POOL_CALLER, 7, DOUBLE_FREE_LINE,
+                                   self._rhdr(chain - self.G)[0], chain)
+                seen.add(chain)
                 chain = self._release(d, chain - self.G)
 
     def _release(self, desc: Descriptor, e: int) -> int:
         """Return a chunk to ListHeads: coalesce with free neighbours, release empty pages.
-        Returns the pointer the chunk's data started with (the pending chain's Next)."""
-        shift, G, pages, u32 = self.shift, self.G, self.pages, self.u32
+        Returns the pointer the chunk's data started with (the pending chain's Next).  Sizes
+        add up as the BlockSize bit field does (modulo its width: a whole page is 0); a chunk
+        that is already free (from a corrupted pending chain) is a double free."""
+        shift, G, pages = self.shift, self.G, self.pages
         page = pages.get(e >> 12)
         if page is None:
             raise self._fault(e)
         off = e & PAGE_MASK
+        fill: int | bytes | None
         if off <= self.chunk_last:
             ulong1, tag, fill, nxt_pending, _ = self.chunk.unpack_from(page, off)
-        else:
-            ulong1, tag, fill = self.head.unpack_from(page, off)
+        else:                                 # the header at the page's end: its data beyond
+            (ulong1, tag), fill = self._rhdr(e), None
             nxt_pending = self._rptr(e + G)
         c = self.codec
         sm, fm, tshift = c.size_mask, c.field_mask, c.type_shift
+        if not (ulong1 >> tshift) & fm & IN_USE:
+            raise BugCheck(BAD_POOL_CALLER, 7, DOUBLE_FREE_LINE, ulong1, e + G)
         prev = ulong1 & sm
         bs = (ulong1 >> 16) & sm
         a = desc.deallocs
@@ -851,12 +1077,12 @@ class PoolManager:
             if noff <= self.chunk_last:
                 n1, _, _, nfl, nbl = self.chunk.unpack_from(npage, noff)
             else:
-                n1, nfl, nbl = u32.unpack_from(npage, noff)[0], -1, -1
+                n1, nfl, nbl = self.u32.unpack(self._read(nxt, 4))[0], -1, -1
             if not (n1 >> tshift) & fm:                       # a free neighbour: coalesce
                 nbs = (n1 >> 16) & sm
                 if nbs != 1:
                     if nfl < 0:
-                        _, nfl, nbl = self._links(nxt + G)
+                        nfl, nbl = self._links(nxt + G)
                     self._unlink(desc, nxt + G, nfl, nbl, nbs)
                 bs += nbs
                 combined = True
@@ -867,32 +1093,49 @@ class PoolManager:
             if poff <= self.chunk_last:
                 p1, ptag, pfill, pfl, pbl = self.chunk.unpack_from(ppage, poff)
             else:
-                (p1, ptag, pfill), pfl, pbl = self.head.unpack_from(ppage, poff), -1, -1
+                (p1, ptag), pfill, pfl, pbl = self._rhdr(prv), None, -1, -1
             if not (p1 >> tshift) & fm:
                 pbs = (p1 >> 16) & sm
                 if pbs != 1:
                     if pfl < 0:
-                        _, pfl, pbl = self._links(prv + G)
+                        pfl, pbl = self._links(prv + G)
                     self._unlink(desc, prv + G, pfl, pbl, pbs)
                 bs += pbs
                 e, off, page, prev, tag, fill = prv, poff, ppage, p1 & sm, ptag, pfill
                 combined = True
-        if not off and bs << shift == PAGE_SIZE:
+        bs &= sm
+        if not off and not bs:                             # the whole page is free
             self._add32(desc.addr + self.o_total_pages, -1)
-            self.mm.free_pool_pages(e)
+            self._free_pages(e, desc.paged)
             return nxt_pending
         ulong1 = prev | desc.index << c.idx_shift | bs << 16
         end = off + (bs << shift)
         if combined and end & PAGE_MASK:
-            if end < PAGE_SIZE and bs <= sm:               # the next chunk's PreviousSize
+            if end < PAGE_MASK:                            # the next chunk's PreviousSize
                 page[end] = bs & 0xFF
                 if self.prev_hi:
                     page[end + 1] = page[end + 1] & ~self.prev_hi | bs >> 8
-            else:                     # a corrupt size: past the page or the field
-                self.hdr.pack_into(page, off, ulong1, tag)
+            else:                      # a corrupt size: past the page
+                self._whdr(page, e, ulong1, tag)
                 self._set_prev(e + (bs << shift), bs)
         self._link(desc, page, e, ulong1, tag, fill, bs, True)
         return nxt_pending
+
+    def _own_runs(self) -> tuple[int, ...]:
+        """Where the allocator's own tables start: the paged descriptors, the lookaside lists
+        and processor blocks, the tag tracker, the big-page table."""
+        return self.paged_run, self.lookaside_base, self.tracker.table, self.big.table
+
+    def _free_pages(self, va: int, paged: bool) -> None:
+        """MiFreePoolPages: a VA that starts no allocation of its pool is a bad caller
+        (BAD_POOL_CALLER 0x41 nonpaged, 0x50 paged).  One that starts the allocator's own
+        tables (a corrupted free reached them) is released too, and the pool's next use of
+        the table would fault: the simulator stops there at once (assumed: its cached views
+        of those pages cannot outlive them), with the fault that use takes."""
+        if va in self._own_runs():
+            raise self._fault(va, True)
+        if not self.mm.free_pool_pages(va):
+            raise BugCheck(BAD_POOL_CALLER, 0x50 if paged else 0x41, va, 0, 0)
 
     def _free_big(self, va: int, paged: bool, tag: int) -> None:
         found = self.big.remove(va)
@@ -911,4 +1154,4 @@ class PoolManager:
         self.d_big_free.pack_into(dpage, doff, (frees + 1) & 0xFFFFFFFF, gap1,
                                   (big - pages) & 0xFFFFFFFF, gap2,
                                   (total - pages * PAGE_SIZE) & self.pmask)
-        self.mm.free_pool_pages(va)
+        self._free_pages(va, paged)

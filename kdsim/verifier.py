@@ -373,7 +373,8 @@ class Verifier:
 
     def _block_bytes(self, address: int) -> int:
         """The bytes the block at `address` holds from that address on (its header, before
-        the address, excluded), or 0 if it is not a readable block."""
+        the address, excluded, in the unsigned arithmetic of a SIZE_T: a corrupted BlockSize 0
+        wraps), or 0 if it is not a readable block."""
         small = bool(address & (PAGE_SIZE - 1))
         if small and not self.memory.is_mapped(address - self.arch.header):
             return 0
@@ -381,7 +382,7 @@ class Verifier:
             charged = self.pool.block_info(address)[1]
         except BugCheck:
             return 0
-        return charged - self.arch.header if small else charged
+        return (charged - self.arch.header) & self.arch.ptr_mask if small else charged
 
     def _log(self, address: int, size: int, cpu: int, frames: tuple[int, ...]) -> None:
         """ViPoolLogStackTrace: the next record of the ring."""
