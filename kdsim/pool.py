@@ -8,6 +8,15 @@ header or link changes what the allocator does and is caught by the same checks 
 kernel makes (internals.md sections 5-10; section 20 is the model).  The only Python-side
 state is derivable acceleration: a per-descriptor bitmap of ListHeads that may be non-empty
 and the tracker's tag-to-slot cache, both re-verified against memory on every use.
+
+Whatever a corrupted header, link, size or pointer says, the allocator follows it as Windows 7
+does, reading and writing across page ends and with its bit-field arithmetic, and stops where
+Windows stops: its own checks (BAD_POOL_HEADER, BAD_POOL_CALLER with their subcodes) or a fault
+on memory that is not there (`PoolFault`, placed by the routine that took it as 0xC5, 0x50 or
+0x1E).  The two places where Windows would go round for ever or where the simulator cannot
+follow it (a cyclic pending list, a free of the allocator's own tables) stop too, as said
+where they are.  The hot paths read and write in place; what does not fit the page, or the
+rules a healthy pool keeps, goes to the general paths.
 """
 from __future__ import annotations
 
