@@ -8,6 +8,15 @@ header or link changes what the allocator does and is caught by the same checks 
 kernel makes (internals.md sections 5-10; section 20 is the model).  The only Python-side
 state is derivable acceleration: a per-descriptor bitmap of ListHeads that may be non-empty
 and the tracker's tag-to-slot cache, both re-verified against memory on every use.
+
+Whatever a corrupted header, link, size or pointer says, the allocator follows it as Windows 7
+does, reading and writing across page ends and with its bit-field arithmetic, and stops where
+Windows stops: its own checks (BAD_POOL_HEADER, BAD_POOL_CALLER with their subcodes) or a fault
+on memory that is not there (`PoolFault`, placed by the routine that took it as 0xC5, 0x50 or
+0x1E).  The two places where Windows would go round for ever or where the simulator cannot
+follow it (a cyclic pending list, a free of the allocator's own tables) stop too, as said
+where they are.  The hot paths read and write in place; what does not fit the page, or the
+rules a healthy pool keeps, goes to the general paths.
 """
 from __future__ import annotations
 
@@ -176,7 +185,9 @@ class PoolManager:
         self.ptr_last = PAGE_SIZE - self.P
         self.hdr_last = PAGE_SIZE - self.hdr.size
         self.chunk_next_last = PAGE_SIZE - self.chunk_next.size
-        self.gmask = self.G - 1
+        # page offsets of a chunk's header whose links are read with it (block-aligned)
+        self.chunk_offsets = frozenset(range(0, self.chunk_last + 1, self.G))
+        self.in_use = IN_USE << self.codec.type_shift          # PoolType's in-use bit in Ulong1
         # Descriptor counters updated together, each pair in one unpack and one pack.
         self.d_alloc = _gapped(L, "descriptor", "RunningAllocs", "TotalBytes")
         self.d_free = _gapped(L, "descriptor", "RunningDeAllocs", "TotalBytes")
@@ -472,17 +483,20 @@ class PoolManager:
             self._wptr(at, blink)
 
     def _link(self, desc: Descriptor, page: bytearray, e: int, ulong1: int, tag: int,
-              fill: int | bytes | None, bs: int, at_head: bool) -> None:
+              fill: int | bytes, bs: int, at_head: bool) -> None:
         """Write the header of the free chunk at e (on `page`: Ulong1, PoolTag, the rest as it
-        was, `fill`, None when it was not read) and, unless it is a single block, insert it
-        into ListHeads[bs-1]: freed chunks at the head, split remainders at the tail; the
-        neighbour the head points at is checked first.  Header and LIST_ENTRY go in one write;
-        when the check fails the header alone was written, as in Windows.  (BlockSize 0, which
-        only a corrupted size leaves, names the LIST_ENTRY before ListHeads[0], as the
-        kernel's index arithmetic does.)"""
+        was, `fill`) and, unless it is a single block, insert it into ListHeads[bs-1]: freed
+        chunks at the head, split remainders at the tail; the neighbour the head points at is
+        checked first.  Header and LIST_ENTRY go in one write where both lie in the page (else
+        Ulong1 and PoolTag, then the links); when the check fails the header alone was
+        written, as in Windows.  (BlockSize 0, which only a corrupted size leaves, names the
+        LIST_ENTRY before ListHeads[0], as the kernel's index arithmetic does.)"""
         off = e & PAGE_MASK
         if bs == 1:
-            self._whdr(page, e, ulong1, tag)
+            if off <= self.hdr_last:
+                self.hdr.pack_into(page, off, ulong1, tag)
+            else:
+                self._whdr(page, e, ulong1, tag)
             return
         P, ptr, pages, last = self.P, self.ptr, self.pages, self.ptr_last
         head = desc.lists + (bs - 1) * 2 * P
@@ -493,10 +507,10 @@ class PoolManager:
         npage: bytearray | None
         if at_head:
             alone = hflink == head                 # empty list: the head is the neighbour
-            at = hflink + P
             if alone:
                 npage, back = hpage, hblink
             else:
+                at = hflink + P
                 npage = pages.get(at >> 12)
                 noff = at & PAGE_MASK
                 if npage is None or noff > last:   # across a page end, or wild
@@ -509,10 +523,10 @@ class PoolManager:
             flink, blink = hflink, head
         else:
             alone = hblink == head
-            at = hblink
             if alone:
                 npage, fwd = hpage, hflink
             else:
+                at = hblink
                 npage = pages.get(at >> 12)
                 noff = at & PAGE_MASK
                 if npage is None or noff > last:
@@ -523,7 +537,7 @@ class PoolManager:
                 self._whdr(page, e, ulong1, tag)
                 raise BugCheck(BAD_POOL_HEADER, 3, head, hflink, fwd or 0)
             flink, blink = head, hblink
-        if fill is not None and off <= self.chunk_last:
+        if off <= self.chunk_last:
             self.chunk.pack_into(page, off, ulong1, tag, fill, flink, blink)
         else:                                      # a header at the page's end: links beyond
             self._whdr(page, e, ulong1, tag)
@@ -630,21 +644,20 @@ class PoolManager:
         if epage is None:
             raise self._fault(entry)
         off = (entry & PAGE_MASK) - G
-        if 0 <= off <= self.chunk_last and not off & self.gmask:   # header and links at once
+        if off in self.chunk_offsets:              # header and links in one read
             page: bytearray | None = epage
             ulong1, ctag, fill, eflink, eblink = self.chunk.unpack_from(epage, off)
         else:                                      # a wild Flink: the header is read later
             page = None
             eflink, eblink = self._links(entry)
-        at = eflink + P                            # where Flink->Blink is
         fpage: bytearray | None
         if eflink == head:
-            fpage, foff, back = hpage, hoff + P, hblink
-        else:
-            fpage = pages.get(at >> 12)
-            foff = at & PAGE_MASK
+            fpage, back = hpage, hblink
+        else:                                      # Flink->Blink
+            fpage = pages.get((eflink + P) >> 12)
+            foff = (eflink + P) & PAGE_MASK
             if fpage is None or foff > self.ptr_last:      # across a page end, or wild
-                fpage, back = None, self._peek_ptr(at)
+                fpage, back = None, self._peek_ptr(eflink + P)
             else:
                 back = ptr.unpack_from(fpage, foff)[0]
         if eblink != head or back != entry:
@@ -657,7 +670,7 @@ class PoolManager:
             if fpage is not None:
                 ptr.pack_into(fpage, foff, head)
             else:
-                self._wptr(at, head)
+                self._wptr(eflink + P, head)
         e = entry - G
         if page is None:
             return self._carve_any(desc, e, need, ptype, tag)
@@ -669,7 +682,8 @@ class PoolManager:
         index = desc.index << c.idx_shift
         if bs != need:
             fbs = bs - need
-            if fbs < 0 or off + (bs << shift) > PAGE_SIZE:     # a corrupted BlockSize
+            noff = off + (bs << shift)                         # where the chunk ends
+            if fbs < 0 or noff > PAGE_SIZE:                    # a corrupted BlockSize
                 return self._carve_any(desc, e, need, ptype, tag)
             if prev == 0:                                      # chunk starts the page: front
                 frag = e + (need << shift)
@@ -677,7 +691,6 @@ class PoolManager:
                 # the new header lands inside old data: its tag field keeps whatever was there
                 _, ftag, ffill = self.head.unpack_from(page, foff)
                 fulong1 = need | index | fbs << 16
-                noff = foff + (fbs << shift)
                 if noff < PAGE_SIZE:                           # its PreviousSize
                     page[noff] = fbs & 0xFF
                     if prev_hi:
@@ -687,7 +700,6 @@ class PoolManager:
                 fulong1 = prev | index | fbs << 16
                 off += fbs << shift
                 e += fbs << shift
-                noff = off + (need << shift)
                 if noff < PAGE_SIZE:
                     page[noff] = need & 0xFF
                     if prev_hi:
@@ -742,8 +754,12 @@ class PoolManager:
                 after, size, prev = e + (need << shift), need, fbs
             if after & PAGE_MASK:                              # not the page end
                 self._set_prev(after, size)
-            self._link(desc, self._page(frag, True), frag, fulong1, self._rhdr(frag)[1], None,
-                       fbs, False)
+            fpage, foff = self._page(frag, True), frag & PAGE_MASK
+            if foff <= self.chunk_last:                        # the rest of its header, kept
+                _, ftag, ffill = self.head.unpack_from(fpage, foff)
+            else:                                              # (not written: links apart)
+                ftag, ffill = self._rhdr(frag)[1], self.zero_fill
+            self._link(desc, fpage, frag, fulong1, ftag, ffill, fbs, False)
         self._write(e, self.hdr.pack(prev | index | need << 16 | ptype << c.type_shift, tag))
         self._wptr(e + G, 0)                                   # the stale Flink
         return e
@@ -1051,15 +1067,14 @@ class PoolManager:
         if page is None:
             raise self._fault(e)
         off = e & PAGE_MASK
-        fill: int | bytes | None
         if off <= self.chunk_last:
             ulong1, tag, fill, nxt_pending, _ = self.chunk.unpack_from(page, off)
         else:                                 # the header at the page's end: its data beyond
-            (ulong1, tag), fill = self._rhdr(e), None
+            (ulong1, tag), fill = self._rhdr(e), self.zero_fill      # (fill not written)
             nxt_pending = self._rptr(e + G)
         c = self.codec
         sm, fm, tshift = c.size_mask, c.field_mask, c.type_shift
-        if not (ulong1 >> tshift) & fm & IN_USE:
+        if not ulong1 & self.in_use:
             raise BugCheck(BAD_POOL_CALLER, 7, DOUBLE_FREE_LINE, ulong1, e + G)
         prev = ulong1 & sm
         bs = (ulong1 >> 16) & sm
@@ -1093,7 +1108,7 @@ class PoolManager:
             if poff <= self.chunk_last:
                 p1, ptag, pfill, pfl, pbl = self.chunk.unpack_from(ppage, poff)
             else:
-                (p1, ptag), pfill, pfl, pbl = self._rhdr(prv), None, -1, -1
+                (p1, ptag), pfill, pfl, pbl = self._rhdr(prv), self.zero_fill, -1, -1
             if not (p1 >> tshift) & fm:
                 pbs = (p1 >> 16) & sm
                 if pbs != 1:
