@@ -21,8 +21,30 @@ if TYPE_CHECKING:  # pragma: no cover
     from .workload import Host, Workload
 
 
+class _Stores:
+    """A driver that stores into its blocks with an instruction of its own: its allocation
+    stack and the store's address, resolved once from the machine's symbols."""
+
+    frames: tuple[str, ...]
+    store: str
+    _stack: tuple[int, ...]
+    _ip: int
+
+    def _resolve(self, machine: "Host") -> None:
+        if not self._ip:
+            self._stack = resolve_frames(machine.symbols, self.frames)
+            self._ip = resolve_frames(machine.symbols, (self.store,))[0]
+
+
+def _free_in_time(engine: "Workload", address: int, lifetime: float | None, key: int,
+                  stack: tuple[int, ...]) -> None:
+    """Free the block after a drawn lifetime (mean `lifetime` ticks); None keeps it."""
+    if lifetime is not None:
+        engine.free_later(address, engine.rng.expovariate(1.0 / lifetime), key, stack)
+
+
 @dataclass
-class Overrun:
+class Overrun(_Stores):
     """Allocates `size` bytes of `tag` and writes `written` bytes of `fill` into the block
     (every `every`-th time; the other times it writes `size` bytes).
 
@@ -47,9 +69,7 @@ class Overrun:
 
     def run(self, engine: "Workload") -> None:
         machine = engine.machine
-        if not self._ip:
-            self._stack = resolve_frames(machine.symbols, self.frames)
-            self._ip = resolve_frames(machine.symbols, (self.store,))[0]
+        self._resolve(machine)
         key = tag_to_ulong(self.tag)
         address = engine.allocate(self.pool_type, self.size, key, self._stack)
         if not address:
@@ -57,9 +77,7 @@ class Overrun:
         self.runs += 1
         count = self.written if self.runs % self.every == 0 else self.size
         machine.driver_write(address, bytes([self.fill]) * count, self._ip, self._stack)
-        if self.lifetime is not None:
-            engine.free_later(address, engine.rng.expovariate(1.0 / self.lifetime), key,
-                              self._stack)
+        _free_in_time(engine, address, self.lifetime, key, self._stack)
 
 
 @dataclass
@@ -105,7 +123,7 @@ class Habit(Pattern):
 
 
 @dataclass
-class Underrun:
+class Underrun(_Stores):
     """Allocates `size` bytes of `tag` and fills them; every `every`-th time it writes
     `before` bytes in front of the block first (a negative index): over its own pool header
     in normal pool, into the guard page in special pool's verify-start mode."""
@@ -127,9 +145,7 @@ class Underrun:
 
     def run(self, engine: "Workload") -> None:
         machine = engine.machine
-        if not self._ip:
-            self._stack = resolve_frames(machine.symbols, self.frames)
-            self._ip = resolve_frames(machine.symbols, (self.store,))[0]
+        self._resolve(machine)
         key = tag_to_ulong(self.tag)
         address = engine.allocate(self.pool_type, self.size, key, self._stack)
         if not address:
@@ -139,13 +155,11 @@ class Underrun:
             machine.driver_write(address - self.before, bytes([self.fill]) * self.before,
                                  self._ip, self._stack)
         machine.driver_write(address, bytes([self.fill]) * self.size, self._ip, self._stack)
-        if self.lifetime is not None:
-            engine.free_later(address, engine.rng.expovariate(1.0 / self.lifetime), key,
-                              self._stack)
+        _free_in_time(engine, address, self.lifetime, key, self._stack)
 
 
 @dataclass
-class UseAfterFree:
+class UseAfterFree(_Stores):
     """Keeps one block of `tag` at a time: each turn frees the block it holds and allocates
     the next; every `every`-th turn it writes to the block after freeing it.  In normal pool
     the write lands on a free block (found by the allocator later, or never); in special pool
@@ -167,9 +181,7 @@ class UseAfterFree:
 
     def run(self, engine: "Workload") -> None:
         machine = engine.machine
-        if not self._ip:
-            self._stack = resolve_frames(machine.symbols, self.frames)
-            self._ip = resolve_frames(machine.symbols, (self.store,))[0]
+        self._resolve(machine)
         key = tag_to_ulong(self.tag)
         if self.held:
             freed, self.held = self.held, 0
