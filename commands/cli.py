@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 from kdsim.control import version
 
 from .dispatch import debug_enabled, load_commands
+from .interrupt import INTERRUPTS
 from .progress import boot_progress, on_terminal
 from .repl import run_interactive, run_plain
+from .sanitize import sanitize
 from .scripts import read_script, run_lines
 from .session import Session
 from .target_cmds import fatal_error_text, stop_processor
@@ -152,10 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except UsageError as exc:
-        print(f"{PROG}: {exc} ({exc.hint})", file=sys.stderr)
+        print(f"{PROG}: {sanitize(str(exc))} ({exc.hint})", file=sys.stderr)
         return 2
     except StartupError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {sanitize(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug_enabled():
             traceback.print_exc()
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{PROG}: internal error: {type(exc).__name__}: {sanitize(str(exc))}",
+              file=sys.stderr)
         return 1
 
 
@@ -214,17 +217,16 @@ def _main(argv: list[str] | None) -> int:
         if interactive:
             print(f"{PROG} {version()}: {target.arch.name} target, {target.processors} "
                   f"processor(s). .help lists the commands, q quits.")
-        run_lines(session, startup, echo=True)
-        if args.commands and not session.quit_requested:
-            run_lines(session, [args.commands], echo=True)
-        if not session.quit_requested:
-            if interactive:
-                run_interactive(session)
-            else:
-                try:
+        with INTERRUPTS.installed():        # from here Ctrl+C breaks a command, never kdsim
+            with INTERRUPTS.line(session):
+                run_lines(session, startup, echo=True)
+                if args.commands and not session.quit_requested:
+                    run_lines(session, [args.commands], echo=True)
+            if not session.quit_requested:
+                if interactive:
+                    run_interactive(session)
+                else:
                     run_plain(session, _stdin_lines())
-                except KeyboardInterrupt:
-                    pass
     finally:
         session.close_log(announce=False)
     return 0

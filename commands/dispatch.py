@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from kdsim.target import MemoryFault
 
 from .errors import DebuggerError, memory_access, no_export, syntax_error
+from .interrupt import INTERRUPTS
 from .registry import Command, lookup
 from .render import render
 from .session import PagerQuit
@@ -147,14 +148,16 @@ def execute_command(session: "Session", text: str, rest: str = "", column: int =
         _report(session, err, column, rest)
         return False
     try:
-        result = cmd.func(session, args)
-        session.write(render(cmd, result, session))
+        with INTERRUPTS.command():          # the first Ctrl+C breaks it (commands/interrupt.py)
+            result = cmd.func(session, args)
+            session.write(render(cmd, result, session))
         return True
     except DebuggerError as err:
         _report(session, err, column + args_at, rest)
     except (Aborted, PagerQuit):
         pass
     except KeyboardInterrupt:
+        INTERRUPTS.note_break()
         session.write_lines(["^C"], "error")
     except MemoryFault:
         session.write_lines(memory_access(args).lines("", text), "error")

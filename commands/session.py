@@ -3,6 +3,8 @@
 Every character the debugger prints goes through `Session.write`, so the screen, the open log
 (`.logopen`) and the pager (`.more on`) can never disagree about what was printed.  The screen
 gets colour when it is a terminal; the log always gets plain text, as a real KD log does.
+Control characters in what is printed are escaped first (commands/sanitize.py), so text from the
+target or a file can never drive the terminal; colour is added after.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .poolread import live_tags
 from .render import colorize
+from .sanitize import sanitize
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.target import Target
@@ -117,6 +120,7 @@ class Session:
         """Print text (kind: output, error or echo) to the screen, the log and the pager."""
         if not text:
             return
+        text = sanitize(text)           # nothing from the target reaches a terminal raw
         if self.log is not None:
             self.log.write(text)
         pager = self.pager if self.settings["more"] else None
@@ -143,7 +147,7 @@ class Session:
         if echo:
             self.write(text, "echo")
         elif self.log is not None:
-            self.log.write(text)
+            self.log.write(sanitize(text))
 
     def begin_command(self) -> None:
         """A typed command starts a new page (a script's commands share one)."""
