@@ -24,8 +24,8 @@ the main thread only; elsewhere (a test driving a session from a thread) nothing
 from __future__ import annotations
 
 import signal
-import time
 from contextlib import contextmanager
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +45,7 @@ class Interrupts:
         self.last_press = float("-inf")
 
     def on_sigint(self, signum: int, frame: Any) -> None:
-        now = time.monotonic()
+        now = monotonic()
         burst = now - self.last_press < GRACE
         self.last_press = now
         if self.broken or burst or not (self.depth or self.polling):
