@@ -275,3 +275,28 @@ def test_repeated_ctrl_c_on_a_terminal_breaks_the_command_not_the_session(tmp_pa
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0, terminal.screen
     assert b"after\r\n" in terminal.screen and b"Traceback" not in terminal.screen
+
+
+@pytest.mark.parametrize("presses", [2, 3])
+def test_repeated_ctrl_c_in_a_piped_session(presses):
+    """`cmds | kdsim`: the first SIGINT breaks the command, the others are absorbed, and the
+    session reads on to the end of its input (status 0)."""
+    child = subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(b".kt_spin; .echo dropped\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"kd> .kt_spin; .echo dropped\n"
+        assert child.stdout.readline() == b"spinning\n"
+        time.sleep(0.05)
+        for _ in range(presses):
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        time.sleep(0.1)
+        out, err = child.communicate(b".echo after\n", timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    assert (child.returncode, err) == (0, b"")
+    assert out == b"^C\nkd> .echo after\nafter\n"
