@@ -58,17 +58,16 @@ class Interrupts:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        """The handler for the duration of the block (re-entrant; nothing outside the main
-        thread, where Python delivers no signal)."""
-        try:
-            previous = signal.signal(signal.SIGINT, self.on_sigint)
-        except ValueError:
-            yield
-            return
+        """The handler for the duration of the block (re-entrant).  Nothing is installed
+        outside the main thread, where Python delivers no signal, nor where SIGINT is ignored
+        (a background job of a shell)."""
+        previous = signal.getsignal(signal.SIGINT)
+        installed = previous is not signal.SIG_IGN and _set_sigint(self.on_sigint)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if installed:
+                _set_sigint(previous if previous is not None else signal.default_int_handler)
 
     @contextmanager
     def command(self) -> Iterator[None]:
@@ -100,7 +99,9 @@ class Interrupts:
     @contextmanager
     def line(self, session: "Session") -> Iterator[None]:
         """One line of input: a break that escaped the command's own handling prints `^C` too,
-        and the command bookkeeping starts afresh for the next line."""
+        and the command bookkeeping starts afresh for the next line.  `broken` then tells
+        whether the line was broken into."""
+        self.broken = False
         try:
             yield
         except KeyboardInterrupt:
@@ -108,6 +109,14 @@ class Interrupts:
             session.write_lines(["^C"], "error")
         finally:
             self.depth = 0
+
+
+def _set_sigint(handler: Any) -> bool:
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:              # not the main thread
+        return False
+    return True
 
 
 INTERRUPTS = Interrupts()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import signal
+import threading
 
 import pytest
 
@@ -75,7 +76,9 @@ def test_polled_code_sees_a_flag_instead(clock):
 def test_a_break_outside_a_commands_own_handling_ends_the_line_as_caret_c():
     ctrl_c = Interrupts()
     session = Session(blank_target("x86"), stdout=io.StringIO())
+    ctrl_c.broken = True                            # the line before was broken into
     with ctrl_c.line(session):
+        assert not ctrl_c.broken
         ctrl_c.depth = 2                            # left over by a command cut short
         raise KeyboardInterrupt
     assert session.stdout.getvalue() == "^C\n"
@@ -104,3 +107,26 @@ def test_the_dispatcher_marks_a_broken_line(session):
     assert interrupt.INTERRUPTS.broken and interrupt.INTERRUPTS.depth == 0
     assert run(session, ".echo next") == "next\n"
     assert not interrupt.INTERRUPTS.broken
+
+
+def test_an_ignored_sigint_stays_ignored():
+    ctrl_c = Interrupts()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with ctrl_c.installed():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_nothing_is_installed_outside_the_main_thread():
+    ctrl_c, seen = Interrupts(), []
+
+    def session_in_a_thread():
+        with ctrl_c.installed():
+            seen.append(signal.getsignal(signal.SIGINT) != ctrl_c.on_sigint)
+
+    worker = threading.Thread(target=session_in_a_thread)
+    worker.start()
+    worker.join()
+    assert seen == [True]
