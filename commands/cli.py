@@ -31,9 +31,11 @@ from kdsim.control import version
 
 from . import api
 from .dispatch import debug_enabled, load_commands
+from .interrupt import INTERRUPTS
 from .progress import boot_progress, on_terminal
 from .lab import current_lab
 from .repl import history_path, open_history, run_interactive, run_plain
+from .sanitize import sanitize
 from .scripts import read_script, run_lines
 from .session import OutputClosed, Session
 from .target_cmds import fatal_error_text, stop_processor
@@ -190,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except UsageError as exc:
-        print(f"{PROG}: {exc} ({exc.hint})", file=sys.stderr)
+        print(f"{PROG}: {sanitize(str(exc))} ({exc.hint})", file=sys.stderr)
         return 2
     except StartupError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {sanitize(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -209,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug_enabled():
             traceback.print_exc()
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{PROG}: internal error: {type(exc).__name__}: {sanitize(str(exc))}",
+              file=sys.stderr)
         return 1
 
 
@@ -272,23 +275,22 @@ def _main(argv: list[str] | None) -> int:
             if lab is not None:
                 print(opening_banner(lab.title, lab_name, target, args.scale),
                       file=sys.stderr if args.json else sys.stdout)
-        for source, lines in startup:
-            if not run_lines(session, lines, echo=True, source=source,
-                             keep_going=args.keep_going):
-                failed = True
-                if batch and not args.keep_going:
-                    return 1
-            if session.quit_requested:
-                break
-        if not session.quit_requested:
-            if interactive:
-                run_interactive(session, history=InMemoryHistory() if args.no_history
-                                else open_history(history_path(lab_name if lab else "")))
-            else:
-                try:
+        with INTERRUPTS.installed():        # from here Ctrl+C breaks a command, never kdsim
+            with INTERRUPTS.line(session):
+                for source, lines in startup:
+                    if not run_lines(session, lines, echo=True, source=source,
+                                     keep_going=args.keep_going):
+                        failed = True
+                        if batch and not args.keep_going:
+                            return 1
+                    if session.quit_requested:
+                        break
+            if not session.quit_requested:
+                if interactive:
+                    run_interactive(session, history=InMemoryHistory() if args.no_history
+                                    else open_history(history_path(lab_name if lab else "")))
+                else:
                     run_plain(session, _stdin_lines())
-                except KeyboardInterrupt:
-                    pass
     finally:
         session.close_log(announce=False)
     return 1 if failed and batch else 0

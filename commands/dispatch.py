@@ -26,6 +26,7 @@ from kdsim.target import MemoryFault
 
 from . import jsonl
 from .errors import DebuggerError, memory_access, no_export, syntax_error
+from .interrupt import INTERRUPTS
 from .output import write_result
 from .registry import Command, lookup
 from .render import render, render_text
@@ -200,13 +201,15 @@ def run_command(session: "Session", text: str, present: Present, rest: str = "",
         _report(session, err, column, rest)
         return False
     try:
-        present(cmd, cmd.func(session, args))
+        with INTERRUPTS.command():          # the first Ctrl+C breaks it (commands/interrupt.py)
+            present(cmd, cmd.func(session, args))
         return True
     except DebuggerError as err:
         _report(session, err, column + args_at, rest)
     except (Aborted, PagerQuit):
         pass
     except KeyboardInterrupt:
+        INTERRUPTS.note_break()
         _fail(session, ["^C"])
     except MemoryFault:
         _fail(session, memory_access(args).lines("", text))

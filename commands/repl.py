@@ -3,7 +3,8 @@
 On a terminal: the real prompt, persistent history, Tab completion (commands, flags, symbols,
 pool tags), the input coloured by `KdLexer`, Ctrl+C back to the prompt, Ctrl+D or `q` to leave,
 and the `.more` pager.  From a pipe or a file: each command is echoed after its prompt, so the
-transcript reads like a kd log.
+transcript reads like a kd log.  A bracketed paste of several lines is a piped file in little:
+each line runs as its own command, echoed after its prompt.
 """
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.output import Output
 
 from .dispatch import execute, parse_name
+from .interrupt import INTERRUPTS
 from .lexer import KdLexer
 from .meta import summary
 from .registry import all_commands, lookup
@@ -113,43 +117,100 @@ def _symbols(names: list[str], word: str) -> Iterator[Completion]:
                 return
 
 
+def run_line(session: "Session", line: str, *, echo: bool) -> None:
+    """One line of input, recorded (echoed after its prompt when `echo`) and run; a Ctrl+C
+    anywhere in it ends as `^C` and the session goes on (commands/interrupt.py)."""
+    with INTERRUPTS.line(session):
+        session.record_input(line, echo=echo)
+        execute(session, line)
+
+
 def run_plain(session: "Session", lines: Iterable[str]) -> None:
     """Commands from a pipe or file, each echoed after its prompt, until `q` or the end."""
-    for raw in lines:
-        line = raw.rstrip("\r\n")
-        if not line.strip():
-            continue
-        session.record_input(line, echo=True)
-        execute(session, line)
-        if session.quit_requested:
-            return
+    with INTERRUPTS.installed():
+        for raw in lines:
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            run_line(session, line, echo=True)
+            if session.quit_requested:
+                return
+
+
+class Paste:
+    """A bracketed paste that holds whole lines: they run one by one, as a piped file's would;
+    `tail`, the text after the last line end, stays on the prompt to be edited."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.tail = ""
+
+    def bindings(self) -> KeyBindings:
+        bindings = KeyBindings()
+
+        @bindings.add(Keys.BracketedPaste)
+        def _paste(event: KeyPressEvent) -> None:
+            data = event.data.replace("\r\n", "\n").replace("\r", "\n")
+            buffer = event.current_buffer
+            if "\n" not in data:               # a word or an address: part of the line typed
+                buffer.insert_text(data)
+                return
+            document = buffer.document
+            *self.lines, tail = (document.text_before_cursor + data).split("\n")
+            self.tail = tail + document.text_after_cursor
+            event.app.erase_when_done = True    # the lines are echoed as they run instead
+            event.app.exit(result="")
+
+        return bindings
+
+    def run(self, session: "Session", history: History) -> str:
+        """Run the pasted lines, stopping at `q` or Ctrl+C (which drops the rest); the text
+        the next prompt starts with."""
+        lines, self.lines = self.lines, []
+        for line in lines:
+            if not line.strip():
+                continue
+            history.append_string(line)
+            run_line(session, line, echo=True)
+            if session.quit_requested or INTERRUPTS.broken:
+                return ""
+        return self.tail
 
 
 def run_interactive(session: "Session", *, input: Input | None = None,
                     output: Output | None = None, history: History | None = None) -> None:
-    """The terminal prompt, until `q` or Ctrl+D."""
+    """The terminal prompt, until `q` or Ctrl+D at an empty line.  Ctrl+C at the prompt discards
+    the line; while a command runs it breaks the command (commands/interrupt.py)."""
+    paste = Paste()
     prompt: PromptSession[str] = PromptSession(
         history=history if history is not None else open_history(),
         completer=KdCompleter(session), complete_while_typing=False,
         lexer=PygmentsLexer(KdLexer) if session.color else None,
-        input=input, output=output)
+        key_bindings=paste.bindings(), input=input, output=output)
     more: PromptSession[str] = PromptSession(input=input, output=output)
     session.pager = Pager(height=lambda: prompt.output.get_size().rows,
                           ask=lambda: _ask_more(more))
-    while not session.quit_requested:
-        try:
-            line = prompt.prompt(session.prompt)
-        except KeyboardInterrupt:
-            continue
-        except EOFError:
-            break
-        session.record_input(line, echo=False)
-        execute(session, line)
+    start = ""
+    with INTERRUPTS.installed():
+        while not session.quit_requested:
+            try:
+                line = prompt.prompt(session.prompt, default=start, handle_sigint=False)
+            except KeyboardInterrupt:
+                start = ""
+                continue
+            except EOFError:
+                break
+            if paste.lines:
+                prompt.app.erase_when_done = False
+                start = paste.run(session, prompt.history)
+            else:
+                start = ""
+                run_line(session, line, echo=False)
 
 
 def _ask_more(more: PromptSession) -> bool:
     try:
-        answer = more.prompt("-- More (Enter: next page, q: stop) -- ")
+        answer = more.prompt("-- More (Enter: next page, q: stop) -- ", handle_sigint=False)
     except (KeyboardInterrupt, EOFError):
         return False
     return answer.strip().lower() != "q"

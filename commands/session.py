@@ -10,6 +10,8 @@ JSON Lines (`.output jsonl`, `kdsim --json`) keeps standard output to one JSON o
 command: while a command runs, what it writes is captured (`capture`) into its object, and
 anything written outside a command (banners, where a command file stopped) is a diagnostic that
 goes to standard error.
+Control characters in what is printed are escaped first (commands/sanitize.py), so text from the
+target or a file can never drive the terminal; colour is added after.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from kdsim.control import win32_error
 from .poolread import live_tags
 from .poolsnapshots import PoolSnapshots
 from .render import colorize
+from .sanitize import sanitize
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.target import Target
@@ -207,6 +210,8 @@ class Session:
         if not text:
             return
         if kind != "json":
+            text = sanitize(text)       # nothing from the target reaches a terminal raw
+        if kind != "json":
             if self.captures:
                 self.captures[-1].append((kind, text))
                 return
@@ -274,7 +279,7 @@ class Session:
         text = f"{self.prompt}{line}\n"
         if echo:
             self.write(text, "echo")
-        elif (failure := self._to_log(text)) is not None:
+        elif (failure := self._to_log(sanitize(text))) is not None:
             self.write(failure, "error")
 
     def begin_command(self) -> None:

@@ -16,15 +16,14 @@ crashed machine or its dump prints the same text (`fatal_error_text`).
 from __future__ import annotations
 
 import hashlib
-import signal
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from kdsim.control import FLAG_NAMES, MachineStopped, Stop, VerifierSettings, parse_settings
 
 from .errors import DebuggerError, ParseError
 from .expr import evaluate
 from .ext.verifier import read_drivers
+from .interrupt import INTERRUPTS
 from .poolsnapshots import REBOOTED
 from .registry import command
 
@@ -123,26 +122,6 @@ def _live(session: "Session", name: str, args: str) -> "Control":
     return control
 
 
-@contextmanager
-def _ctrl_c() -> Iterator[list[bool]]:
-    """Ctrl+C while the machine runs breaks in between two chunks of ticks, leaving the
-    simulated kernel consistent (outside the main thread there is no signal to catch)."""
-    pressed = [False]
-
-    def handler(signum: int, frame: object) -> None:
-        pressed[0] = True
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        yield pressed
-        return
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 # -- g ----------------------------------------------------------------------------------------
 @command("g", syntax="g [Ticks]", category="target", target_action=True,
          help="Let the machine run, then break back in. It runs Ticks ticks of its workload "
@@ -158,13 +137,13 @@ def go(session: "Session", args: str) -> str:
         if ticks > MAX_TICKS:
             raise DebuggerError(f"g runs at most 0x{MAX_TICKS:x} ticks at a time")
     try:
-        with _ctrl_c() as pressed:
-            result = control.run(ticks, lambda: pressed[0])
+        with INTERRUPTS.polled() as pressed:    # Ctrl+C breaks in between two chunks of ticks
+            result = control.run(ticks, pressed)
     except MachineStopped:
         raise DebuggerError("The machine has stopped at a bug check; .reboot restarts it.") \
             from None
     session.processor = result.processor
-    session.pool_snapshots.after_run(target, result.stop, pressed[0])
+    session.pool_snapshots.after_run(target, result.stop, pressed())
     if result.stop is Stop.BUGCHECK:
         return fatal_error_text(target)
     if result.stop is Stop.POOL_HIT:       # nt!PoolHitTag: DbgBreakPoint in the tag tracker

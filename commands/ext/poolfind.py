@@ -378,13 +378,14 @@ def _special_blocks(reader: PoolReader, start: int, end: int) -> Iterator[Specia
 def _run_for(session: "Session", text: str, address: int) -> str:
     """Run `-x`'s command for one block and keep what it printed, for the rows."""
     line = re.sub(r"@\$extret", session.target.arch.fmt_ptr(address), text, flags=re.IGNORECASE)
-    saved = session.stdout, session.log
-    session.stdout, session.log = io.StringIO(), None
+    saved = session.stdout, session.log, session.settings["color"]
+    # plain text: the rows are printed (sanitised, then coloured) by the session afterwards
+    session.stdout, session.log, session.settings["color"] = io.StringIO(), None, "off"
     try:
         execute(session, line)
         return session.stdout.getvalue()
     finally:
-        session.stdout, session.log = saved
+        session.stdout, session.log, session.settings["color"] = saved
 
 
 # -- rendering ----------------------------------------------------------------------------------

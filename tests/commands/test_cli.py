@@ -4,9 +4,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import shlex
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 import types
 
 import pytest
@@ -371,3 +375,117 @@ def test_json_mode_prints_only_json_lines_on_stdout(tmp_path):
         {"schema": 1, "command": "bogus", "error": "Syntax error in 'bogus'"}]
     assert result.stderr.decode() == f"{path}:2: bogus: Syntax error in 'bogus'\n"
     assert result.returncode == 1
+
+
+# -- Ctrl+C on a real terminal ------------------------------------------------------------------
+SPIN = textwrap.dedent("""
+    import sys, time
+    import commands.cli as c
+    from commands.registry import command
+    from commands.testing import blank_target
+    c.open_machine = lambda args: blank_target("x86")
+
+    @command(".kt_spin")
+    def spin(session, args):
+        state = [[] for _ in range(500000)]    # freed as the break unwinds, as a scan's state
+        session.write("spinning\\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pass
+
+    sys.exit(c.main(sys.argv[1:]))
+""")
+
+
+class Terminal:
+    """kdsim on a pseudo-terminal: what it shows, and keys typed as a user types them."""
+
+    def __init__(self, fd: int):
+        self.fd, self.screen = fd, b""
+
+    def wait_for(self, text: bytes, count: int = 1, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.screen.count(text) < count and time.monotonic() < deadline:
+            if not select.select([self.fd], [], [], 0.1)[0]:
+                continue
+            try:
+                data = os.read(self.fd, 4096)
+            except OSError:                                   # the child has exited
+                return
+            if not data:
+                return
+            self.screen += data
+            if b"\x1b[6n" in data:                            # a cursor position request
+                os.write(self.fd, b"\x1b[1;1R")
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+
+def _reap(pid: int, timeout: float = 10) -> int:
+    """The child's wait status; one that has not exited by then is killed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("presses", [2, 3])
+def test_repeated_ctrl_c_on_a_terminal_breaks_the_command_not_the_session(tmp_path, presses):
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:                                              # the child: kdsim on a terminal
+        os.chdir(ROOT)
+        os.environ["XDG_DATA_HOME"] = str(tmp_path)
+        os.execv(sys.executable, [sys.executable, "-c", SPIN])
+    terminal = Terminal(fd)
+    try:
+        terminal.wait_for(b"kd> ")
+        terminal.type(b".kt_spin\r")
+        terminal.wait_for(b"spinning")
+        time.sleep(0.1)
+        for _ in range(presses):
+            terminal.type(b"\x03")
+            time.sleep(0.01)
+        terminal.wait_for(b"^C\r\n")
+        time.sleep(0.6)                                       # the presses have all landed
+        terminal.type(b".echo after\r")
+        terminal.wait_for(b"after\r\n")
+        terminal.type(b"q\r")
+        terminal.wait_for(b"quit:")
+        terminal.wait_for(b"<never>", timeout=5)              # read until kdsim exits
+    finally:
+        status = _reap(pid)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, terminal.screen
+    assert b"after\r\n" in terminal.screen and b"Traceback" not in terminal.screen
+
+
+@pytest.mark.parametrize("presses", [2, 3])
+def test_repeated_ctrl_c_in_a_piped_session(presses):
+    """`cmds | kdsim`: the first SIGINT breaks the command, the others are absorbed, and the
+    session reads on to the end of its input (status 0)."""
+    child = subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(b".kt_spin; .echo dropped\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"kd> .kt_spin; .echo dropped\n"
+        assert child.stdout.readline() == b"spinning\n"
+        time.sleep(0.05)
+        for _ in range(presses):
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        time.sleep(0.1)
+        out, err = child.communicate(b".echo after\n", timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    assert (child.returncode, err) == (0, b"")
+    assert out == b"^C\nkd> .echo after\nafter\n"

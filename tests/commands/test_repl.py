@@ -3,6 +3,8 @@ Ctrl+C, Ctrl+D, the pager, and the input lexer."""
 from __future__ import annotations
 
 import io
+import os
+import signal
 import threading
 import time
 
@@ -15,10 +17,13 @@ from prompt_toolkit.output import DummyOutput
 from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String
 
 from commands.dispatch import load_commands
+from commands.interrupt import INTERRUPTS
 from commands.lexer import KdLexer
 from commands.repl import KdCompleter, history_path, open_history, run_interactive
 from commands.session import Session
 from commands.testing import blank_target, temporary_command
+from kdsim.control import RunResult, Stop
+from tests.support import transcript
 
 DUMMY_ROWS = 40        # DummyOutput's screen height
 
@@ -26,6 +31,12 @@ DUMMY_ROWS = 40        # DummyOutput's screen height
 @pytest.fixture(autouse=True)
 def _commands():
     load_commands()
+
+
+@pytest.fixture(autouse=True)
+def _no_recent_press():
+    """Each test's first Ctrl+C is a new break, however soon after another test's presses."""
+    INTERRUPTS.last_press = float("-inf")
 
 
 @pytest.fixture
@@ -190,3 +201,149 @@ def test_lexer_tokens():
     assert _tokens("$<c:\\a;b.txt") == [(Keyword.Reserved, "$<"), (String, "c:\\a;b.txt")]
     assert _tokens("? @eax + 0n10") == [
         (Keyword, "?"), (Name.Variable, "@eax"), (Operator, "+"), (Number.Hex, "0n10")]
+
+
+# -- Ctrl+C while a command runs -------------------------------------------------------------
+def _spin(started: threading.Event):
+    """A command that runs until it is broken into, as `!poolfind ???? 1` on a big pool."""
+    def spin(s, args):
+        s.write("spinning\n")
+        started.set()
+        deadline = time.monotonic() + 10          # a test that fails does not hang
+        while time.monotonic() < deadline:
+            pass
+    return spin
+
+
+@pytest.mark.parametrize("presses", [1, 2, 3])
+def test_repeated_ctrl_c_during_a_command_leaves_the_session_at_the_prompt(session, presses):
+    """Presses 10 ms apart: the first breaks the command, the others are absorbed, even when
+    they land while the next queued commands already run or the loop is between two lines."""
+    for _ in range(3):
+        INTERRUPTS.last_press = float("-inf")
+        session.stdout = io.StringIO()
+        started = threading.Event()
+        with temporary_command(".kt_spin", _spin(started)), create_pipe_input() as pipe:
+            pipe.send_text(".kt_spin; .echo dropped\r" + ".echo after\r" * 20)
+
+            def press():
+                assert started.wait(10)
+                time.sleep(0.05)
+                for _ in range(presses):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.01)
+                time.sleep(0.1)              # every press is handled before the session ends
+                pipe.send_text(".echo done\r\x04")
+
+            presser = threading.Thread(target=press)
+            presser.start()
+            run_interactive(session, input=pipe, output=DummyOutput(),
+                            history=InMemoryHistory())
+            presser.join()
+        assert session.stdout.getvalue() == "spinning\n^C\n" + "after\n" * 20 + "done\n"
+        assert not session.quit_requested
+
+
+def test_ctrl_c_while_g_runs_breaks_in_once(monkeypatch):
+    """`g` polls: the first press breaks in between two chunks of ticks, the rest are
+    absorbed, and the session stays at the prompt."""
+    from commands import target_cmds
+
+    class Machine:
+        def run(self, ticks, interrupted):
+            started.set()
+            deadline = time.monotonic() + 10
+            while not interrupted() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            time.sleep(0.05)                 # the presses that follow land while it stops
+            return RunResult(Stop.BREAK_IN, 0)
+
+    started = threading.Event()
+    target = blank_target("x86")
+    target.control = Machine()
+    monkeypatch.setattr(target_cmds, "break_in_text", lambda target: "broke in")
+    session = Session(target)
+    session.stdout = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text("g\r")
+
+        def press():
+            assert started.wait(10)
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.01)
+            time.sleep(0.1)
+            pipe.send_text(".echo after\r\x04")
+
+        presser = threading.Thread(target=press)
+        presser.start()
+        run_interactive(session, input=pipe, output=DummyOutput(), history=InMemoryHistory())
+        presser.join()
+    assert session.stdout.getvalue() == "broke in\nafter\n"
+
+
+def test_a_press_between_commands_is_absorbed(session):
+    """No command runs: nothing to break, and the session does not end."""
+    previous = signal.getsignal(signal.SIGINT)
+    with INTERRUPTS.installed():
+        signal.raise_signal(signal.SIGINT)
+        assert transcript(session, [".echo still"]) == "kd> .echo still\nstill\n"
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+# -- bracketed paste --------------------------------------------------------------------------
+def paste(*lines: str, end: str = "\n") -> str:
+    return "\x1b[200~" + "\n".join(lines) + end + "\x1b[201~"
+
+
+def test_a_bracketed_paste_runs_each_line_as_a_piped_file_would(session):
+    lines = [f".echo line {n}" for n in range(50)]
+    out = drive(session, paste(*lines) + "\x04")
+    assert out == "".join(f"kd> .echo line {n}\nline {n}\n" for n in range(50))
+    piped = Session(session.target)
+    assert out == transcript(piped, lines)
+
+
+def test_a_paste_with_crlf_and_blank_lines(session):
+    assert drive(session, "\x1b[200~.echo a\r\n\r\n.echo b\r\n\x1b[201~\x04") == (
+        "kd> .echo a\na\nkd> .echo b\nb\n")
+
+
+def test_a_paste_without_a_line_end_is_typed_text(session):
+    """One word (an address, a tag) joins the line being typed; the text after a paste's last
+    line end stays on the prompt to be edited."""
+    assert drive(session, ".echo ", paste("pasted", end=""), "\r\x04") == "pasted\n"
+    session.stdout = io.StringIO()
+    assert drive(session, ".echo x", paste("y", ".echo par", end=""), "tial\r\x04") == (
+        "kd> .echo xy\nxy\npartial\n")
+
+
+def test_pasted_lines_go_to_the_history(session):
+    history = InMemoryHistory()
+    drive(session, paste(".echo one", ".echo two") + "\x04", history=history)
+    assert list(history.get_strings()) == [".echo one", ".echo two"]
+
+
+def test_q_in_a_paste_ends_the_session(session):
+    assert drive(session, paste(".echo one", "q", ".echo never") + "\x04") == (
+        "kd> .echo one\none\nkd> q\nquit:\n")
+    assert session.quit_requested
+
+
+def test_ctrl_c_drops_the_rest_of_a_paste(session):
+    started = threading.Event()
+    with temporary_command(".kt_spin", _spin(started)), create_pipe_input() as pipe:
+        pipe.send_text(paste(".echo first", ".kt_spin", ".echo dropped", ".echo dropped too"))
+
+        def press():
+            assert started.wait(10)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            pipe.send_text(".echo typed\r\x04")
+
+        presser = threading.Thread(target=press)
+        presser.start()
+        run_interactive(session, input=pipe, output=DummyOutput(), history=InMemoryHistory())
+        presser.join()
+    assert session.stdout.getvalue() == (
+        "kd> .echo first\nfirst\nkd> .kt_spin\nspinning\n^C\ntyped\n")

@@ -87,7 +87,8 @@ def test_missing_script_file_then_the_session_goes_on(session, tmp_path):
     assert run(session, f"$$<{missing}; .echo not run") == (
         f"Couldn't open script file '{missing}'\n")
     assert run(session, f"$$>a<{missing} 1 2") == f"Couldn't open script file '{missing}'\n"
-    assert run(session, "$<a\x00b") == "Couldn't open script file 'a\x00b'\n"
+    # the NUL is echoed back escaped (commands/sanitize.py)
+    assert run(session, "$<a\x00b") == "Couldn't open script file 'a\\x00b'\n"
     assert run(session, ".echo next") == "next\n"
 
 

@@ -317,7 +317,8 @@ def test_overrun_special_shows_the_data_ending_at_the_guard_page() -> None:
                          "address; to mark a tag: !poolmap NonPaged NonPagd"),
     ("!poolmap Paged Toolong", "'Toolong' is not a pool tag: up to four characters, * and ? "
                                "as wildcards"),
-    ("!poolmap Paged Ab\x01", "'Ab\x01' is not a pool tag: up to four characters, * and ? as "
+    # the control character is printed escaped, as everything the session prints (sanitize.py)
+    ("!poolmap Paged Ab\x01", "'Ab\\x01' is not a pool tag: up to four characters, * and ? as "
                               "wildcards"),
     ("!poolmap Paged A B", "Usage: !poolmap [NonPaged|Paged|Session] [Tag] | Address"),
     ("!poolmap Session", "Session pool: this machine models no session space, so there is no "
