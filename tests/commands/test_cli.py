@@ -17,6 +17,7 @@ import pytest
 
 from commands import cli
 from commands.registry import lookup
+from commands.render import RESET, STYLES
 from commands.testing import blank_target
 from kdsim import control
 from tests.support import ROOT
@@ -388,7 +389,7 @@ SPIN = textwrap.dedent("""
 
     @command(".kt_spin")
     def spin(session, args):
-        state = [[] for _ in range(500000)]    # freed as the break unwinds, as a scan's state
+        state = [[[]] for _ in range(600000)]  # freed as the break unwinds, as a scan's state
         session.write("spinning\\n")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -443,17 +444,18 @@ def test_repeated_ctrl_c_on_a_terminal_breaks_the_command_not_the_session(tmp_pa
     if pid == 0:                                              # the child: kdsim on a terminal
         os.chdir(ROOT)
         os.environ["XDG_DATA_HOME"] = str(tmp_path)
+        os.environ.pop("NO_COLOR", None)            # colour, as most users have it
         os.execv(sys.executable, [sys.executable, "-c", SPIN])
     terminal = Terminal(fd)
     try:
-        terminal.wait_for(b"kd> ")
+        terminal.wait_for(b"kd>")
         terminal.type(b".kt_spin\r")
         terminal.wait_for(b"spinning")
         time.sleep(0.1)
         for _ in range(presses):
             terminal.type(b"\x03")
             time.sleep(0.01)
-        terminal.wait_for(b"^C\r\n")
+        terminal.wait_for(f"{STYLES['error']}^C{RESET}".encode())
         time.sleep(0.6)                                       # the presses have all landed
         terminal.type(b".echo after\r")
         terminal.wait_for(b"after\r\n")
