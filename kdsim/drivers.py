@@ -25,8 +25,12 @@ class _Stores:
     """A driver that stores into its blocks with an instruction of its own: its allocation
     stack and the store's address, resolved once from the machine's symbols."""
 
+    tag: str
+    pool_type: int
+    size: int
     frames: tuple[str, ...]
     store: str
+    runs: int
     _stack: tuple[int, ...]
     _ip: int
 
@@ -34,6 +38,15 @@ class _Stores:
         if not self._ip:
             self._stack = resolve_frames(machine.symbols, self.frames)
             self._ip = resolve_frames(machine.symbols, (self.store,))[0]
+
+    def _next_block(self, engine: "Workload") -> int:
+        """Allocate the driver's next block (0: the pool refused it), counting the runs."""
+        self._resolve(engine.machine)
+        address = engine.allocate(self.pool_type, self.size, tag_to_ulong(self.tag),
+                                  self._stack)
+        if address:
+            self.runs += 1
+        return address
 
 
 def _free_in_time(engine: "Workload", address: int, lifetime: float | None, key: int,
@@ -68,13 +81,10 @@ class Overrun(_Stores):
     _ip: int = field(init=False, default=0)
 
     def run(self, engine: "Workload") -> None:
-        machine = engine.machine
-        self._resolve(machine)
-        key = tag_to_ulong(self.tag)
-        address = engine.allocate(self.pool_type, self.size, key, self._stack)
+        machine, key = engine.machine, tag_to_ulong(self.tag)
+        address = self._next_block(engine)
         if not address:
             return
-        self.runs += 1
         count = self.written if self.runs % self.every == 0 else self.size
         machine.driver_write(address, bytes([self.fill]) * count, self._ip, self._stack)
         _free_in_time(engine, address, self.lifetime, key, self._stack)
@@ -144,13 +154,10 @@ class Underrun(_Stores):
     _ip: int = field(init=False, default=0)
 
     def run(self, engine: "Workload") -> None:
-        machine = engine.machine
-        self._resolve(machine)
-        key = tag_to_ulong(self.tag)
-        address = engine.allocate(self.pool_type, self.size, key, self._stack)
+        machine, key = engine.machine, tag_to_ulong(self.tag)
+        address = self._next_block(engine)
         if not address:
             return
-        self.runs += 1
         if self.runs % self.every == 0:
             machine.driver_write(address - self.before, bytes([self.fill]) * self.before,
                                  self._ip, self._stack)
