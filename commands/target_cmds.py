@@ -25,6 +25,7 @@ from .expr import evaluate
 from .ext.verifier import read_drivers
 from .interrupt import INTERRUPTS
 from .poolsnapshots import REBOOTED
+from .progress import boot_progress, on_terminal
 from .registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -203,7 +204,10 @@ def verifier_settings(session: "Session", args: str) -> str:
          help="Restart the machine from boot. Same scenario and seed, with the verifier "
               "settings made by .verifier.")
 def reboot(session: "Session", args: str) -> str:
-    session.target = _live(session, ".reboot", args).reboot()
+    control = _live(session, ".reboot", args)
+    with boot_progress(str(session.target.meta.get("scenario", "default")),
+                       on_terminal()) as progress:
+        session.target = control.reboot(progress)
     session.processor = 0
     session.pool_snapshots.record(session.target, REBOOTED)
     arch = session.target.arch

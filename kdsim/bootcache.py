@@ -107,7 +107,30 @@ def open_scenario(options: dict[str, Any], *, use_cache: bool = True,
                   progress: "Progress | None" = None, note: Note = _stderr) -> "Machine":
     """The machine `scenarios.boot(**options)` boots (options: scenario, arch, seed, scale,
     verifier), from the cache when it holds it; otherwise booted, reporting to `progress`,
-    and stored."""
+    and stored.  The machine reboots the same way (`Rebooter`)."""
+    machine = _open(options, use_cache, progress, note)
+    machine.booted_by = Rebooter(str(options.get("scenario") or "default"), use_cache, note)
+    return machine
+
+
+class Rebooter:
+    """What a machine opened here boots again with at `.reboot` (`Machine.booted_by`): the
+    same scenario through the cache, so a reboot into settings booted before is warm too."""
+
+    def __init__(self, scenario: str, use_cache: bool, note: Note):
+        self.scenario = scenario
+        self.use_cache = use_cache
+        self.note = note
+
+    def boot(self, arch: str | None = None, seed: int = 0, scale: float = 1.0,
+             progress: "Progress | None" = None, **options: Any) -> "Machine":
+        return open_scenario({"scenario": self.scenario, "arch": arch, "seed": seed,
+                              "scale": scale, **options},
+                             use_cache=self.use_cache, progress=progress, note=self.note)
+
+
+def _open(options: dict[str, Any], use_cache: bool, progress: "Progress | None",
+          note: Note) -> "Machine":
     from .scenarios import boot as boot_scenario
 
     def boot() -> "Machine":

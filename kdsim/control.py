@@ -54,9 +54,10 @@ class Control(Protocol):
         what processor.  MachineStopped if the machine has already bug-checked."""
         ...
 
-    def reboot(self) -> Target:
+    def reboot(self, progress: Progress | None = None) -> Target:
         """Boot the machine again (same scenario, arch, seed and scale) with the pending
-        Driver Verifier settings; the new machine's target."""
+        Driver Verifier settings, from the boot cache when it holds that machine (a cold boot
+        reports to `progress`); the new machine's target."""
         ...
 
     def verifier_settings(self) -> VerifierSettings:

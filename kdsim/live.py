@@ -12,7 +12,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .machine import Machine
+    from .machine import Machine, Progress
     from .target import Target
     from .verifier import VerifierSettings
 
@@ -65,8 +65,8 @@ class LiveControl:
         m.stops.record_break(0, m.verifier.current_thread(0))
         return RunResult(Stop.BREAK_IN, 0)
 
-    def reboot(self) -> "Target":
-        return self.machine.reboot().target()
+    def reboot(self, progress: "Progress | None" = None) -> "Target":
+        return self.machine.reboot(progress).target()
 
     def verifier_settings(self) -> "VerifierSettings":
         return self.machine.verifier.settings

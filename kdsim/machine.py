@@ -8,7 +8,7 @@ debugger's view of it, with the live control surface (kdsim/live.py).
 from __future__ import annotations
 
 import struct
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .arch import Arch
 from .bugcheck import KMODE_EXCEPTION_NOT_HANDLED, BugCheck
@@ -25,6 +25,7 @@ from .verifier import KERNEL_MODULES, Verifier, VerifierSettings
 from .workload import Workload
 
 DEFAULT_PROCESSORS = 2
+Progress = Callable[[str, int, int], None]    # a cold boot's (phase, ticks done, ticks in all)
 STATUS_ASSERTION_FAILURE = 0xC0000420
 
 
@@ -32,7 +33,7 @@ class Booter(Protocol):
     """What booted a machine (a scenario), so that a reboot boots it the same way."""
 
     def boot(self, arch: str | None = None, seed: int = 0, scale: float = 1.0,
-             **options: Any) -> "Machine": ...
+             progress: Progress | None = None, **options: Any) -> "Machine": ...
 
 
 class Machine:
@@ -72,15 +73,16 @@ class Machine:
         self.sym_tick = self.g.var("KeTickCount", self.system_time.sizeof())
 
     # -- life cycle ------------------------------------------------------------------------
-    def reboot(self) -> "Machine":
+    def reboot(self, progress: Progress | None = None) -> "Machine":
         """The machine booted again as it was (its scenario, arch, seed and scale; a machine
         built directly, from its arch, seed, processors and memory) with the Driver Verifier
-        settings left for the next boot."""
+        settings left for the next boot; a cold boot reports to `progress`."""
         pending = self.verifier.pending
         if self.booted_by is None:
             return Machine(self.arch, self.seed, self.processors, self.config,
                            scenario=self.scenario, verifier=pending)
-        return self.booted_by.boot(self.arch.name, self.seed, self.scale, verifier=pending)
+        return self.booted_by.boot(self.arch.name, self.seed, self.scale, progress=progress,
+                                   verifier=pending)
 
     def step(self, n: int) -> BugCheck | None:
         """Let the workload run n ticks; returns the bug check if the machine stopped."""

@@ -26,13 +26,12 @@ from typing import Any, Callable, Iterator
 
 from .. import labfile
 from ..arch import get_arch
-from ..machine import Machine
+from ..machine import Machine, Progress
 from ..mm import DEFAULT_MEMORY
 
 Phases = Iterator[tuple[str, int]]            # (what the boot is doing, ticks it runs)
 # (machine, scale: 1.0 = the lab's full size); a build without a boot workload returns None
 Build = Callable[[Machine, float], "Phases | None"]
-Progress = Callable[[str, int, int], None]    # (phase, ticks done, ticks in all)
 PROGRESS_TICKS = 2000                         # ticks between two progress reports
 
 

@@ -18,6 +18,7 @@ from commands import cli
 from kdsim import bootcache, snapshot
 from kdsim.bootcache import CACHE_ENV, MAX_ENV, SUFFIX, TEMP_SUFFIX, open_scenario
 from kdsim.recipe import Recipe
+from kdsim.verifier import parse_settings
 from kdsim.scenarios import Scenario, list_scenarios
 from tests.support import ROOT
 
@@ -199,3 +200,21 @@ def test_two_processes_opening_the_same_lab_at_once(tmp_path):
     assert entry.endswith(SUFFIX)
     warm = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert (warm.returncode, warm.stdout, warm.stderr) == (0, results[0][0], b"")
+
+
+def test_reboot_opens_from_the_cache_and_boots_again_the_same_way(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    options = {"scenario": "leak", "arch": "x64", "seed": 3, "scale": float(SCALE)}
+    first = open_scenario(options)
+    booted = first.reboot()                        # the same recipe: the cached entry
+    assert booted.memory.pages == first.memory.pages
+    monkeypatch.setattr("kdsim.scenarios.Scenario.boot",
+                        lambda *a, **k: pytest.fail("a cached reboot booted cold"))
+    assert booted.reboot().memory.pages == first.memory.pages
+    reports: list[tuple[str, int, int]] = []
+    monkeypatch.undo()
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    first.verifier.pending = parse_settings("/flags 0x1 /driver myfault.sys")
+    verified = first.reboot(lambda *report: reports.append(report))
+    assert verified.verifier.settings.flags == 0x1 and reports          # cold, with progress
+    assert len(entries(tmp_path)) == 2
