@@ -42,13 +42,14 @@ from .arch import ARCHES, Arch
 from .bounded import Budget, Counted, Packed, Record, Refused, Signed, Text, budget_of
 from .files import INVALID_NAME, NewFile, cannot_create, open_regular, win32_error
 from .layouts import PAGE_SHIFT, PAGE_SIZE, PROFILES, Profile, profile_for
+from .layouts.constants import MAXIMUM_PROCESSORS
 from .memory import AddressSpace, MemoryFault
 from .stop import KSTACK_REGION, KSTACK_SIZE
 from .symbols import SymbolTable
 from .target import Target
 
 __all__ = ["save", "load", "dump_runs", "DumpError", "DumpCreateError", "DUMP_TYPE_BANNERS",
-           "MAGIC", "VERSION", "MAX_PROCESSORS", "MAX_MODULES", "MAX_SYMBOLS", "MAX_NAME",
+           "MAGIC", "VERSION", "MAX_MODULES", "MAX_SYMBOLS", "MAX_NAME",
            "MAX_COMMENT", "MAX_PAGES"]
 
 MAGIC = b"KDSIMDMP"
@@ -64,7 +65,6 @@ DUMP_TYPE_BANNERS = {
 _PAGES_PER_WRITE = 256      # 1 MB: few system calls, and a buffer malloc keeps reusing
 
 # What a dump may declare: anything beyond is refused before it is read (kdsim/bounded.py).
-MAX_PROCESSORS = 32         # nt!KiProcessorBlock's slots (Windows 7 x86's MAXIMUM_PROCESSORS)
 MAX_MODULES = 1024          # a Windows 7 machine loads a few hundred
 MAX_SYMBOLS = 1 << 15       # in all modules together; the simulated kernel exports ~100
 MAX_NAME = 1024             # bytes of a module, image, symbol or scenario name
@@ -470,8 +470,8 @@ def _check_header(header: Any, name: str) -> None:
         raise _damaged(name, f"unknown dump type {int(header.dump_type)}")
     if header.processors < 1:
         raise _damaged(name, "no processors")
-    if header.processors > MAX_PROCESSORS:
-        raise _damaged(name, f"{header.processors} processors, more than {MAX_PROCESSORS}")
+    if header.processors > MAXIMUM_PROCESSORS:
+        raise _damaged(name, f"{header.processors} processors, more than {MAXIMUM_PROCESSORS}")
 
 
 def _memory(body: Any, loading: Loading, name: str) -> AddressSpace:

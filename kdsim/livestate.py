@@ -29,7 +29,8 @@ from construct import (
 from .arch import ARCHES
 from .bounded import Budget, Counted, Packed, Record
 from .bugcheck import BugCheck
-from .dump import MAX_PROCESSORS, NAME
+from .dump import NAME
+from .layouts.constants import MAXIMUM_PROCESSORS
 from .layouts import profile_for
 from .recipe import Recipe
 from .verifier import KNOWN_FLAGS, VerifierSettings
@@ -262,7 +263,7 @@ def recipe_of(state: Any) -> Recipe:
     """The recipe a parsed STATE names."""
     r = state.recipe
     _check(r.arch in ARCHES, f"unknown architecture '{r.arch}'")
-    _check(1 <= r.processors <= MAX_PROCESSORS, f"{r.processors} processors")
+    _check(1 <= r.processors <= MAXIMUM_PROCESSORS, f"{r.processors} processors")
     _check(math.isfinite(r.scale) and r.scale > 0, f"scale {r.scale}")
     return Recipe(r.scenario, r.arch, r.seed, r.scale, r.processors, _settings_of(r.verifier))
 

@@ -34,6 +34,7 @@ from .layouts import (
     IN_USE, NONPAGED, PAGE_MASK, PAGE_SIZE, PAGED, POOL_SMALL_LISTS, PROTECTED_POOL, QUOTA,
     TYPE_BITS, Profile, field_run, profile_for, tag_to_ulong,
 )
+from .layouts.constants import MAXIMUM_PROCESSORS
 from .memory import AddressSpace, MemoryFault
 from .mm import MemoryManager
 from .ntdata import KernelGlobals
@@ -266,7 +267,7 @@ class PoolManager:
             addr, cursor = cursor, cursor + size
             return addr
 
-        block = g.var("KiProcessorBlock", P * 32)
+        block = g.var("KiProcessorBlock", P * MAXIMUM_PROCESSORS)
         np_off = L.offset("kprcb", "PPNPagedLookasideList")
         p_off = L.offset("kprcb", "PPPagedLookasideList")
         shared = [[place(la_size) for _ in range(POOL_SMALL_LISTS)] for _paged in (0, 1)]

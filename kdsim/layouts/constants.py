@@ -35,4 +35,5 @@ POOL_SMALL_LISTS = 32          # BlockSize 1..32 have per-processor lookaside li
 POOL_TRACE_FRAMES = 13         # _VF_POOL_TRACE.StackTrace[13]
 VERIFIER_ENTRY_SIGNATURE = 0x98761940
 VI_VERIFYING_DIRECTLY = 0x1    # _MI_VERIFIER_DRIVER_ENTRY.Flags
+MAXIMUM_PROCESSORS = 32        # nt!KiProcessorBlock's slots (Windows 7 x86's MAXIMUM_PROCESSORS)
 FRAME_ARGS = 4                 # arguments a stack frame shows (kb)

@@ -28,10 +28,11 @@ from kdsim.arch import get_arch
 from kdsim.bounded import Number
 from kdsim.bugcheck import BugCheck
 from kdsim.dump import (
-    BODY, HEADER, HEADER_SIZE, MAX_COMMENT, MAX_MODULES, MAX_PAGES, MAX_PROCESSORS, MAX_SYMBOLS,
+    BODY, HEADER, HEADER_SIZE, MAX_COMMENT, MAX_MODULES, MAX_PAGES, MAX_SYMBOLS,
     DumpError, load, save,
 )
 from kdsim.layouts import PAGE_SIZE, tag_to_ulong
+from kdsim.layouts.constants import MAXIMUM_PROCESSORS
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED
 from kdsim.scenarios import boot
@@ -255,10 +256,10 @@ HOSTILE_DUMPS: dict[str, tuple[Callable[[Good], bytes], str | None]] = {
     # the header and what the prompt reads
     "processors = 0xFFFFFFF0": (
         lambda g: g.seal(b"".join(g.parts.values()), processors=0xFFFFFFF0),
-        f"4294967280 processors, more than {MAX_PROCESSORS}"),
+        f"4294967280 processors, more than {MAXIMUM_PROCESSORS}"),
     "33 processors": (
         lambda g: g.seal(b"".join(g.parts.values()), processors=33),
-        f"33 processors, more than {MAX_PROCESSORS}"),
+        f"33 processors, more than {MAXIMUM_PROCESSORS}"),
     "the bug-check owner out of range": (
         bad_owner, f"the bug check's owner, processor {BAD_OWNER}, is not one of its 2 "
                    f"processors"),
