@@ -1,7 +1,8 @@
 """The teaching layer: `.lab` (the briefing), `.hint` (one hint at a time), `.check ANSWER`.
 
-The lab is found from the scenario name the target carries in its metadata, so the commands
-work the same on a live lab, after `.reboot`, and on a dump saved from a lab.  Nothing here
+The lab is found from the scenario name and seed the target carries in its metadata (the seed
+picks a lab file's variant), so the commands work the same on a live lab, after `.reboot`, and
+on a dump saved from a lab.  Nothing here
 looks at the simulated machine: a lab's answer is judged against its `Lab.answers`, never
 computed from the simulator's objects.
 """
@@ -36,7 +37,7 @@ def current_lab(session: "Session") -> tuple[str, Lab | None]:
     if not name:
         return "", None
     try:
-        return name, scenario_lab(name)
+        return name, scenario_lab(name, int(session.target.meta.get("seed") or 0))
     except ValueError:          # a dump of a scenario this version does not know
         return name, None
 
