@@ -47,6 +47,12 @@ def _wrap(text: str, columns: int = WIDTH) -> str:
     return textwrap.fill(text, columns, break_long_words=False, break_on_hyphens=False)
 
 
+def _item(line: str) -> tuple[str, str]:
+    """A line's indentation and its list marker ('' when it has none)."""
+    found = ITEM.match(line)
+    return (found[1], found[2] or "") if found else ("", "")
+
+
 def wrap_briefing(text: str, columns: int) -> str:
     """A briefing as written, except that each paragraph or list item with a line longer
     than `columns` is filled again to `columns`, its indentation kept."""
@@ -54,7 +60,7 @@ def wrap_briefing(text: str, columns: int) -> str:
     for block in re.split(r"\n[ \t]*\n", text.rstrip()):
         items: list[list[str]] = []
         for line in block.split("\n"):
-            if not items or ITEM.match(line)[2]:
+            if not items or _item(line)[1]:
                 items.append([line])
             else:
                 items[-1].append(line)
@@ -63,10 +69,10 @@ def wrap_briefing(text: str, columns: int) -> str:
             if max(len(line) for line in item) <= columns:
                 lines += item
                 continue
-            head = ITEM.match(item[0])
-            indent = head[1] + " " * len(head[2] or "")
+            first, marker = _item(item[0])
+            indent = first + " " * len(marker)
             body = " ".join(line.strip() for line in item)
-            lines.append(textwrap.fill(body, columns, initial_indent=head[1],
+            lines.append(textwrap.fill(body, columns, initial_indent=first,
                                        subsequent_indent=indent, break_long_words=False,
                                        break_on_hyphens=False, fix_sentence_endings=True))
         out.append("\n".join(lines))

@@ -75,6 +75,8 @@ LABS = {name: (lab.solution, _RUNS[name][1]) for name, lab in SHIPPED.items() if
 # files are the default seed's, 0; the others' pages show seed 1
 VARIANT_LABS = [name for name in LABS if SCENARIOS[name].variants]
 DOCS_SEED = {name: 0 if name in VARIANT_LABS else SEEDS[0] for name in LABS}
+# seeds that pick other columns than the docs' seed 0 in a lab of three variants
+OTHER_CULPRITS = (1, 2)
 # the labs the docs run at full size, which open in about a second
 FULL_SIZE = [name for name, (_, scale) in LABS.items() if scale == "1"]
 MYFAULT_STACK = ("nt!VeAllocatePoolWithTagPriority+0x2b6", "nt!VerifierExAllocatePoolEx+0x1d",
@@ -92,6 +94,7 @@ def arguments(scenario: str, seed: int) -> str:
 def printed() -> dict[str, str]:
     """What kdsim printed, by arguments: every lab with both seeds, and every docs mark."""
     runs = [arguments(name, seed) for name in LABS for seed in (*SEEDS, DOCS_SEED[name])]
+    runs += [arguments(name, seed) for name in VARIANT_LABS for seed in OTHER_CULPRITS]
     out = generate.run_all(runs + [t.args for t in generate.transcripts()])
     assert "^ Syntax error in '.lab'" not in out[runs[0]], (
         "kdsim does not know .lab: commands/dispatch.py must load commands.lab")
@@ -244,7 +247,7 @@ def test_poolhittag_breaks_in_the_driver_behind_the_tag(printed) -> None:
     rows = [line.split() for line in out["!poolused /t5 4"].splitlines()[5:7]]
     assert rows[0][0] == "Rqst" and int(rows[0][4]) >= 3 * int(rows[1][4])   # by a margin
     assert out["g"].startswith("Break instruction exception - code 80000003")
-    frames = out["k"].splitlines()[2:]
+    frames = out["k"].splitlines()[1:]
     assert "nt!DbgBreakPoint" in frames[0] and "PoolTracker" in frames[1]
     assert " prtspool+0x" in frames[3]
     assert out[".check prtspool"].startswith("Right: prtspool")
@@ -264,7 +267,7 @@ def test_pool_exhaustion_fills_nonpaged_pool_with_one_tag(printed) -> None:
 
 
 @pytest.mark.parametrize("name", VARIANT_LABS)
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", OTHER_CULPRITS)
 def test_another_seed_has_its_own_culprit(printed, name, seed) -> None:
     text = printed[arguments(name, seed)]
     lab = SCENARIOS[name].lab_of(seed)
