@@ -6,9 +6,11 @@ Each is off with `.settings set hints=off`.  Two today:
   matches; when a live tag (nt!PoolTrackTable) matches the pattern with case ignored, the
   line names it;
 * a decimal-looking number read in radix 16 (`? 8554896/2214`): when the radix is 16 and the
-  expression holds a number with no prefix (0x, 0n, 0t, 0y), made only of decimal digits,
-  whose value read as decimal is 10 or more, the line says how it was read and how to write
-  it in decimal.  One-digit numbers read the same in both radixes.
+  expression is arithmetic on such numbers only (decimal digits, blanks, + - * / % and
+  parentheses: no prefix such as 0x or 0n, no hex letter, no symbol or register, which say
+  the radix was meant) and one of its numbers is 10 or more, the line says how the first
+  such number was read and how to write it in decimal.  One-digit numbers read the same in
+  both radixes.
 """
 from __future__ import annotations
 
@@ -19,14 +21,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
 SETTING = "hints"
-# a run of decimal digits that is a whole number: not part of a symbol, a 0x-style prefix,
-# a hex number with letters, or a 64-bit value written with a backtick
-DECIMAL_LOOKING = re.compile(r"(?<![\w`!$@.])\d+(?![\w`])")
+DECIMAL_ARITHMETIC = re.compile(r"[\d\s+\-*/%()]+")     # an expression of decimal-looking numbers
 MAX_SUGGESTIONS = 3
+MAX_PATTERN = 16                # longer than any tag pattern worth a suggestion
 
 
 def enabled(session: "Session") -> bool:
-    return bool(session.settings.get(SETTING, True))
+    """Whether the session's `hints` setting is on (a session without it gives none)."""
+    return bool(session.settings.get(SETTING, False))
 
 
 def _pattern(tag: str, flags: int = 0) -> re.Pattern[str]:
@@ -39,7 +41,8 @@ def tag_case(session: "Session", typed: str) -> str:
     """The hint for a tag pattern that matches no live tag as typed but some with case
     ignored; '' otherwise."""
     typed = typed.rstrip()
-    if not enabled(session) or not typed or typed.lower() == typed.upper():
+    if (not enabled(session) or not typed or len(typed) > MAX_PATTERN
+            or typed.lower() == typed.upper()):
         return ""
     live = session.known_tags()
     if any(_pattern(typed).fullmatch(tag) for tag in live):
@@ -53,10 +56,10 @@ def tag_case(session: "Session", typed: str) -> str:
 
 def radix(session: "Session", expression: str) -> str:
     """The reminder for a decimal-looking number read in radix 16; '' when none applies."""
-    if not enabled(session) or session.settings.get("radix") != 16:
+    if (not enabled(session) or session.settings.get("radix") != 16
+            or not DECIMAL_ARITHMETIC.fullmatch(expression)):
         return ""
-    for found in DECIMAL_LOOKING.finditer(expression):
-        digits = found[0]
+    for digits in re.findall(r"\d+", expression):
         if int(digits) >= 10:
             return (f"radix 16: {digits} is read as hex (decimal {int(digits, 16)}); write "
                     f"0n{digits.lstrip('0') or '0'} for the decimal number")

@@ -36,8 +36,10 @@ def test_a_tag_in_the_wrong_case_gets_a_hint_line(leak_session) -> None:
     ("8554896/2214", "radix 16: 8554896 is read as hex (decimal 139806870); write 0n8554896 "
                      "for the decimal number\n"),
     ("10", "radix 16: 10 is read as hex (decimal 16); write 0n10 for the decimal number\n"),
-    ("9", ""), ("0x10", ""), ("0n10", ""), ("1f", ""), ("nt!PoolHitTag+8", ""),
-    ("fffff800`01234567", ""), ("00000000`12345678", ""),
+    ("(100 - 4) * 2", "radix 16: 100 is read as hex (decimal 256); write 0n100 for the "
+                      "decimal number\n"),
+    ("9", ""), ("0x10", ""), ("0n10", ""), ("0n10+20", ""), ("1f", ""), ("86bda018+18", ""),
+    ("nt!PoolHitTag+18", ""), ("fffff800`01234567", ""), ("00000000`12345678", ""),
 ])
 def test_a_decimal_looking_number_in_radix_16_gets_a_reminder(leak_session, expression,
                                                               hint) -> None:

@@ -266,6 +266,25 @@ def test_pool_exhaustion_fills_nonpaged_pool_with_one_tag(printed) -> None:
     assert out[".check smbflt"].startswith("Right: smbflt")
 
 
+def quota_charged(out: dict[str, str]) -> set[str]:
+    """The tags of the quota lab whose blocks !poolfind shows charged to a process."""
+    found = {tag: re.findall(r"\(Allocated\) \w{4} Process: ([0-9a-f]{8})$",
+                            out[f"!poolfind {tag} 1"], re.M) for tag in ("DpDa", "QqRt", "SvcB")}
+    return {tag for tag, processes in found.items() if processes}
+
+
+def test_quota_leak_shows_one_tag_charged_to_one_process(printed) -> None:
+    out = commands_of(at_docs_seed(printed, "quota-leak"))
+    rows = {line.split()[0]: int(line.split()[4])
+            for line in out["!poolused /t8 4"].splitlines()[5:-1]}
+    held = [rows[tag] for tag in ("DpDa", "QqRt", "SvcB")]
+    assert max(held) < 1.25 * min(held)                 # size alone does not tell
+    assert quota_charged(out) == {"DpDa"}
+    processes = set(re.findall(r"Process: ([0-9a-f]{8})$", out["!poolfind DpDa 1"], re.M))
+    assert len(processes) == 1
+    assert out[".check DpDa"].startswith("Right: DpDa")
+
+
 @pytest.mark.parametrize("name", VARIANT_LABS)
 @pytest.mark.parametrize("seed", OTHER_CULPRITS)
 def test_another_seed_has_its_own_culprit(printed, name, seed) -> None:
@@ -274,6 +293,8 @@ def test_another_seed_has_its_own_culprit(printed, name, seed) -> None:
     assert lab is not None and lab.answers[0] != answer(name, 0)
     if name == "pool-exhaustion":          # the solution's PoolHitTag is seed 0's tag
         assert commands_of(text)["!poolused /t5 2"].splitlines()[5].split()[0] == lab.tags[0]
+    elif name == "quota-leak":             # the answer is a tag: its blocks carry a process
+        assert quota_charged(commands_of(text)) == {lab.answers[0]}
     else:
         assert f" {lab.answers[0]}+0x" in text
 
@@ -333,7 +354,7 @@ def test_the_shipped_labs_are_listed_with_their_variants() -> None:
     names = {name for name, _ in list_scenarios()}
     assert {"fragmentation", "leak", "tour", "overrun", "fragmentation-pages",
             "overrun-special", "double-free", "use-after-free", "underrun", "poolhittag",
-            "pool-exhaustion"} <= names
+            "pool-exhaustion", "quota-leak"} <= names
     assert len(SHIPPED) >= 10
 
 
