@@ -143,7 +143,10 @@ def lab_scenario(lab: labfile.LabFile) -> Scenario:
 
 def open_lab(path: str | os.PathLike[str]) -> Scenario:
     """Read, check and register the lab file at `path` under its stem (replacing a scenario
-    of that name in this process); LabFileError says what is wrong with it."""
+    of that name in this process); LabFileError says what is wrong with it.  The package's
+    own scenarios are registered first, so a file of the same name replaces them, not the
+    other way round."""
+    _load()
     found = lab_scenario(labfile.load(path))
     SCENARIOS[found.name] = found
     return found

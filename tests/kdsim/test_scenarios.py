@@ -220,11 +220,12 @@ def test_double_free_blames_at_random_then_pool_tracking_catches_the_second_free
                              flags=re.M)
     assert commands_of(first)["g"].startswith("*** Fatal System Error: 0x000000")
     caught = commands_of(second)
-    assert caught["g"].startswith("*** Fatal System Error: 0x000000c2\n")
+    # the second free stops at once, in the culprit: BAD_POOL_CALLER 7 when the header still
+    # says free, BAD_POOL_HEADER when the first free merged the block with a neighbour
+    assert re.match(r"\*\*\* Fatal System Error: 0x000000(c2|19)\n", caught["g"])
     analysis = caught["!analyze -v"]
-    for line in ("Arg1: 00000007, Attempt to free pool which was already freed",
-                 "BUGCHECK_STR:  0xc2_7", "MODULE_NAME: stflt"):
-        assert line + "\n" in analysis
+    assert re.search(r"^BUGCHECK_STR:  0x(c2_7|19_\w+)$", analysis, re.M)
+    assert "MODULE_NAME: stflt\n" in analysis
     assert re.search(r"nt!ExFreePoolWithTag\+0x\w+\n.* stflt\+0x1c4e\n", caught["k"])
     assert caught[".check stflt"].startswith("Right: stflt")
 
