@@ -274,3 +274,13 @@ def test_a_solution_file_beside_the_lab_is_read_when_checked(tmp_path: Path) -> 
     assert open_lab(write(tmp_path, text)).lab.solution == "bug.cmd"
     with pytest.raises(labfile.LabFileError, match="not a command file name"):
         labfile.load(write(tmp_path, text.replace("bug.cmd", "../etc/passwd")))
+
+
+def test_a_lab_file_named_like_a_built_in_replaces_it(tmp_path: Path) -> None:
+    from kdsim.scenarios import SCENARIOS, get_scenario
+    builtin = get_scenario("tour")
+    try:
+        open_lab(write(tmp_path, EXAMPLE.read_text(), "tour.toml"))
+        assert get_scenario("tour").lab.title == "Where did nonpaged pool go?"
+    finally:
+        SCENARIOS["tour"] = builtin
