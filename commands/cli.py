@@ -1,7 +1,8 @@
 """`kdsim`: open a simulated machine (or a dump) and debug it, as `kd` would.
 
-    kdsim [--arch x86|x64] [--scenario NAME] [--seed N] [-c "cmds"] [-cf FILE] [-z DUMP]
-    kdsim --resume SNAPSHOT [-c "cmds"] [-cf FILE]
+    kdsim [--arch x86|x64] [--scenario NAME | --lab FILE] [--seed N] [-c "cmds"] [-cf FILE]
+    kdsim -z DUMP | --resume SNAPSHOT [-c "cmds"] [-cf FILE]
+    kdsim --check-lab FILE | --answers LAB [--seeds RANGE] | --list-scenarios
 
 `-c` and `-cf` run first, in the order given, echoed like typed commands (as in kd); then
 commands are read until `q` or the end of input, from a prompt on a terminal or line by line

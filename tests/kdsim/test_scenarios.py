@@ -331,6 +331,22 @@ def test_every_lab_has_a_page_with_its_transcript() -> None:
     assert {arguments(name, DOCS_SEED[name]) for name in LABS} <= marked
 
 
+@pytest.mark.parametrize("page", sorted({t.page for t in generate.transcripts()}),
+                         ids=lambda p: p.name)
+def test_a_page_keeps_its_solution_below_a_marked_spoiler_heading(page) -> None:
+    text = page.read_text(encoding="utf-8")
+    before, marked, _ = text.partition("\n---\n\n## Solution (spoilers)\n")
+    assert marked, f"{page.name} has no solution section"
+    assert "<!-- transcript:" not in before
+    names = {mark.args.split()[1] for mark in generate.transcripts([page])}
+    for name in names:
+        scenario = SCENARIOS[name]
+        for lab in scenario.variants or (scenario.lab,):
+            for accepted in lab.answers if lab else ():
+                assert not re.search(rf"(?<![\w.!]){re.escape(accepted)}(?!\w)", before), (
+                    page.name, accepted)
+
+
 @pytest.mark.parametrize("mark", generate.transcripts(), ids=lambda t: t.args.split()[1])
 def test_the_docs_transcript_is_what_the_lab_prints(printed, mark) -> None:
     assert mark.body == generate.fenced(printed[mark.args]), (
