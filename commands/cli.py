@@ -1,7 +1,8 @@
 """`kdsim`: open a simulated machine (or a dump) and debug it, as `kd` would.
 
-    kdsim [--arch x86|x64] [--scenario NAME] [--seed N] [-c "cmds"] [-cf FILE] [-z DUMP]
-    kdsim --resume SNAPSHOT [-c "cmds"] [-cf FILE]
+    kdsim [--arch x86|x64] [--scenario NAME | --lab FILE] [--seed N] [-c "cmds"] [-cf FILE]
+    kdsim -z DUMP | --resume SNAPSHOT [-c "cmds"] [-cf FILE]
+    kdsim --check-lab FILE | --answers LAB [--seeds RANGE] | --list-scenarios
 
 `-c` and `-cf` run first, in the order given, echoed like typed commands (as in kd); then
 commands are read until `q` or the end of input, from a prompt on a terminal or line by line
@@ -44,6 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from kdsim.target import Target
 
 PROG = "kdsim"
+DEFAULT_SEEDS = "1-30"          # --answers: a class of thirty, each student a seed
+MAX_SEEDS = 10_000
 
 
 class UsageError(Exception):
@@ -83,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lab", metavar="FILE", help="open a lab file (TOML; see docs/labs)")
     parser.add_argument("--check-lab", metavar="FILE",
                         help="check a lab file without booting it and exit")
+    parser.add_argument("--answers", metavar="LAB",
+                        help="print the answer key of a lab (a scenario name or a lab file) "
+                             "for the seeds of --seeds, without booting, and exit")
+    parser.add_argument("--seeds", metavar="RANGE",
+                        help="the seeds --answers covers: N, N-M or a comma list of those "
+                             f"(default {DEFAULT_SEEDS})")
     parser.add_argument("--no-history", action="store_true",
                         help="keep no command history on disk (a shared classroom machine)")
     parser.add_argument("--seed", type=int, metavar="N",
@@ -229,6 +238,10 @@ def _main(argv: list[str] | None) -> int:
         for name, description in found:
             print(f"{name:<{width}}  {description}")
         return 0
+    if args.seeds is not None and args.answers is None:
+        raise UsageError("--seeds goes with --answers LAB")
+    if args.answers is not None:
+        return _answers(args)
     if args.check_lab is not None or args.lab is not None:
         failed = _open_lab(args)
         if failed is not None:
@@ -331,6 +344,50 @@ def _open_lab(args: argparse.Namespace) -> int | None:
         print(exc, file=sys.stderr)
         return 2
     return None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds`: N, N-M, or a comma list of those, in the order given (each seed once)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise UsageError(f"--seeds: '{part.strip()}' is not a seed (N) or a range (N-M)")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise UsageError(f"--seeds: {first}-{last} runs backwards")
+        if last - first + len(seeds) >= MAX_SEEDS:
+            raise UsageError(f"--seeds: more than {MAX_SEEDS} seeds")
+        seeds.extend(range(first, last + 1))
+    return list(dict.fromkeys(seeds))
+
+
+def _answers(args: argparse.Namespace) -> int:
+    """`--answers LAB`: the answer key of a class, seed by seed, from the labs alone (nothing
+    boots).  LAB is a scenario name, or a lab file (a path or a name ending in .toml)."""
+    from kdsim.control import LabFileError, register_lab, scenario_lab
+    seeds = parse_seeds(args.seeds or DEFAULT_SEEDS)
+    name = args.answers
+    if name.endswith(".toml") or os.sep in name or os.path.isfile(name):
+        try:
+            name = register_lab(name)
+        except LabFileError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    try:
+        labs = [(seed, scenario_lab(name, seed)) for seed in seeds]
+    except ValueError as exc:
+        raise UsageError(str(exc), "see --list-scenarios") from None
+    key = [(seed, lab) for seed, lab in labs if lab is not None]
+    if not key:
+        raise UsageError(f"scenario '{name}' has no lab", "see --list-scenarios")
+    first = key[0][1]
+    print(f"Answer key: {first.title} (scenario {name}): {first.question}")
+    width = max(len("seed"), len(str(max(seeds))))
+    print(f"{'seed':>{width}}  answer (.check accepts any of them)")
+    for seed, lab in key:
+        print(f"{seed:>{width}}  {' | '.join(lab.answers)}")
+    return 0
 
 
 def _stdin_lines() -> io.TextIOBase | list[str]:

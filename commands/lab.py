@@ -1,12 +1,15 @@
 """The teaching layer: `.lab` (the briefing), `.hint` (one hint at a time), `.check ANSWER`.
 
-The lab is found from the scenario name the target carries in its metadata, so the commands
-work the same on a live lab, after `.reboot`, and on a dump saved from a lab.  Nothing here
+The lab is found from the scenario name and seed the target carries in its metadata (the seed
+picks a lab file's variant), so the commands work the same on a live lab, after `.reboot`, and
+on a dump saved from a lab.  Nothing here
 looks at the simulated machine: a lab's answer is judged against its `Lab.answers`, never
 computed from the simulator's objects.
 """
 from __future__ import annotations
 
+import os
+import re
 import textwrap
 import weakref
 from typing import TYPE_CHECKING
@@ -20,14 +23,60 @@ from .registry import command
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
-WIDTH = 79
+WIDTH = 79                      # a kd window's width: the width of piped output and logs
+MIN_WIDTH = 40
+ITEM = re.compile(r"^(\s*)((?:\d+\.|-|\*)\s+)?")   # a line's indent and list marker
 # hints given so far, per session and per lab (a `.reboot` into the same lab keeps them)
 _GIVEN: "weakref.WeakKeyDictionary[Session, dict[str, int]]" = weakref.WeakKeyDictionary()
 
 
-def _wrap(text: str) -> str:
-    """A message as the lab prints it: wrapped at the width of a kd window."""
-    return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+def width(session: "Session | None" = None) -> int:
+    """The width the lab's texts are wrapped to: the terminal's, less one column, when the
+    session prints to a terminal; a kd window's otherwise (so transcripts do not vary)."""
+    stream = getattr(session, "stdout", None)
+    try:
+        if stream is not None and stream.isatty():
+            return max(MIN_WIDTH, os.get_terminal_size(stream.fileno()).columns - 1)
+    except (AttributeError, ValueError, OSError):
+        pass
+    return WIDTH
+
+
+def _wrap(text: str, columns: int = WIDTH) -> str:
+    """A message as the lab prints it: wrapped at `columns`."""
+    return textwrap.fill(text, columns, break_long_words=False, break_on_hyphens=False)
+
+
+def _item(line: str) -> tuple[str, str]:
+    """A line's indentation and its list marker ('' when it has none)."""
+    found = ITEM.match(line)
+    return (found[1], found[2] or "") if found else ("", "")
+
+
+def wrap_briefing(text: str, columns: int) -> str:
+    """A briefing as written, except that each paragraph or list item with a line longer
+    than `columns` is filled again to `columns`, its indentation kept."""
+    out: list[str] = []
+    for block in re.split(r"\n[ \t]*\n", text.rstrip()):
+        items: list[list[str]] = []
+        for line in block.split("\n"):
+            if not items or _item(line)[1]:
+                items.append([line])
+            else:
+                items[-1].append(line)
+        lines = []
+        for item in items:
+            if max(len(line) for line in item) <= columns:
+                lines += item
+                continue
+            first, marker = _item(item[0])
+            indent = first + " " * len(marker)
+            body = " ".join(line.strip() for line in item)
+            lines.append(textwrap.fill(body, columns, initial_indent=first,
+                                       subsequent_indent=indent, break_long_words=False,
+                                       break_on_hyphens=False, fix_sentence_endings=True))
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def current_lab(session: "Session") -> tuple[str, Lab | None]:
@@ -36,7 +85,7 @@ def current_lab(session: "Session") -> tuple[str, Lab | None]:
     if not name:
         return "", None
     try:
-        return name, scenario_lab(name)
+        return name, scenario_lab(name, int(session.target.meta.get("seed") or 0))
     except ValueError:          # a dump of a scenario this version does not know
         return name, None
 
@@ -57,9 +106,10 @@ def _lab(session: "Session") -> tuple[str, Lab]:
 def lab_briefing(session: "Session", args: str) -> str:
     _, lab = _lab(session)
     count = len(lab.hints)
-    return (lab.briefing.rstrip() + "\n\n"
+    columns = width(session)
+    return (wrap_briefing(lab.briefing.strip("\n"), columns) + "\n\n"
             + _wrap(f".hint gives a hint ({count} in all, one at a time); .check ANSWER "
-                    f"checks your answer: {lab.question}."))
+                    f"checks your answer: {lab.question}.", columns))
 
 
 @command(".hint", syntax=".hint [Number]", category="lab",
@@ -77,17 +127,17 @@ def hint(session: "Session", args: str) -> str:
         if number > given.get(name, 0):
             raise DebuggerError(f"Hint {number} has not been given yet: .hint gives the "
                                 "next one.")
-        return _hint_text(lab, number)
+        return _hint_text(lab, number, width(session))
     number = given.get(name, 0) + 1
     if number > total:
         return _wrap(f"No more hints: all {total} have been given (.hint N shows one "
-                     f"again).  .check ANSWER when you have it.")
+                     f"again).  .check ANSWER when you have it.", width(session))
     given[name] = number
-    return _hint_text(lab, number)
+    return _hint_text(lab, number, width(session))
 
 
-def _hint_text(lab: Lab, number: int) -> str:
-    return _wrap(f"Hint {number} of {len(lab.hints)}: {lab.hints[number - 1]}")
+def _hint_text(lab: Lab, number: int, columns: int) -> str:
+    return _wrap(f"Hint {number} of {len(lab.hints)}: {lab.hints[number - 1]}", columns)
 
 
 def answer_text(args: str) -> str:

@@ -150,7 +150,10 @@ def go(session: "Session", args: str) -> str:
     if result.stop is Stop.POOL_HIT:       # nt!PoolHitTag: DbgBreakPoint in the tag tracker
         return "\n".join(["Break instruction exception - code 80000003 (first chance)",
                           *_instruction_at(target, "nt!DbgBreakPoint")])
-    return break_in_text(target)
+    if pressed():                          # only a Ctrl+C gets the Ctrl+C banner
+        return break_in_text(target)
+    return "\n".join(["Break instruction exception - code 80000003 (first chance)",
+                      *_break_instruction(target)])
 
 
 # -- .verifier --------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def register_lab(path: str | os.PathLike[str]) -> str:
     return open_lab(path).name
 
 
-def scenario_lab(name: str) -> Lab | None:
-    """The lab of a scenario (None if it has none); ValueError if there is no such scenario."""
-    return get_scenario(name).lab
+def scenario_lab(name: str, seed: int = 0) -> Lab | None:
+    """The lab of a scenario for a seed's machine (None if it has none); ValueError if there
+    is no such scenario."""
+    return get_scenario(name).lab_of(seed)

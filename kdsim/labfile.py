@@ -13,6 +13,14 @@ tables) and `key =` lines outside strings and brackets, so `driver.allocates.siz
 second `[[driver.allocates]]` is the line where that table's `sizes =` starts (its table's
 header when the key is missing).  The scan is a line scanner, not a second TOML parser: a key
 written as a dotted key inside an inline table is reported at its table's line.
+
+Variants (`[variants]`): named lists of alternatives, all of one length; the seed picks one
+column (`seed % length`), so each student of a class gets a culprit of their own, and seed 0,
+the default, gets the first.  `{name}` in a string of `[lab]` or `[[driver]]` is replaced by the
+column's value (an integer as hex); a string that is only `{name}` becomes the value itself,
+so sizes vary too.  Each column is checked as a whole lab, so every seed's lab is valid.
+`[machine]` takes no placeholders: one machine shape per lab keeps the boot cache's recipe
+seed-independent.
 """
 from __future__ import annotations
 
@@ -42,8 +50,11 @@ LARGE_LIMIT = 0x4000000             # 64 MB: the largest single request a lab ma
 MAX_TICKS = 5_000_000
 MAX_COUNT = 1_000_000
 MAX_TEXT = 20_000
+MAX_VARIANTS = 64
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 POOLS = {"nonpaged": NONPAGED, "paged": PAGED}
 KINDS = ("driver", "tag")
+SOLUTION_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\.(cmd|txt)$")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 FRAME = re.compile(r"^(?P<module>[A-Za-z0-9_.-]+)(?:!(?P<symbol>[A-Za-z_][A-Za-z0-9_@$?]*))?"
                    r"(?:\+0x(?P<offset>[0-9A-Fa-f]{1,8}))?$")
@@ -68,11 +79,16 @@ class LabFile:
     path: str
     name: str                       # the scenario name: the file's stem
     digest: str                     # sha256 of the file's bytes (the boot cache's key)
-    data: dict[str, Any]            # the parsed, checked document
+    data: dict[str, Any]            # the parsed, checked document (its first variant)
+    variants: tuple[dict[str, Any], ...] = ()   # every variant's checked document, in order
 
     @property
     def lab(self) -> dict[str, Any]:
         return self.data["lab"]
+
+    def pick(self, seed: int) -> dict[str, Any]:
+        """The checked document of the variant `seed` picks (the only one without variants)."""
+        return self.variants[seed % len(self.variants)] if self.variants else self.data
 
 
 # -- where keys are ------------------------------------------------------------------------------
@@ -239,9 +255,12 @@ ALLOCATES_KEYS = dict.fromkeys((
     "free_tag", "use_after_free", "burst", "burst_at"))
 
 
-def _check(checker: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
+def _check(checker: _Checker, doc: dict[str, Any], loaded: frozenset[str] = frozenset()
+           ) -> dict[str, Any]:
+    """The checked document; `loaded` names the drivers of every variant (all are modules on
+    the machine, so the verifier may name any of them)."""
     c = checker
-    c.table(doc, (), {"lab": 0, "machine": 0, "driver": 0}, ("lab",))
+    c.table(doc, (), {"lab": 0, "machine": 0, "driver": 0, "variants": 0}, ("lab",))
     lab = c.table(doc["lab"], ("lab",), LAB_KEYS,
                   ("title", "question", "answers", "briefing", "hints"))
     out_lab: dict[str, Any] = {
@@ -250,8 +269,8 @@ def _check(checker: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
         "answers": c.texts(lab["answers"], ("lab", "answers")),
         "briefing": c.text(lab["briefing"], ("lab", "briefing")),
         "hints": c.texts(lab["hints"], ("lab", "hints")),
-        "solution": c.texts(lab.get("solution", []), ("lab", "solution"), least=0),
     }
+    out_lab["solution"], out_lab["solution_file"] = _solution(c, lab.get("solution", []))
     arch = c.text(lab.get("arch", "x86"), ("lab", "arch"))
     if arch not in ARCHES:
         raise c.fail(("lab", "arch"), f"unknown architecture '{arch}' (x86 or x64)")
@@ -267,8 +286,25 @@ def _check(checker: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     out_lab["description"] = description
     drivers = _check_drivers(c, doc.get("driver", []))
     out_lab["kind"] = kind or _answer_kind(out_lab["answers"], drivers)
-    machine = _check_machine(c, doc.get("machine", {}), drivers)
+    machine = _check_machine(c, doc.get("machine", {}), drivers, loaded)
     return {"lab": out_lab, "machine": machine, "drivers": drivers}
+
+
+def _solution(c: _Checker, value: Any) -> tuple[tuple[str, ...], str]:
+    """(commands, file name): the solution as a list of commands, or as the name of a command
+    file beside the lab file (read when the lab is checked, so a missing one is an error)."""
+    at = ("lab", "solution")
+    if not isinstance(value, str):
+        return c.texts(value, at, least=0), ""
+    name = c.text(value, at)
+    if not SOLUTION_FILE.match(name):
+        raise c.fail(at, f"'{name}' is not a command file name beside the lab (like lab.cmd)")
+    beside = Path(c.path).parent / name
+    try:
+        text = read_regular(beside, MAX_BYTES).decode("utf-8")
+    except (OSError, ValueError, FileTooLarge):
+        raise c.fail(at, f"cannot read the solution file '{name}' beside the lab") from None
+    return tuple(line for line in text.splitlines() if line.strip()), name
 
 
 def _answer_kind(answers: tuple[str, ...], drivers: list[dict[str, Any]]) -> str:
@@ -284,7 +320,8 @@ def _answer_kind(answers: tuple[str, ...], drivers: list[dict[str, Any]]) -> str
     return ""
 
 
-def _check_machine(c: _Checker, machine: Any, drivers: list[dict[str, Any]]) -> dict[str, Any]:
+def _check_machine(c: _Checker, machine: Any, drivers: list[dict[str, Any]],
+                   loaded: frozenset[str]) -> dict[str, Any]:
     at = ("machine",)
     machine = c.table(machine, at, MACHINE_KEYS)
     out: dict[str, Any] = {
@@ -302,12 +339,13 @@ def _check_machine(c: _Checker, machine: Any, drivers: list[dict[str, Any]]) -> 
         out["nonpaged_pool_pages"] = c.number(machine["nonpaged_pool_pages"],
                                               at + ("nonpaged_pool_pages",), 2048, 1 << 20)
     if "verifier" in machine:
-        out["verifier"] = _check_verifier(c, machine["verifier"], at + ("verifier",), drivers)
+        out["verifier"] = _check_verifier(c, machine["verifier"], at + ("verifier",), drivers,
+                                          loaded)
     return out
 
 
 def _check_verifier(c: _Checker, value: Any, at: tuple[Any, ...],
-                    drivers: list[dict[str, Any]]) -> VerifierSettings:
+                    drivers: list[dict[str, Any]], loaded: frozenset[str]) -> VerifierSettings:
     if isinstance(value, str):                 # verifier.exe's own syntax
         try:
             settings = parse_settings(value)
@@ -326,7 +364,7 @@ def _check_verifier(c: _Checker, value: Any, at: tuple[Any, ...],
             raise c.fail(at + ("catch",), f"'{catch}' is not overruns or underruns")
         names = c.texts(table["drivers"], at + ("drivers",))
         settings = VerifierSettings(flags, names, False, catch == "underruns")
-    known = {n.lower() for d in drivers for n in (d["name"], d["image"])}
+    known = {n.lower() for d in drivers for n in (d["name"], d["image"])} | loaded
     known |= {n.lower() for name, image, _, _ in DRIVERS for n in (name, image)}
     for name in settings.drivers:
         if name.lower() not in known:
@@ -482,6 +520,88 @@ def _frame(c: _Checker, frame: str, at: tuple[Any, ...],
     return name, symbol, offset
 
 
+# -- variants ----------------------------------------------------------------------------------
+def _variants(c: _Checker, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The columns of `[variants]` as {name: value} (one empty column without variants)."""
+    if "variants" not in doc:
+        return [{}]
+    at = ("variants",)
+    table = doc["variants"]
+    if not isinstance(table, dict) or not table:
+        raise c.fail(at, "must be a table of named lists of alternatives")
+    length = 0
+    for name, values in table.items():
+        if not re.fullmatch(PLACEHOLDER.pattern[2:-2], name):
+            raise c.fail(at + (name,), f"'{name}' is not a variant name (lower case letters, "
+                                       "digits and _)")
+        if not isinstance(values, list) or not 2 <= len(values) <= MAX_VARIANTS:
+            raise c.fail(at + (name,), f"must be an array of 2 to {MAX_VARIANTS} alternatives")
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise c.fail(at + (name,), f"must hold strings or integers, not {_kind(value)}")
+        if length and len(values) != length:
+            raise c.fail(at + (name,), f"has {len(values)} alternatives where the others have "
+                                       f"{length}: the seed picks one column of them all")
+        length = len(values)
+    return [{name: values[i] for name, values in table.items()} for i in range(length)]
+
+
+def _substitute(c: _Checker, value: Any, at: tuple[Any, ...], column: dict[str, Any]) -> Any:
+    """`value` with each `{name}` replaced by the column's value."""
+    if isinstance(value, dict):
+        return {k: _substitute(c, v, at + (k,), column) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(c, v, at + ((i,) if isinstance(v, dict) else ()), column)
+                for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    for name in PLACEHOLDER.findall(value):
+        if name not in column:
+            known = ", ".join(column) or "none: add a [variants] table"
+            raise c.fail(at, f"unknown variant '{{{name}}}' (variants: {known})")
+    whole = PLACEHOLDER.fullmatch(value)
+    if whole:
+        return column[whole[1]]
+    return PLACEHOLDER.sub(lambda m: _shown(column[m[1]]), value)
+
+
+def _raw_driver_names(bodies: list[dict[str, Any]]) -> Iterator[str]:
+    """Every variant's driver names as written, with and without `.sys`, lower case."""
+    for body in bodies:
+        drivers = body.get("driver", [])
+        for driver in drivers if isinstance(drivers, list) else ():
+            name = driver.get("name") if isinstance(driver, dict) else None
+            if isinstance(name, str):
+                low = name.lower()
+                yield from (low, low[:-4] if low.endswith(".sys") else low + ".sys")
+
+
+def _shown(value: Any) -> str:
+    return f"{value:#x}" if isinstance(value, int) else str(value)
+
+
+def _check_all(c: _Checker, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every variant's checked document; a mistake in one names its column."""
+    columns = _variants(c, doc)
+    if "variants" in doc and PLACEHOLDER.search(repr(doc.get("machine", {}))):
+        raise c.fail(("machine",), "takes no {variant}: the variants vary [lab] and [[driver]]")
+    body = {k: v for k, v in doc.items() if k != "variants"}
+    bodies = [_substitute(c, body, (), column) if column else body for column in columns]
+    loaded = frozenset(_raw_driver_names(bodies)) if len(columns) > 1 else frozenset()
+    if len({n for n in loaded if not n.endswith(".sys")}) > MAX_LAB_DRIVERS:
+        raise c.fail(("driver",), f"more than {MAX_LAB_DRIVERS} drivers in all the variants")
+    checked = []
+    for number, one in enumerate(bodies):
+        try:
+            checked.append(_check(c, one, loaded))
+        except LabFileError as exc:
+            if len(columns) == 1:
+                raise
+            raise LabFileError(f"{exc} (variant {number + 1} of {len(columns)}: seeds "
+                               f"{number}, {number + len(columns)}, ...)") from None
+    return checked
+
+
 # -- loading -------------------------------------------------------------------------------------
 def load(path: str | os.PathLike[str]) -> LabFile:
     """Read and check a lab file; LabFileError (one line) for anything wrong with it."""
@@ -509,24 +629,27 @@ def load(path: str | os.PathLike[str]) -> LabFile:
         if found:
             what += f" at column {found[2]}"
         raise LabFileError(f"{shown}:{line}: syntax: {what[:1].lower()}{what[1:]}") from None
-    data = _check(_Checker(shown, text), doc)
+    checked = _check_all(_Checker(shown, text), doc)
     name = Path(shown).name
     stem = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
-    return LabFile(shown, stem, hashlib.sha256(raw).hexdigest(), data)
+    return LabFile(shown, stem, hashlib.sha256(raw).hexdigest(), checked[0],
+                   tuple(checked) if len(checked) > 1 else ())
 
 
 def module_specs(lab: LabFile) -> tuple[ModuleSpec, ...]:
-    """The lab's drivers as modules, and the symbols its frames name in any module, each
-    symbol at its own RVA in the order the file names them."""
+    """The lab's drivers as modules (every variant's: all are loaded, the seed picks the one
+    that misbehaves), and the symbols its frames name in any module, each symbol at its own
+    RVA in the order the file names them."""
     symbols: dict[str, dict[str, int]] = {}
-    for driver in lab.data["drivers"]:
+    declared = [d for data in lab.variants or (lab.data,) for d in data["drivers"]]
+    for driver in declared:
         symbols.setdefault(driver["name"], {})
         for entry in driver["allocates"]:
             for module, symbol, _ in entry["frames"]:
                 if symbol and module != "nt":
                     known = symbols.setdefault(module, {})
                     known.setdefault(symbol, SYMBOL_SLOT * (len(known) + 1))
-    sizes = {d["name"]: (d["image"], d["size"]) for d in lab.data["drivers"]}
+    sizes = {d["name"]: (d["image"], d["size"]) for d in reversed(declared)}
     sizes.update({name: (image, size) for name, image, _, size in DRIVERS})
     return tuple(ModuleSpec(name, sizes[name][0], sizes[name][1], tuple(found.items()))
                  for name, found in symbols.items())
@@ -537,9 +660,10 @@ def _frame_text(frame: tuple[str, str, int]) -> str:
     return (f"{module}!{symbol}" if symbol else module) + (f"+{offset:#x}" if offset else "")
 
 
-def activities(lab: LabFile) -> Iterator[Any]:
-    """The workload activities of the lab's drivers (kdsim/drivers.py), in file order."""
-    for driver in lab.data["drivers"]:
+def activities(lab: LabFile, seed: int = 0) -> Iterator[Any]:
+    """The workload activities of the lab's drivers in the variant `seed` picks
+    (kdsim/drivers.py), in file order."""
+    for driver in lab.pick(seed)["drivers"]:
         for e in driver["allocates"]:
             frames = tuple(_frame_text(f) for f in e["frames"])
             store = frames[0]
@@ -574,7 +698,7 @@ def build_for(lab: LabFile) -> Callable[..., Any]:
         yield from populate(machine, machine_spec["population"] * scale)
         for background in machine.workload.activities:
             background.weight *= machine_spec["traffic"]
-        made = list(activities(lab))
+        made = list(activities(lab, machine.seed))
         charged = [a for a in made if isinstance(a, Habit) and a.quota]
         if charged:                                # the process the quota is charged to
             process = machine.pool.allocate(NONPAGED, PROCESS_BYTES[machine.arch.ptr_size],

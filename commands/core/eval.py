@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from kdsim.arch import Arch
 
+from .. import hints
 from ..expr import evaluate64
 from ..meta import help_text
 from ..registry import all_commands, command
@@ -65,6 +66,7 @@ def evaluate_command(session: "Session", args: str) -> Evaluation | str:
     if not args.strip():
         return help_text(all_commands())
     value = evaluate64(args, session.target, session.settings["radix"])
+    hints.say(session, hints.radix(session, args))
     return Evaluation(value, signed64(value), hex_text(value, session.target.arch))
 
 

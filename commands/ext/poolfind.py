@@ -45,6 +45,7 @@ from kdsim.layouts import PAGE_SIZE, PROTECTED_POOL
 from pooltag import display_tag, tag_from_ulong, tag_matches
 from pooltag.tags import normalize_pattern, simplify_pattern
 
+from .. import hints
 from ..dispatch import execute
 from ..errors import DebuggerError
 from ..expr import MASK64, decimal, parse_number
@@ -444,4 +445,6 @@ def render_poolfind(result: PoolFind, session: "Session") -> Iterator[str]:
               "special pool (2).  ? and * are wildcards; a TagValue starts with 0x.  "
               "-x runs a command for each block, @$extret being its address.")
 def poolfind(session: "Session", args: str) -> PoolFind:
-    return find(session, parse_query(args))
+    query = parse_query(args)
+    hints.say(session, hints.tag_case(session, query.pattern))
+    return find(session, query)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pooltag import display_tag, poolused_description, tag_matches
 
+from .. import hints
 from ..errors import numeric_missing, syntax_error_at
 from ..expr import evaluate
 from ..poolread import tracker_rows
@@ -208,6 +209,7 @@ def render_poolused(result: PoolUsed, session: "Session") -> str:
               "The layout follows the poolused_layout setting (classic or new).")
 def poolused(session: "Session", args: str) -> PoolUsed:
     flags, pattern, limit = parse_args(session, args)
+    hints.say(session, hints.tag_case(session, pattern or ""))
     sort = _sort_of(flags)
     session_pool = bool(flags & SESSION_POOL)
     entries = [] if session_pool else tracker_entries(session.target)

@@ -60,6 +60,11 @@ class Scenario:
     options: dict = field(default_factory=dict)   # Machine constructor overrides
     lab: Lab | None = None
     source: str = ""                           # a lab file's sha256 (the boot cache's key)
+    variants: tuple[Lab, ...] = ()             # a lab file's variants: the seed picks one
+
+    def lab_of(self, seed: int = 0) -> Lab | None:
+        """The lab a machine of this seed is about: its own variant when the lab has some."""
+        return self.variants[seed % len(self.variants)] if self.variants else self.lab
 
     def machine(self, arch: str | None = None, seed: int = 0, scale: float = 1.0,
                 **options: Any) -> Machine:
@@ -118,21 +123,29 @@ PACKAGE = Path(__file__).resolve().parent
 _loaded = False
 
 
+def _teaching(checked: dict[str, Any]) -> Lab:
+    """The teaching layer of one checked lab document (one variant)."""
+    data = checked["lab"]
+    drivers = tuple(n for d in checked["drivers"] for n in (d["name"], d["image"]))
+    tags = tuple(dict.fromkeys(e["tag"] for d in checked["drivers"] for e in d["allocates"]))
+    return Lab(data["title"], data["briefing"], data["hints"], data["answers"],
+               data["question"], solution=data["solution_file"], commands=data["solution"],
+               kind=data["kind"], drivers=drivers, tags=tags)
+
+
 def lab_scenario(lab: labfile.LabFile) -> Scenario:
     """The scenario a checked lab file describes."""
-    data = lab.lab
-    drivers = tuple(n for d in lab.data["drivers"] for n in (d["name"], d["image"]))
-    tags = tuple(dict.fromkeys(e["tag"] for d in lab.data["drivers"] for e in d["allocates"]))
-    teaching = Lab(data["title"], data["briefing"], data["hints"], data["answers"],
-                   data["question"], commands=data["solution"], kind=data["kind"],
-                   drivers=drivers, tags=tags)
-    return Scenario(lab.name, data["description"], data["arch"], labfile.build_for(lab),
-                    labfile.options_of(lab), teaching, lab.digest)
+    return Scenario(lab.name, lab.lab["description"], lab.lab["arch"], labfile.build_for(lab),
+                    labfile.options_of(lab), _teaching(lab.data), lab.digest,
+                    tuple(_teaching(one) for one in lab.variants))
 
 
 def open_lab(path: str | os.PathLike[str]) -> Scenario:
     """Read, check and register the lab file at `path` under its stem (replacing a scenario
-    of that name in this process); LabFileError says what is wrong with it."""
+    of that name in this process); LabFileError says what is wrong with it.  The package's
+    own scenarios are registered first, so a file of the same name replaces them, not the
+    other way round."""
+    _load()
     found = lab_scenario(labfile.load(path))
     SCENARIOS[found.name] = found
     return found

@@ -6,6 +6,10 @@ long-lived blocks (ReEv, MFE0) settle.  When the driver lets most of its blocks 
 survivors keep their pages: `!vm` still counts the pages, `!poolused` only the bytes.  In the
 variant the driver asks for whole pages, which leave no remainder, and the gap closes.
 Nothing here writes memory: the gap is what the allocator makes of this traffic.
+
+Why Python and not a lab file: the driver's habit changes during the boot (a load peak, then
+quiet), and the background runs at the seed's own scale and settle time; a lab file has one
+habit per entry for the whole boot.
 """
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ which is why the log can hold an older free of the address a `Leak` block now oc
 `!verifier 0x80 ADDRESS` shows myfault's stack.  `g` lets NotMyFault run on: the leak grows.
 The last hint offers the advanced path: `!pooldiff` between two break-ins, and `!pooldiff
 -stacks Leak` for the stacks that hold what grew (kdsim/scenarios/leak-pooldiff.cmd).
+
+Why Python and not a lab file: the registry's flusher is the kernel's own traffic, with nt's
+stacks, which a lab file's drivers cannot claim (a lab driver is never nt), and the leak is a
+timer that fires every `LEAK_PERIOD`-th turn, not a rate a file's weight gives.
 """
 from __future__ import annotations
 

@@ -11,6 +11,10 @@ the machine only notices when that header is next checked, usually when DrvB fre
 buffer.  With special pool on DrvA (`overrun-special`, or `.verifier /flags 0x1 /driver
 DrvA.sys` then `.reboot`) the same copy runs into a guard page and the machine stops at
 DrvA's store.
+
+Why Python and not a lab file: the three drivers serve one request together, in an order that
+lays their buffers out as the article's picture shows (`Request`); a lab file's drivers each
+run on their own turns.
 """
 from __future__ import annotations
 

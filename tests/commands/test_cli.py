@@ -492,3 +492,40 @@ def test_repeated_ctrl_c_in_a_piped_session(presses):
         child.wait()
     assert (child.returncode, err) == (0, b"")
     assert out == b"^C\nkd> .echo after\nafter\n"
+
+
+# -- --answers: a class's answer key ----------------------------------------------------------
+def test_answers_prints_a_class_key_without_booting(capsys, monkeypatch):
+    monkeypatch.setattr(control, "open_machine", None)       # booting would fail
+    assert cli.main(["--answers", "double-free", "--seeds", "1-3,7"]) == 0
+    assert capsys.readouterr().out == (
+        "Answer key: Freed twice (scenario double-free): the driver that frees a block twice\n"
+        "seed  answer (.check accepts any of them)\n"
+        "   1  dkcache | dkcache.sys\n"
+        "   2  volsnapx | volsnapx.sys\n"
+        "   3  stflt | stflt.sys\n"
+        "   7  dkcache | dkcache.sys\n")
+    assert cli.main(["--answers", str(LAB_EXAMPLE), "--seeds", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "   0  netflt | netflt.sys"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--answers", "leak", "--seeds", "3-1"], "--seeds: 3-1 runs backwards"),
+    (["--answers", "leak", "--seeds", "x"], "--seeds: 'x' is not a seed (N) or a range (N-M)"),
+    (["--answers", "leak", "--seeds", "0-99999"], "--seeds: more than 10000 seeds"),
+    (["--seeds", "1-3"], "--seeds goes with --answers LAB"),
+    (["--answers", "default"], "scenario 'default' has no lab"),
+    (["--answers", "nope"], "unknown scenario 'nope'"),
+])
+def test_bad_answers_arguments_are_one_line_and_status_2(capsys, args, message):
+    assert cli.main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"kdsim: {message}")
+    assert captured.err.count("\n") == 1
+
+
+def test_answers_of_a_hostile_lab_file_is_its_one_line(tmp_path, capsys):
+    lab = tmp_path / "netflt.toml"
+    lab.write_text(LAB_EXAMPLE.read_text().replace('pool = "nonpaged"', 'pool = "nonpagd"'))
+    assert cli.main(["--answers", str(lab)]) == 2
+    assert capsys.readouterr().err.startswith(f"{lab}:25: driver.allocates.pool: ")

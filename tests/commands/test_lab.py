@@ -139,3 +139,28 @@ def test_an_answer_of_the_wrong_kind_says_so() -> None:
                                      "driver: the driver that\nleaks.\n")
     assert run(s, ".check other.sys").startswith("Not right: other.sys is not the driver")
     assert run(s, ".check NETFLT") == "Right: NETFLT is the driver that leaks.\n"
+
+
+def test_a_briefing_is_wrapped_to_the_width_it_is_printed_at() -> None:
+    from commands.lab import wrap_briefing
+    text = ("Title line\n\nA paragraph whose one line runs on well past forty columns of text.\n"
+            "Short.\n\n  1. An item that also runs on past the width,\n     and goes on.\n"
+            "  2. Short item.")
+    assert wrap_briefing(text, 40) == (
+        "Title line\n\nA paragraph whose one line runs on well\npast forty columns of text.  "
+        "Short.\n\n  1. An item that also runs on past the\n     width, and goes on.\n"
+        "  2. Short item.")
+    assert wrap_briefing(text, 100) == text
+
+
+def test_check_follows_the_seeds_variant(tmp_path) -> None:
+    from kdsim.scenarios import open_lab
+    from tests.support import ROOT
+    lab = tmp_path / "v.toml"
+    lab.write_text((ROOT / "kdsim/scenarios/use-after-free.toml").read_text()
+                   .replace('solution = "use-after-free.cmd"\n', ""))
+    found = open_lab(lab)
+    for seed, culprit in ((0, "pktmon"), (1, "qosflt"), (5, "vswitchx")):
+        s = Session(found.machine(seed=seed, scale=0.01).target())
+        assert run(s, f".check {culprit}.sys") == (
+            f"Right: {culprit}.sys is the driver that writes to a block after freeing it.\n")

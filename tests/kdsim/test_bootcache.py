@@ -25,7 +25,9 @@ from tests.support import ROOT
 SCALE = "0.05"
 SCENARIO_NAMES = [name for name, _ in list_scenarios() if not name.startswith("test-")]
 MAIN_TAG = {"default": "File", "fragmentation": "MmCm", "fragmentation-pages": "MmCm",
-            "leak": "Leak", "overrun": "DrvA", "overrun-special": "DrvA", "tour": "CcCc"}
+            "leak": "Leak", "overrun": "DrvA", "overrun-special": "DrvA", "tour": "CcCc",
+            "double-free": "StFl", "use-after-free": "PkMn", "underrun": "UhbX",
+            "poolhittag": "Rqst", "pool-exhaustion": "SmbF", "quota-leak": "DpDa"}
 BLOCK = re.compile(r"^\*([0-9a-f]+)", re.MULTILINE)
 
 

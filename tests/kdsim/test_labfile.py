@@ -197,3 +197,90 @@ def test_key_lines_count_arrays_of_tables_and_skip_strings() -> None:
     assert lines.line(("a",)) == 1 and lines.line(("b",)) == 1
     assert lines.line(("d", 0, "x")) == 5 and lines.line(("d", 0, "e", 0, "z")) == 9
     assert lines.line(("d", 1, "x")) == 11 and lines.line(("d", 1, "nothing")) == 10
+
+
+# -- variants --------------------------------------------------------------------------------
+VARIANTS = HEAD.replace('answers = ["bugdrv.sys"]', 'answers = ["{culprit}", "{culprit}.sys"]') + """
+[variants]
+culprit = ["aadrv", "bbdrv", "ccdrv"]
+tag = ["AaDv", "BbDv", "CcDv"]
+size = [0x100, 0x180, 0x200]
+
+[[driver]]
+name = "{culprit}.sys"
+
+[[driver.allocates]]
+tag = "{tag}"
+sizes = ["{size}"]
+weight = 3
+stack = ["{culprit}+0x1000"]
+"""
+
+
+def test_the_seed_picks_a_variant_and_every_variants_driver_is_loaded(tmp_path: Path) -> None:
+    lab = labfile.load(write(tmp_path, VARIANTS))
+    assert [v["lab"]["answers"] for v in lab.variants] == [
+        ("aadrv", "aadrv.sys"), ("bbdrv", "bbdrv.sys"), ("ccdrv", "ccdrv.sys")]
+    assert lab.pick(0) is lab.data and lab.pick(4)["drivers"][0]["name"] == "bbdrv"
+    assert lab.pick(5)["drivers"][0]["allocates"][0]["sizes"] == (0x200,)
+    assert [m.name for m in labfile.module_specs(lab)] == ["aadrv", "bbdrv", "ccdrv"]
+    scenario = open_lab(write(tmp_path, VARIANTS))
+    assert [scenario.lab_of(seed).answers[0] for seed in (0, 1, 2, 3)] == [
+        "aadrv", "bbdrv", "ccdrv", "aadrv"]
+    machine = scenario.boot(seed=2, scale=0.5)
+    top = run(session_of(machine), "!poolused /t1 2").splitlines()[5]
+    assert top.split()[0] == "CcDv"
+    assert run(session_of(machine), ".check ccdrv").startswith("Right: ccdrv")
+    assert run(session_of(machine), ".check aadrv").startswith("Not right")
+
+
+HOSTILE_VARIANTS = [
+    ("uneven", VARIANTS.replace('size = [0x100, 0x180, 0x200]', 'size = [0x100, 0x180]'), 15,
+     "variants.size", "has 2 alternatives where the others have 3"),
+    ("one alternative", VARIANTS.replace('["AaDv", "BbDv", "CcDv"]', '["AaDv"]'), 14,
+     "variants.tag", "2 to 64 alternatives"),
+    ("a bad name", VARIANTS.replace("tag = [", "Tag = ["), 14, "variants.Tag",
+     "not a variant name"),
+    ("unknown placeholder", VARIANTS.replace('"{tag}"', '"{tags}"'), 21,
+     "driver.allocates.tag", "unknown variant '{tags}'"),
+    ("a bad value in one column", VARIANTS.replace('"CcDv"', '"CcDvX"'), 21,
+     "driver.allocates.tag", "(variant 3 of 3: seeds 2, 5, ...)"),
+    ("a placeholder in machine", VARIANTS.replace("boot_ticks = 4000", 'boot_ticks = "{size}"'),
+     8, "machine", "takes no {variant}"),
+    ("an answer in the description", VARIANTS.replace('[lab]\n', '[lab]\ndescription = "is it '
+     'bbdrv?"\n'), 2, "lab.description", "(variant 2 of 3"),
+]
+
+
+@pytest.mark.parametrize("what,text,line,key,message", HOSTILE_VARIANTS,
+                         ids=[h[0] for h in HOSTILE_VARIANTS])
+def test_a_hostile_variant_is_one_line(tmp_path: Path, what: str, text: str, line: int,
+                                       key: str, message: str) -> None:
+    path = write(tmp_path, text, "v.toml")
+    with pytest.raises(labfile.LabFileError) as raised:
+        labfile.load(path)
+    said = str(raised.value)
+    assert "\n" not in said and said.startswith(f"{path}:{line}: {key}: "), said
+    assert message in said
+
+
+def test_a_solution_file_beside_the_lab_is_read_when_checked(tmp_path: Path) -> None:
+    text = HEAD.replace('hints = ["h"]', 'hints = ["h"]\nsolution = "bug.cmd"')
+    with pytest.raises(labfile.LabFileError, match=r"bug.toml:7: lab.solution: cannot read"):
+        labfile.load(write(tmp_path, text))
+    (tmp_path / "bug.cmd").write_text("* the solution\n.lab\n\n.check bugdrv.sys\n")
+    lab = labfile.load(write(tmp_path, text))
+    assert lab.lab["solution"] == ("* the solution", ".lab", ".check bugdrv.sys")
+    assert open_lab(write(tmp_path, text)).lab.solution == "bug.cmd"
+    with pytest.raises(labfile.LabFileError, match="not a command file name"):
+        labfile.load(write(tmp_path, text.replace("bug.cmd", "../etc/passwd")))
+
+
+def test_a_lab_file_named_like_a_built_in_replaces_it(tmp_path: Path) -> None:
+    from kdsim.scenarios import SCENARIOS, get_scenario
+    builtin = get_scenario("tour")
+    try:
+        open_lab(write(tmp_path, EXAMPLE.read_text(), "tour.toml"))
+        assert get_scenario("tour").lab.title == "Where did nonpaged pool go?"
+    finally:
+        SCENARIOS["tour"] = builtin
