@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from kdsim.target import MemoryFault
 
 from . import jsonl
+from .context import on_processor
 from .errors import DebuggerError, memory_access, no_export, syntax_error
 from .interrupt import INTERRUPTS
 from .output import write_result
@@ -201,7 +202,9 @@ def run_command(session: "Session", text: str, present: Present, rest: str = "",
         _report(session, err, column, rest)
         return False
     try:
-        with INTERRUPTS.command():          # the first Ctrl+C breaks it (commands/interrupt.py)
+        # the first Ctrl+C breaks it (commands/interrupt.py); registers in its expressions
+        # are those of the session's processor (commands/context.py)
+        with INTERRUPTS.command(), on_processor(session.processor):
             present(cmd, cmd.func(session, args))
         return True
     except DebuggerError as err:

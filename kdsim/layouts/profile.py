@@ -44,6 +44,9 @@ class Profile:
     stack_frame: Construct
     system_time: Construct                      # _KSYSTEM_TIME: nt!KeTickCount
     context_registers: tuple[str, str, str]     # instruction, stack, frame pointer in _KPRCB
+    context: Construct                          # _CONTEXT of a stopped processor
+    context_frame: int                          # its offset in _KPRCB (ProcessorState)
+    bugcheck_registers: tuple[str, ...]         # hold a bug check's code and parameters
     routines: Mapping[str, str]                 # logical routine -> `Function+0xoffset`
     break_frames: tuple[str, ...]               # the debugger break on top of a stop
     # objects and the address space

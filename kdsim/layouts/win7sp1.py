@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from construct import (
-    Array, BitStruct, BitsInteger, ByteSwapped, Bytes, Construct, Int8ul, Int16ul, Int32ul,
+    Array, BitStruct, BitsInteger, ByteSwapped, Bytes, Construct, Default, Int8ul, Int16ul, Int32ul,
     Int32sl, Int64ul, Padding, Struct,
 )
 
@@ -337,6 +337,51 @@ def _verifier(ptr: Construct) -> _VerifierStructures:
         special_header=special_header, slist_header=slist_header, unicode_string=unicode_string)
 
 
+# -- the stopped processor's register context ---------------------------------------------------
+# _CONTEXT, as KPRCB.ProcessorState.ContextFrame holds it when a processor stops for the
+# debugger (a bug check, a break-in, a breakpoint): what `r`, `@reg` and `k` read.  The
+# _KPRCB declarations above name the same instruction, stack and frame pointer slots, so the
+# two must agree (tests/kdsim/test_layouts.py).  Defaults are what a stopped kernel
+# processor holds unless the stop says otherwise: CONTEXT_FULL (with floating point on x64),
+# the kernel's selectors, interrupts enabled.  Floating-point and vector state are kept as
+# bytes: nothing simulated uses them.
+def _registers(names: str, width: Construct) -> list[Construct]:
+    return [name / Default(width, 0) for name in names.split()]
+
+
+def _bytes(size: int) -> Construct:
+    return Default(Bytes(size), bytes(size))
+
+
+CONTEXT_X86 = Struct(
+    "ContextFlags" / Default(Int32ul, 0x10007),
+    *_registers("Dr0 Dr1 Dr2 Dr3 Dr6 Dr7", Int32ul),
+    "FloatSave" / _bytes(0x70),
+    "SegGs" / Default(Int32ul, 0), "SegFs" / Default(Int32ul, 0x30),
+    "SegEs" / Default(Int32ul, 0x23), "SegDs" / Default(Int32ul, 0x23),
+    *_registers("Edi Esi Ebx Edx Ecx Eax Ebp Eip", Int32ul),
+    "SegCs" / Default(Int32ul, 0x8), "EFlags" / Default(Int32ul, 0x246),
+    "Esp" / Default(Int32ul, 0), "SegSs" / Default(Int32ul, 0x10),
+    "ExtendedRegisters" / _bytes(0x200),
+)
+CONTEXT_X64 = Struct(
+    "HomeArgs" / _bytes(0x30),
+    "ContextFlags" / Default(Int32ul, 0x10000B), "MxCsr" / Default(Int32ul, 0x1F80),
+    "SegCs" / Default(Int16ul, 0x10), "SegDs" / Default(Int16ul, 0x2B),
+    "SegEs" / Default(Int16ul, 0x2B), "SegFs" / Default(Int16ul, 0x53),
+    "SegGs" / Default(Int16ul, 0x2B), "SegSs" / Default(Int16ul, 0x18),
+    "EFlags" / Default(Int32ul, 0x246),
+    *_registers("Dr0 Dr1 Dr2 Dr3 Dr6 Dr7 Rax Rcx Rdx Rbx Rsp Rbp Rsi Rdi "
+                "R8 R9 R10 R11 R12 R13 R14 R15 Rip", Int64ul),
+    "FltSave" / _bytes(0x200),
+    "VectorState" / _bytes(0x1D0),       # VectorRegister[26], VectorControl, the branch MSRs
+)
+CONTEXT_FRAME_X86 = 0x18                 # KPRCB.ProcessorState.ContextFrame
+CONTEXT_FRAME_X64 = 0x40 + 0xE0
+# where a bug check's code and first parameters are in the context KeBugCheckEx saves
+BUGCHECK_REGISTERS_X86: tuple[str, ...] = ()
+BUGCHECK_REGISTERS_X64 = ("Rcx", "Rdx", "R8", "R9")
+
 # -- the stop stacks ----------------------------------------------------------------------------
 # The frames of each routine that raises bug checks, by logical name, as `Function+0xoffset`,
 # and the debugger break the stop adds on top of them.
@@ -371,6 +416,8 @@ WIN7SP1_X86 = Profile(
     lookaside=GENERAL_LOOKASIDE_POOL_X86, **_verifier(Int32ul),
     kprcb=KPRCB_X86, stack_frame=_stack_frame(Int32ul), system_time=KSYSTEM_TIME,
     context_registers=("Eip", "Esp", "Ebp"), routines=ROUTINES_X86,
+    context=CONTEXT_X86, context_frame=CONTEXT_FRAME_X86,
+    bugcheck_registers=BUGCHECK_REGISTERS_X86,
     break_frames=("RtlpBreakWithStatusInstruction", "KiBugCheckDebugBreak+0x1c",
                   "KeBugCheck2+0x68b", "KeBugCheckEx+0x1e"),
     thread_object_size=0x2B0, thread_body_offset=0x30,
@@ -383,6 +430,8 @@ WIN7SP1_X64 = Profile(
     lookaside=GENERAL_LOOKASIDE_POOL_X64, **_verifier(Int64ul),
     kprcb=KPRCB_X64, stack_frame=_stack_frame(Int64ul), system_time=KSYSTEM_TIME,
     context_registers=("Rip", "Rsp", "Rbp"), routines=ROUTINES_X64,
+    context=CONTEXT_X64, context_frame=CONTEXT_FRAME_X64,
+    bugcheck_registers=BUGCHECK_REGISTERS_X64,
     break_frames=("RtlpBreakWithStatusInstruction", "KiBugCheckDebugBreak+0x12",
                   "KeBugCheck2+0x71e", "KeBugCheckEx+0x104"),
     thread_object_size=0x4F0, thread_body_offset=0x60,
