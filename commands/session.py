@@ -65,6 +65,7 @@ SETTINGS: dict[str, Setting] = {
     "max_output_lines": Setting(0, None, "stop a command's result after this many lines, "
                                 "for scripted runs (0: no limit)", line_count),
     "explain": Setting(False, (False, True), "!pool and !poolmap explain why each block is there"),
+    "hints": Setting(True, (False, True), "suggest the command meant after a mistyped one"),
     "safe": Setting(False, (False, True), "refuse every command that writes files outside the "
                     "simulated machine (on for the rest of the session once set)"),
 }
