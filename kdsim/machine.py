@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from .arch import Arch
 from .bugcheck import KMODE_EXCEPTION_NOT_HANDLED, BugCheck
+from .images import DriverImages
 from .layouts import profile_for
 from .live import LiveControl
 from .memory import AddressSpace, MemoryFault
@@ -48,6 +49,7 @@ class Machine:
         self.processors = processors
         self.memory = AddressSpace()
         self.symbols, self.nt = load_modules(arch, modules)   # a lab's drivers too
+        self.images = DriverImages(arch, self.memory, self.symbols)
         self.g = KernelGlobals(arch, self.memory, self.nt)
         P = arch.ptr_size
         self.sym_bugcheck = self.g.var("KiBugCheckData", 5 * P)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from .layouts import PROTECTED_POOL, tag_to_ulong
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .images import DriverImages
     from .pool import PoolManager
     from .symbols import SymbolTable
 
@@ -29,6 +30,7 @@ class Host(Protocol):
     pool: "PoolManager"
     processors: int
     symbols: "SymbolTable"
+    images: "DriverImages"
 
     def current_process(self) -> int: ...
 
@@ -67,6 +69,7 @@ class Pattern:
         from .modules import frames
         self.key = tag_to_ulong(self.tag) | (PROTECTED_POOL if self.protected else 0)
         self.stack = frames(machine.symbols, self.frames)
+        machine.images.hold_tag(self.tag, self.stack)
 
     def run(self, engine: "Workload") -> None:
         rng = engine.rng

@@ -40,7 +40,7 @@ class TargetVersion:
     x64: bool
     kernel_base: int
     module_list: int | None             # nt!PsLoadedModuleList
-    session_time: datetime
+    session_time: str                   # `Mon Nov 30 02:39:31.123 2026 (UTC + 0:00)`
     uptime_ms: int | None               # None: the target has no readable clock
 
 
@@ -57,8 +57,15 @@ def target_version(target: "Target", now: datetime) -> TargetVersion:
     tick = read_tick(target)
     return TargetVersion(
         _processors(target), target.arch.ptr_size == 8, nt.base if nt is not None else 0,
-        target.resolve("nt!PsLoadedModuleList"), now,
+        target.resolve("nt!PsLoadedModuleList"), _session_time(now),
         None if tick is None else tick * TICK_100NS // 10_000)
+
+
+def _session_time(when: datetime) -> str:
+    """kd's time of day, in UTC."""
+    utc = when.astimezone(timezone.utc)
+    return (f"{utc:%a %b} {utc.day:2d} {utc:%H:%M:%S}.{utc.microsecond // 1000:03d} "
+            f"{utc:%Y} (UTC + 0:00)")
 
 
 def _uptime(ms: int) -> str:
@@ -76,13 +83,11 @@ def render_version(result: TargetVersion, session: "Session") -> str:
     base = f"Kernel base = 0x{fmt(result.kernel_base)}"
     if result.module_list is not None:
         base += f" PsLoadedModuleList = 0x{fmt(result.module_list)}"
-    when = result.session_time
     lines = [f"Windows 7 Kernel Version {BUILD} (Service Pack 1) {mp} Free {arch}",
              "Product: WinNt, suite: TerminalServer SingleUserTS",
              f"Built by: {BUILD}.{BUILD_LAB}.{build_arch}.{BUILD_TAG}",
              "Machine Name:", base,
-             f"Debug session time: {when:%a %b} {when.day:2d} {when:%H:%M:%S}.{when.microsecond // 1000:03d} "
-             f"{when:%Y} (UTC + 0:00)"]
+             f"Debug session time: {result.session_time}"]
     if result.uptime_ms is not None:
         lines.append(f"System Uptime: {_uptime(result.uptime_ms)}")
     return "\n".join(lines)

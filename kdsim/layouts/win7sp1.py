@@ -365,7 +365,7 @@ CONTEXT_X86 = Struct(
     "ExtendedRegisters" / _bytes(0x200),
 )
 CONTEXT_X64 = Struct(
-    "HomeArgs" / _bytes(0x30),
+    *_registers("P1Home P2Home P3Home P4Home P5Home P6Home", Int64ul),
     "ContextFlags" / Default(Int32ul, 0x10000B), "MxCsr" / Default(Int32ul, 0x1F80),
     "SegCs" / Default(Int16ul, 0x10), "SegDs" / Default(Int16ul, 0x2B),
     "SegEs" / Default(Int16ul, 0x2B), "SegFs" / Default(Int16ul, 0x53),
@@ -374,7 +374,9 @@ CONTEXT_X64 = Struct(
     *_registers("Dr0 Dr1 Dr2 Dr3 Dr6 Dr7 Rax Rcx Rdx Rbx Rsp Rbp Rsi Rdi "
                 "R8 R9 R10 R11 R12 R13 R14 R15 Rip", Int64ul),
     "FltSave" / _bytes(0x200),
-    "VectorState" / _bytes(0x1D0),       # VectorRegister[26], VectorControl, the branch MSRs
+    "VectorRegister" / _bytes(26 * 16),
+    *_registers("VectorControl DebugControl LastBranchToRip LastBranchFromRip "
+                "LastExceptionToRip LastExceptionFromRip", Int64ul),
 )
 CONTEXT_FRAME_X86 = 0x18                 # KPRCB.ProcessorState.ContextFrame
 CONTEXT_FRAME_X64 = 0x40 + 0xE0
