@@ -44,6 +44,7 @@ LOAD_ERRORS: dict[str, str] = {}
 _loaded = False
 
 _REST_OF_LINE = ("$<", "$><", "*")
+_OPTIONS_JOIN = ("lm",)            # commands whose options may follow the name unspaced
 _NAME = re.compile(r"""
       \$\$>a<|\$\$><|\$\$<|\$><|\$<|\$\$      # scripts and the $$ comment
     | [!.][\w.]*                              # !extension, .meta
@@ -126,9 +127,14 @@ class Parsed(NamedTuple):
 
 
 def parse_name(text: str) -> Parsed:
-    """Split a command into its name as typed and its argument text."""
+    """Split a command into its name as typed and its argument text.  Options may run into
+    a command's name as kd allows (`lmvm myfault` is `lm vm myfault`)."""
     match = _NAME.match(text)
     end = match.end() if match is not None else 0
+    for name in _OPTIONS_JOIN:
+        if end > len(name) and text[:end].lower().startswith(name) and lookup(
+                text[:end]) is None:
+            end = len(name)
     rest = text[end:]
     args = rest.strip()
     return Parsed(text[:end], args, end + len(rest) - len(rest.lstrip()))

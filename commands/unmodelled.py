@@ -25,7 +25,6 @@ _OBJECTS = Unmodelled("I/O objects", "!pool Address (the object's pool block)")
 _PAGES = Unmodelled("page tables", "!vm, !pool Address")
 _USER = Unmodelled("user-mode state: kdsim simulates the kernel", "!poolused, !pool Address")
 _SCHEDULER = Unmodelled("the scheduler's state", "k")
-_MODULES = Unmodelled("listing the loaded modules", "ln Address, x Module!*")
 _PROCESSES = Unmodelled("processes, threads and objects",
                         "!poolused (Proc, Thre tags), k")
 
@@ -43,7 +42,6 @@ UNMODELLED: dict[str, Unmodelled] = {
     **dict.fromkeys(("!pte", "!pfn", "!address", "!sysptes", "!memusage"), _PAGES),
     **dict.fromkeys(("!peb", "!teb", "!heap"), _USER),
     **dict.fromkeys(("!locks", "!stacks", "!running", "!ready", "!cpuinfo"), _SCHEDULER),
-    **dict.fromkeys(("lm", "lmv", "lmvm", "lmm", "lmk"), _MODULES),
     **dict.fromkeys(("!process", "!thread", ".process", ".thread", "!object", "!handle"),
                     _PROCESSES),
 }

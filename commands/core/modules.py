@@ -32,6 +32,100 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
 NO_TYPE = "<no type information>"
+
+
+@dataclass(frozen=True)
+class LoadedModule:
+    name: str                       # "myfault"
+    image: str                      # "myfault.sys"
+    base: int
+    end: int                        # one past the image
+    symbols: bool                   # public symbols (nt, hal) or none (third-party drivers)
+
+
+def loaded_modules(target: "Target") -> list[LoadedModule]:
+    """The target's loaded modules, by base, from its debug information."""
+    return [LoadedModule(m.name, m.image, m.base, m.base + m.size, bool(m.symbols))
+            for m in target.symbols.modules]
+
+
+# -- lm ---------------------------------------------------------------------------------------
+@dataclass
+class ModuleList:
+    modules: list[LoadedModule]
+    verbose: bool
+
+
+def _symbol_state(module: LoadedModule) -> str:
+    return "(pdb symbols)" if module.symbols else "(no symbols)"
+
+
+def render_modules(result: ModuleList, session: "Session") -> str:
+    arch = session.target.arch
+    width = len(arch.fmt_addr(0))
+    lines = [f"{'start':<{width}} {'end':<{width}}   module name"]
+    for m in result.modules:
+        lines.append(f"{arch.fmt_addr(m.base)} {arch.fmt_addr(m.end)}   {m.name:<8}   "
+                     f"{_symbol_state(m):<22} ")
+        if result.verbose:
+            lines += [f"    Loaded symbol image file: {m.image}",
+                      f"    Image path: {_image_path(m)}",
+                      f"    Image name: {m.image}",
+                      f"    ImageSize:        {m.end - m.base:08X}"]
+    return "\n".join(lines)
+
+
+def _image_path(module: LoadedModule) -> str:
+    if module.name == "nt":
+        return module.image
+    return f"\\SystemRoot\\system32\\drivers\\{module.image}"
+
+
+def _lm_options(text: str) -> tuple[bool, str | None, str | None]:
+    """(verbose, module pattern, address text) of lm's options: `v`, `k`, `m Pattern`,
+    `a Address`, run together as kd allows (`lmvm myfault`, `lm vm myfault`)."""
+    verbose, pattern, address = False, None, None
+    words = text.split()
+    i = 0
+    while i < len(words):
+        word = words[i].lower()
+        rest = words[i + 1] if i + 1 < len(words) else None
+        flags = word
+        for j, flag in enumerate(flags):
+            if flag == "v":
+                verbose = True
+            elif flag == "k" or flag == "l" or flag == "o":
+                pass                        # kernel modules, loaded symbols: all of them
+            elif flag in "ma":
+                value = words[i][j + 1:] or rest
+                if value is None:
+                    raise syntax_error(len(" ".join(words[:i + 1])))
+                if value is rest:
+                    i += 1
+                if flag == "m":
+                    pattern = value
+                else:
+                    address = value
+                break
+            else:
+                raise syntax_error(len(" ".join(words[:i])) + (1 if i else 0) + j)
+        i += 1
+    return verbose, pattern, address
+
+
+@command("lm", syntax="lm [v] [k] [m Pattern | a Address]", render=render_modules,
+         help="List the loaded modules: start, end, name and symbol state.  v: verbose, "
+              "m Pattern: only matching names (* and ?), a Address: the module holding it.")
+def list_modules(session: "Session", args: str) -> ModuleList:
+    verbose, pattern, address_text = _lm_options(args)
+    modules = loaded_modules(session.target)
+    if pattern is not None:
+        names = _pattern(pattern)
+        modules = [m for m in modules if names.match(m.name)]
+    if address_text is not None:
+        address = evaluate(address_text, session.target, session.settings["radix"])
+        modules = [m for m in modules if m.base <= address < m.end]
+    return ModuleList(modules, verbose)
 DOTS_PER_LINE = 63                  # .reload prints a dot per module, 63 to a line
 
 
@@ -134,19 +228,19 @@ def render_matches(result: SymbolMatches, session: "Session") -> str:
          help="List the symbols matching a pattern: * any characters, ? one character "
               "(`x nt!ExAllocatePool*`, `x *!Pool*`).")
 def examine_symbols(session: "Session", args: str) -> SymbolMatches:
-    text = args.strip()
-    if not text or len(text.split()) > 1:
-        raise syntax_error(len(text.split()[0]) + 1 if text else 0)
-    return SymbolMatches(find_symbols(session.target, text))
+    words = list(re.finditer(r"\S+", args))
+    if len(words) != 1:
+        raise syntax_error(words[1].start() if words else 0)
+    return SymbolMatches(find_symbols(session.target, words[0].group()))
 
 
 # -- .reload ----------------------------------------------------------------------------------
 def _reload_lines(target: "Target", names: list[str]) -> list[str]:
     if not names:
-        count = len(target.symbols.modules)
+        count = len(loaded_modules(target))
         dots = ["." * min(DOTS_PER_LINE, count - i) for i in range(0, count, DOTS_PER_LINE)]
         return ["Loading Kernel Symbols", *dots, "Loading User Symbols", "",
-                "Loading unloaded module list", ""]
+                "Loading unloaded module list"]
     lines = []
     for name in names:
         module = target.symbols.module(name)
