@@ -35,6 +35,7 @@ HEX = frozenset({
     "address", "page", "child", "ret", "site", "va", "data", "start", "end", "caller",
     "entry", "process", "thread", "value", "values", "params", "code", "flags", "args",
     "table", "frames", "contents", "output", "stopped_at",
+    "base", "kernel_base", "module_list", "before", "after", "matches", "hits",
 })
 TAGS = frozenset({"tag"})
 NUMBERS = frozenset({
@@ -52,6 +53,7 @@ NUMBERS = frozenset({
     "modified_pagefile", "nonpaged_usage", "nonpaged_max", "paged_pools", "paged_max",
     "session_commit", "shared_commit", "special_pool", "process_commit", "kernel_stacks",
     "paged_commit", "driver_commit", "committed", "commit_limit", "pool_failures", "tag_pages", "tag_bytes", "holders", "allocated", "free", "cached", "pinned", "blocks", "tags", "cell", "pages",
+    "depth", "processors", "uptime_ms", "bits",
 })
 
 

@@ -26,7 +26,7 @@ _PAGES = Unmodelled("page tables", "!vm, !pool Address")
 _USER = Unmodelled("user-mode state: kdsim simulates the kernel", "!poolused, !pool Address")
 _SCHEDULER = Unmodelled("the scheduler's state", "k")
 _PROCESSES = Unmodelled("processes, threads and objects",
-                        "!poolused (Proc, Thre tags), k")
+                        "!poolused (the Proc and Thre tags), k")
 
 UNMODELLED: dict[str, Unmodelled] = {
     **dict.fromkeys(("u", "ub", "uf"), _DISASSEMBLY),

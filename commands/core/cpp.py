@@ -93,6 +93,10 @@ def _member(session: "Session", type_name: str, address: int, field: str,
     target = session.target
     arch = target.arch
     line = field_line(target, type_name, field)
+    kind = line.type
+    if not kind.startswith(("Ptr", "Int", "Uint", "Pos")) and kind not in ENUMS:
+        raise DebuggerError(f"{field} is a {kind}: kdsim's ?? shows scalar fields (dt shows "
+                            f"the rest)")
     try:
         data = target.read(address + line.offset, line.size)
     except MemoryFault:
@@ -100,7 +104,6 @@ def _member(session: "Session", type_name: str, address: int, field: str,
     value = int.from_bytes(data, "little")
     if line.pos is not None:
         value = (value >> line.pos) & ((1 << line.bits) - 1)
-    kind = line.type
     if kind.startswith("Ptr"):
         pointee = kind.split(None, 1)[1].strip()
         return CppValue(f"{'void' if pointee == 'Void' else 'struct ' + pointee} *",
@@ -111,9 +114,7 @@ def _member(session: "Session", type_name: str, address: int, field: str,
     if kind.startswith("Int"):
         top = 1 << (8 * line.size - 1)
         return CppValue(_INTEGER[line.size], f"0n{value - 2 * top if value & top else value}")
-    if kind.startswith(("Uint", "Pos")):
-        return CppValue(f"unsigned {_INTEGER[line.size]}", _hex(value))
-    raise DebuggerError(f"{field} is a {kind}: {SUBSET} of a scalar field")
+    return CppValue(f"unsigned {_INTEGER[line.size]}", _hex(value))
 
 
 @command("??", syntax="?? C++Expression", render=render_value,

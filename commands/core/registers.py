@@ -57,11 +57,18 @@ class RegisterDump:
     instruction: str
 
 
+@dataclass(frozen=True)
+class NamedRegister:
+    name: str
+    value: int
+    bits: int
+
+
 @dataclass
 class RegisterValues:
     """`r eax, ebx`: the named registers, in the order typed."""
 
-    values: list[tuple[str, int, int]]       # (name, value, bits)
+    registers: list[NamedRegister]
 
 
 def _cell(name: str, value: int | None, digits: int) -> str:
@@ -79,8 +86,8 @@ def _flags(efl: int | None) -> str:
 
 def render_registers(result: RegisterDump | RegisterValues, session: "Session") -> str:
     if isinstance(result, RegisterValues):
-        return " ".join(f"{name}={value:0{max(1, bits // 4)}x}"
-                        for name, value, bits in result.values)
+        return " ".join(f"{r.name}={r.value:0{max(1, r.bits // 4)}x}"
+                        for r in result.registers)
     arch = session.target.arch
     v = result.values
     segments = "  ".join(_cell(name, v[name], 4) for name in _SEGMENTS)
@@ -144,11 +151,11 @@ def registers(session: "Session", args: str) -> RegisterDump | RegisterValues | 
         if not write_register(target, session.processor, name, value):
             raise DebuggerError("Unable to get register context of the current processor")
         return None
-    shown: list[tuple[str, int, int]] = []
+    shown: list[NamedRegister] = []
     for name in (part.strip() for part in args.split(",")):
         reg = register_names(target.arch).get(name.lower())
         found = read_register(target, session.processor, name) if reg is not None else None
         if reg is None or found is None:
             raise _name_error(args, name or args.strip())
-        shown.append((name.lower(), found, reg.bits))
+        shown.append(NamedRegister(name.lower(), found, reg.bits))
     return RegisterValues(shown)

@@ -42,9 +42,9 @@ class SearchHits:
     hits: Rows[int]                  # addresses, found as they are printed
 
 
-def _range(session: "Session", text: str, unit: int) -> tuple[int, int, str, int]:
+def _range(session: "Session", text: str, unit: int, base: int) -> tuple[int, int, str, int]:
     """(start, size in bytes, the text after the range, its offset) of `Address L[?]Count`
-    or `Address EndAddress`."""
+    or `Address EndAddress`; `text` starts `base` characters into the arguments."""
     target, radix = session.target, session.settings["radix"]
     lead = parse_leading(text, target, radix)
     rest, at = lead.rest, lead.end
@@ -60,10 +60,10 @@ def _range(session: "Session", text: str, unit: int) -> tuple[int, int, str, int
     else:
         last = parse_leading(rest, target, radix)
         if last.value < lead.value:
-            raise ParseError("Range", at)
+            raise ParseError("Range", base + at)
         size, after, end = last.value - lead.value + 1, last.rest, at + last.end
     if limited and size > RANGE_LIMIT:
-        raise ParseError("Range", at)
+        raise ParseError("Range", base + at)
     return lead.value, size, after, end
 
 
@@ -127,12 +127,13 @@ def search_memory(session: "Session", args: str) -> SearchHits:
     if stripped.startswith("-"):
         flag = stripped[1:].split(None, 1)[0] if len(stripped) > 1 else ""
         if flag.lower() not in TYPES:
-            raise syntax_error(len(args) - len(stripped))
+            raise syntax_error(len(args) - len(stripped) + 1)
         kind = flag.lower()
         offset = len(args) - len(stripped) + 1 + len(flag)
         text = args[offset:]
     lead_blanks = len(text) - len(text.lstrip())
-    start, size, rest, end = _range(session, text.lstrip(), TYPES[kind][0])
+    start, size, rest, end = _range(session, text.lstrip(), TYPES[kind][0],
+                                    offset + lead_blanks)
     pattern = _pattern(session, kind, rest, offset + lead_blanks + end)
     if kind in "au" and size < len(pattern):
         raise DebuggerError("Search pattern is longer than the range")
