@@ -252,3 +252,19 @@ def test_options_may_run_into_lm_s_name():
     assert dispatch.parse_name("lmvm myfault")[:2] == ("lm", "vm myfault")
     assert dispatch.parse_name("lm")[:2] == ("lm", "")
     assert dispatch.parse_name("lmx")[:2] == ("lm", "x")
+
+
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_the_commands_around_pool_work_live_and_on_a_dump(arch, tmp_path):
+    """Issue 12: none of these prints `Syntax error` or `No export`, live or dumped."""
+    from kdsim.control import open_dump, save_dump
+    from kdsim.scenarios import boot
+    target = boot(arch, seed=2, scale=0.02).target()
+    save_dump(target, str(tmp_path / "m.dmp"))
+    lines = ("lm", "r", "ln nt!KeBugCheckEx", "x nt!Pool*", "vertarget", "!process 0 0",
+             "!thread", ".reload", "?? sizeof(nt!_POOL_HEADER)", "dt -v nt!_POOL_HEADER",
+             "? @" + ("eip" if arch == "x86" else "rip"))
+    for session in (Session(target), Session(open_dump(tmp_path / "m.dmp"))):
+        for line in lines:
+            text = run(session, line)
+            assert text and "Syntax error" not in text and "No export" not in text, line

@@ -175,6 +175,7 @@ def test_settings_list_and_set(session):
         "    output           : text\n"
         "    max_output_lines : 0\n"
         "    explain          : off\n"
+        "    hints            : on\n"
         "    safe             : off\n")
     assert run(session, ".settings set radix=10; .settings set poolused_layout=new") == ""
     assert session.settings["radix"] == 10

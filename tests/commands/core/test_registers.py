@@ -88,17 +88,24 @@ def test_sub_registers_on_x64() -> None:
     assert run(session, "? @r8d+1") == "Evaluate expression: 1 = 00000000`00000001\n"
 
 
-def test_a_bug_check_saves_its_code_in_rcx_on_x64() -> None:
-    machine = boot("x64", seed=1, scenario="overrun", scale=0.05)
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_after_the_overrun_s_crash_the_ip_is_the_first_frame_of_k(arch: str, tmp_path) -> None:
+    machine = boot(arch, seed=1, scenario="overrun", scale=0.05)
     machine.step(400_000)
     assert machine.crash is not None
-    session = Session(machine.target())
-    session.processor = machine.g.read_u32(machine.stops.sym_owner)
-    assert run(session, "r rcx") == f"rcx={machine.crash.code:016x}\n"
-    assert run(session, "r rdx") == f"rdx={machine.crash.params[0]:016x}\n"
-    frames = run(session, "k").splitlines()[1:]
-    ip = int(run(session, "? @rip").split("= ")[1].replace("`", ""), 16)
-    assert frames[0].split()[-1] == machine.symbols.symbolize(ip)
+    target = machine.target()
+    path = tmp_path / "crash.dmp"
+    save_dump(target, str(path))
+    ip = "eip" if arch == "x86" else "rip"
+    for session in (Session(target), Session(open_dump(path))):
+        session.processor = machine.g.read_u32(machine.stops.sym_owner)
+        value = int(run(session, f"? @{ip}").split("= ")[1].replace("`", ""), 16)
+        first = run(session, "k").splitlines()[1]
+        assert first.split()[-1] == machine.symbols.symbolize(value)
+        assert run(session, "r").splitlines()[-2] == f"{machine.symbols.symbolize(value)}:"
+        if arch == "x64":        # KeBugCheckEx's arguments, as its context saved them
+            assert run(session, "r rcx, rdx") == (f"rcx={machine.crash.code:016x} "
+                                                 f"rdx={machine.crash.params[0]:016x}\n")
 
 
 def test_setting_a_register_live_and_refusing_on_a_dump(tmp_path) -> None:
