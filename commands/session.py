@@ -199,8 +199,8 @@ class Session:
         self.captures.append(captured)
         try:
             yield captured
-        finally:
-            self.captures.remove(captured)
+        finally:       # by identity: two captures holding the same text are equal lists
+            self.captures[:] = [c for c in self.captures if c is not captured]
 
     def write(self, text: str, kind: str = "output") -> None:
         """Print text (kind: output, error, echo, or json: a JSON line) to the screen, the log
