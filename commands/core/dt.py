@@ -9,9 +9,9 @@ USHORTs, so `BlockSize` is `+0x002 Pos 0`; Win7 x64 packs one ULONG, so it is `+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from kdsim.layouts import declared_slots
+from kdsim.layouts import TYPE_NAMES, declared_slots, profile_for
 from kdsim.target import MemoryFault
 
 from ..errors import DebuggerError
@@ -125,12 +125,25 @@ def _lookaside(arch: "Arch") -> TypeSpec:
         Decl("Future", "[2] Uint4B")))
 
 
-TYPES = {
+def _declared(type_name: str) -> Callable[["Arch"], TypeSpec]:
+    """An object-manager structure as its declaration has it: each field's dt type is in its
+    construct docs (kdsim/layouts/win7sp1.py)."""
+    layout = TYPE_NAMES[type_name]
+
+    def spec(arch: "Arch") -> TypeSpec:
+        con = getattr(profile_for(arch), layout)
+        return TypeSpec(layout, tuple(Decl(sub.name, sub.docs or "")
+                                      for sub in con.subcons if sub.name))
+    return spec
+
+
+TYPES: dict[str, Callable[["Arch"], TypeSpec]] = {
     "_POOL_HEADER": _pool_header,
     "_POOL_TRACKER_TABLE": _tracker,
     "_POOL_TRACKER_BIG_PAGES": _big_page,
     "_POOL_DESCRIPTOR": _descriptor,
     "_GENERAL_LOOKASIDE_POOL": _lookaside,
+    **{name: _declared(name) for name in TYPE_NAMES},
 }
 
 

@@ -86,7 +86,7 @@ def test_leak_grows_first_by_its_new_blocks_times_0xfa000(leak: LeakRun) -> None
     assert (first.old.outstanding, first.new.outstanding) == (len(leak.before), len(leak.after))
     assert leak.diff.large[0].tag == "Leak" and leak.diff.large[0].new_blocks == new_blocks
     lines = leak.table.splitlines()
-    assert lines[0] == ("Pool use from #1 'a' (tick 15918) to #2 break-in (tick 45918): "
+    assert lines[0] == ("Pool use from #1 'a' (tick 15873) to #2 break-in (tick 45873): "
                         "30000 ticks")
     assert lines[5].split()[:4] == ["Leak", str(len(leak.before)), str(len(leak.after)),
                                     f"+{new_blocks}"]
