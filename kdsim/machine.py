@@ -69,9 +69,9 @@ class Machine:
         self.stops = StopRecorder(self)
         self.verifier = Verifier(self, verifier)
         self.stops.record_break(0, self.verifier.current_thread(0))
+        self.objects.publish()
         self.system_time = profile_for(arch).system_time
         self.sym_tick = self.g.var("KeTickCount", self.system_time.sizeof())
-        self.objects.publish()
 
     # -- life cycle ------------------------------------------------------------------------
     def reboot(self) -> "Machine":
@@ -116,7 +116,7 @@ class Machine:
         self.memory.write(self.sym_bugcheck,
                           struct.pack(fmt, bc.code, *(p & mask for p in bc.params)))
         cpu = self.workload.cpu
-        self.stops.record(bc, cpu, self.verifier.current_thread(cpu))
+        self.stops.record(bc, cpu, self.current_thread(cpu))
 
     def target(self) -> Target:
         return Target(self.arch, self.memory, self.symbols, self.processors,
@@ -127,6 +127,13 @@ class Machine:
     def current_process(self) -> int:
         """The EPROCESS the running thread belongs to (0 before the processes exist)."""
         return self.objects.current_process(self.workload.t) if self.objects.booted else 0
+
+    def current_thread(self, cpu: int) -> int:
+        """The ETHREAD running on `cpu`: the verifier's when it keeps its own (they are
+        System's threads), else a thread of the current process (0 before boot)."""
+        if self.verifier.threads is not None:
+            return self.verifier.current_thread(cpu)
+        return self.objects.processes.current_thread(cpu, self.workload.t)
 
     def driver_write(self, address: int, data: bytes, ip: int = 0,
                      stack: tuple[int, ...] = ()) -> None:

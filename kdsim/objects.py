@@ -91,6 +91,15 @@ FILE_NAMES = (
     "\\Windows\\winsxs\\pending.xml", "\\Windows\\System32\\wbem\\Repository\\OBJECTS.DATA",
 )
 FILE_NAME_TAG = "IoNm"
+OBJECT_NAME_TAG = "ObNm"
+DRIVER_DIRECTORY = "\\Driver\\"
+DEVICE_DIRECTORY = "\\Device\\"
+DEVICE_NAMES = (
+    "HarddiskVolume1", "HarddiskVolume2", "Afd", "Tcp", "Udp", "RawIp", "Null", "KsecDD",
+    "Mup", "NamedPipe", "Mailslot", "Beep", "Video0", "KeyboardClass0", "PointerClass0",
+    "CdRom0", "Ndis", "Nsi", "NetBT_Tcpip_{5E1E6A64}", "LanmanRedirector", "WMIDataDevice",
+    "DeviceApi", "PcwDrv", "Ip", "Ip6", "RdpBus", "Serenum", "00000031", "0000003c",
+)
 FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
@@ -111,6 +120,7 @@ class Fields:
         self.profile = profile_for(machine.arch)
         self.ptr = struct.Struct("<I" if machine.arch.ptr_size == 4 else "<Q")
         self._cache: dict[tuple[str, str], tuple[int, struct.Struct]] = {}
+        self._sizes: dict[str, int] = {}
 
     def slot(self, struct_name: str, path: str) -> tuple[int, struct.Struct]:
         key = (struct_name, path)
@@ -128,7 +138,10 @@ class Fields:
             fmt.pack_into(buf, at + offset, value & ((1 << 8 * fmt.size) - 1))
 
     def size(self, struct_name: str) -> int:
-        return int(getattr(self.profile, struct_name).sizeof())
+        found = self._sizes.get(struct_name)
+        if found is None:
+            found = self._sizes[struct_name] = int(getattr(self.profile, struct_name).sizeof())
+        return found
 
 
 def _leaf(con: Construct, path: str) -> Construct:
@@ -141,8 +154,9 @@ def _leaf(con: Construct, path: str) -> Construct:
 class ObjectManager:
     """nt's object manager state: the type table, the shared security descriptor, and the
     writing of headers and bodies; the processes and the loaded-module list.  Its globals are
-    published by `publish` (after the rest of the machine's, so that no address published
-    before moves); `boot` creates the types, the module list and the processes."""
+    published by `publish`, once the machine's other globals are (so that none of theirs
+    moves) and before its clock; `boot` creates the types, the module list and the
+    processes."""
 
     def __init__(self, machine: "Machine"):
         self.machine = machine
@@ -189,11 +203,11 @@ class ObjectManager:
         return head
 
     # -- boot ---------------------------------------------------------------------------------
-    def boot(self, scale: float = 1.0, churn: float = CHURN_WEIGHT) -> None:
+    def boot(self, scale: float = 1.0) -> None:
         """What Phase 1 initialisation leaves: the object types (ObpCreateTypeObject for
         each) and the security descriptor they share, the loaded-module list, the processes
-        of a desktop a while after logon and their threads; then processes come and go
-        (`churn`: the weight of their activity).  Only the first call boots."""
+        of a desktop a while after logon and their threads (`scale` of their numbers); then
+        processes come and go.  Only the first call boots."""
         if self.booted:
             return
         self.booted = True
@@ -204,8 +218,8 @@ class ObjectManager:
             self.machine.g.write_ptr(pointer, self.types[name])
         self.modules = load_module_list(self.machine, self.fields, self.sym_modules)
         self.processes.boot(scale)
-        if churn:
-            self.machine.workload.add(ProcessChurn(churn))
+        self.machine.stops.record_break(0, self.machine.current_thread(0))   # a real thread
+        self.machine.workload.add(ProcessChurn(CHURN_WEIGHT))
 
     def _security_descriptor(self) -> int:
         """The self-relative descriptor of the SD cache (`ObSc`) that objects share: owner
@@ -275,8 +289,8 @@ class ObjectManager:
     def _offset(self, struct_name: str, path: str) -> int:
         return self.profile.offset(struct_name, path)
 
-    def _header_image(self, mask: int, type_index: int, flags: int, body_bytes: int
-                      ) -> bytearray:
+    def _header_image(self, mask: int, type_index: int, flags: int, body_bytes: int,
+                      paged_charge: int = 0) -> bytearray:
         """Optional headers and the object header (through Body's offset) for an object of
         `body_bytes`: its type, InfoMask and flags, the quota it was charged (the default
         quota block), the shared security descriptor."""
@@ -285,7 +299,7 @@ class ObjectManager:
         buf = bytearray(prefix + self.body)
         if mask & QUOTA_INFO:
             F.put(buf, 0, "object_header_quota_info", {          # the first of them
-                "PagedPoolCharge": 0, "NonPagedPoolCharge": body_bytes,
+                "PagedPoolCharge": paged_charge, "NonPagedPoolCharge": body_bytes,
                 "SecurityDescriptorCharge": DEFAULT_SD_CHARGE})
         F.put(buf, prefix, "object_header", {
             "TypeIndex": type_index, "InfoMask": mask, "Flags": flags,
@@ -300,11 +314,12 @@ class ObjectManager:
             "PointerCount": pointers, "HandleCount": handles})
 
     def header(self, address: int, type_name: str, body_bytes: int, quota: bool,
-               handles: int = 1, flags: int = 0) -> tuple[bytearray, int]:
+               handles: int = 1, flags: int = 0, paged_charge: int = 0
+               ) -> tuple[bytearray, int]:
         """The image of an object's optional headers and header at block data `address`, and
         where its body starts in it."""
         mask = QUOTA_INFO if quota else 0
-        buf = self._header_image(mask, TYPE_INDEX[type_name], flags, body_bytes)
+        buf = self._header_image(mask, TYPE_INDEX[type_name], flags, body_bytes, paged_charge)
         prefix = self._prefix(mask)
         self._counts(buf, prefix, address, handles)
         return buf, prefix + self.body
@@ -319,8 +334,14 @@ class ObjectManager:
         if not self.booted or type_name not in TYPE_INDEX:
             return ()
         body_bytes = self._body_bytes(type_name)
-        with_quota = size >= self._prefix(QUOTA_INFO) + self.body + body_bytes
-        image = self._image(type_name, QUOTA_INFO if with_quota else 0, body_bytes)
+        named = type_name == "Driver" or (type_name == "Device" and address >> 4 & 1)
+        mask = NAME_INFO if named else 0
+        need = self.body + body_bytes
+        if size >= self._prefix(mask | QUOTA_INFO) + need:
+            mask |= QUOTA_INFO
+        elif size < self._prefix(mask) + need:
+            mask = 0
+        image = self._image(type_name, mask, body_bytes)
         buf = bytearray(image.data)
         for at, target in image.links:
             self.ptr.pack_into(buf, at, address + target)
@@ -329,7 +350,8 @@ class ObjectManager:
         if type_name == "File":
             extra = self._file_name(buf, image.body, address, cpu, stack)
         elif type_name in ("Device", "Driver"):
-            self._io_object(buf, image.body, address, type_name, size - image.body)
+            extra = self._io_object(buf, mask, image.body, address, type_name,
+                                    size - image.body, cpu, stack)
         self.memory.write(address, bytes(buf[:size]))
         return extra
 
@@ -399,20 +421,40 @@ class ObjectManager:
             "FileName.Buffer": name})
         return ((name, key),)
 
-    def _io_object(self, buf: bytearray, body: int, address: int, type_name: str,
-                   room: int) -> None:
-        """A device's extension and a driver's image, from what the block holds."""
+    def _io_object(self, buf: bytearray, mask: int, body: int, address: int, type_name: str,
+                   room: int, cpu: int, stack: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+        """A device's extension, a driver's image and name, and the object's name (its
+        characters in an `ObNm` block: a driver's `\\Driver\\Ntfs` holds both names)."""
         kind, declared = IO_OBJECTS[type_name]
         base = self.fields.size(declared)
+        pick = address >> 4
         if type_name == "Device":
             self.fields.put(buf, body, "device_object", {
                 "Type": kind, "Size": min(max(room, base), 0xFFFF), "ReferenceCount": 1,
-                "StackSize": 1 + (address >> 4) % 7, "DeviceType": DEVICE_TYPES[
-                    (address >> 5) % len(DEVICE_TYPES)],
+                "StackSize": 1 + pick % 7, "DeviceType": DEVICE_TYPES[pick % len(DEVICE_TYPES)],
                 "DeviceExtension": address + body + base if room > base else 0})
+            path = DEVICE_DIRECTORY + DEVICE_NAMES[pick % len(DEVICE_NAMES)]
         else:
             modules = self.machine.symbols.modules
-            module = modules[(address >> 4) % len(modules)]
+            module = modules[pick % len(modules)]
             self.fields.put(buf, body, "driver_object", {
                 "Type": kind, "Size": base, "Flags": DRIVER_FLAGS,
                 "DriverStart": module.base, "DriverSize": module.size})
+            path = DRIVER_DIRECTORY + module.name
+        if not mask & NAME_INFO:
+            return ()
+        data = path.encode("utf-16-le")
+        key = tag_to_ulong(OBJECT_NAME_TAG)
+        name = self.pool.allocate(PAGED, len(data), key, cpu, stack)
+        if not name:
+            return ()
+        self.memory.write(name, data)
+        leaf = len(path.rsplit("\\", 1)[0]) * 2 + 2          # the name in its directory
+        self.fields.put(buf, self._name_info_at(mask), "object_header_name_info", {
+            "Name.Length": len(data) - leaf, "Name.MaximumLength": len(data) - leaf,
+            "Name.Buffer": name + leaf, "ReferenceCount": 0})
+        if type_name == "Driver":
+            self.fields.put(buf, body, "driver_object", {
+                "DriverName.Length": len(data), "DriverName.MaximumLength": len(data),
+                "DriverName.Buffer": name})
+        return ((name, key),)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 QUANTUM = 64                     # ticks a process keeps charging quota before the next one
 TICK = 156250                    # 100 ns units in a clock tick (15.625 ms)
 BOOT_TIME = 130389541330000000   # FILETIME of the boot: 2014-03-11 08:02:13 UTC
+PROCESS_PAGED_CHARGE = 0x1000   # the Process type's default paged pool charge
 STATUS_PENDING = 0x103           # a running process's ExitStatus
 PROCESS_FLAGS = 0x144D0C01       # CreateReported, HasAddressSpace, ProcessInserted, ...
 IN_SESSION = 0x10000             # EPROCESS.Flags.ProcessInSession
@@ -115,6 +116,7 @@ class Processes:
         self.head = self.list_heads = 0
         self.boot_set: list[int] = []               # the boot processes' EPROCESS, in order
         self.charging: list[int] = []               # those that charge quota (user mode)
+        self.threads: dict[int, list[int]] = {}     # the boot set's threads, by process
         self.system = 0
         self._next_thread = 0
         self._frames: dict[str, tuple[int, ...]] = {}
@@ -123,6 +125,7 @@ class Processes:
         self.head = self.objects.list_head("PsActiveProcessHead")
 
     def stack(self, which: tuple[str, ...]) -> tuple[int, ...]:
+        """The return addresses of `which`'s frames (resolved once)."""
         key = which[0]
         found = self._frames.get(key)
         if found is None:
@@ -136,7 +139,7 @@ class Processes:
         self._next_thread = 8
         for spec in BOOT_PROCESSES:
             threads = max(1, round(spec.threads * min(scale, 1.0)))
-            adopt = ()
+            adopt: tuple[int, ...] = ()
             if spec.pid == 4 and self.machine.verifier.threads is not None:
                 adopt = tuple(self.machine.verifier.threads.ethreads)
             process = self.start(spec.image, spec.pid, spec.parent, spec.session, spec.commit,
@@ -155,6 +158,12 @@ class Processes:
         charging = self.charging
         return charging[(tick // QUANTUM) % len(charging)] if charging else 0
 
+    def current_thread(self, cpu: int, tick: int) -> int:
+        """The thread running on `cpu` at `tick`: one of the current process's, each processor
+        another."""
+        threads = self.threads.get(self.current(tick)) or self.threads.get(self.system)
+        return threads[(tick // QUANTUM + cpu) % len(threads)] if threads else 0
+
     # -- processes ----------------------------------------------------------------------------
     def start(self, image: str, pid: int, parent: int, session: int | None, commit: int,
               working_set: int, priority: int, tick: int, threads: int,
@@ -171,7 +180,8 @@ class Processes:
         if not block:
             return 0
         buf, body = self.objects.header(block, "Process", F.size("eprocess"), not system,
-                                        handles=4 + pid % 7, flags=2 if system else 0)
+                                        handles=4 + pid % 7, flags=2 if system else 0,
+                                        paged_charge=PROCESS_PAGED_CHARGE)
         buf.extend(bytes(F.size("eprocess")))
         ep = block + body
         table = self._handle_table(ep, pid, threads)
@@ -227,11 +237,11 @@ class Processes:
         self.memory.write(block, bytes(buf))
         self._wptr(last, on("ActiveProcessLinks"))           # last.Flink
         self._wptr(head + P, on("ActiveProcessLinks"))       # head.Blink
-        for ethread in adopt:
-            self.thread(ep, pid, session, ethread, tick)
-        ids = used if used is not None else set()
-        for _ in range(threads - len(adopt)):
-            self.thread(ep, pid, session, 0, tick, ids)
+        made = [self.thread(ep, pid, session, ethread, tick) for ethread in adopt]
+        made += [self.thread(ep, pid, session, 0, tick, used)
+                 for _ in range(threads - len(adopt))]
+        if used is not None:                               # the boot set's: who runs when
+            self.threads[ep] = [t for t in made if t]
         return ep
 
     def _handle_table(self, process: int, pid: int, threads: int) -> int:
@@ -402,7 +412,8 @@ class Processes:
 
     def transient(self) -> list[int]:
         """The processes on the active list that are not of the boot set, oldest first."""
-        out, boot = [], set(self.boot_set)
+        out: list[int] = []
+        boot = set(self.boot_set)
         links = self.profile.offset("eprocess", "ActiveProcessLinks")
         entry = self._rptr(self.head)
         while entry != self.head and len(out) + len(boot) < 4096:

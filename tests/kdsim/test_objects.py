@@ -358,3 +358,34 @@ def test_a_machine_before_boot_has_empty_lists():
     assert machine.current_process() == 0
     assert struct.unpack("<I", target.read(target.resolve("nt!PsInitialSystemProcess"), 4)) == (0,)
     assert tag_to_ulong("Proc") and PAGED == 1
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_drivers_and_named_devices_have_name_information(booted, arch):
+    target = booted(arch).target()
+    profile = target.profile
+    names = []
+    for tag, type_index in (("Driv", 26), ("Devi", 25)):
+        for block, size in _blocks(target, tag):
+            data = block + target.arch.header
+            info = profile.object_header_name_info.sizeof()
+            quota = profile.object_header_quota_info.sizeof()
+            for prefix in {0, quota, info, quota + info}:
+                header = data + prefix
+                mask = _field(target, "object_header", header, "InfoMask")
+                if _field(target, "object_header", header, "TypeIndex") == type_index and \
+                        prefix == (quota if mask & 8 else 0) + (info if mask & 2 else 0):
+                    break
+            else:
+                raise AssertionError(f"no header in {block:x}")
+            if not mask & 2:
+                continue
+            name_at = quota if mask & 8 else 0
+            length = _field(target, "object_header_name_info", data + name_at, "Name.Length")
+            buffer = _field(target, "object_header_name_info", data + name_at, "Name.Buffer")
+            names.append(target.read(buffer, length).decode("utf-16-le"))
+    assert "HarddiskVolume1" in names
+    room = profile.object_header_name_info.sizeof() + profile.body_offset \
+        + profile.driver_object.sizeof()
+    if any(size - target.arch.header >= room for _, size in _blocks(target, "Driv")):
+        assert "Ntfs" in names                 # a driver's object is named for its module
