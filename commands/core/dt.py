@@ -1,6 +1,6 @@
 """`dt`: the structures kdsim keeps in memory laid out as the real `dt` prints them (formats.md
-section 3): the pool structures, `_LIST_ENTRY`, `_UNICODE_STRING` and a stopped processor's
-`_CONTEXT`.
+section 3): the pool structures, the object manager's (`_EPROCESS`, `_LIST_ENTRY`,
+`_UNICODE_STRING` ...) and a stopped processor's `_CONTEXT`.
 
     dt [-v] [-r[N]] [-b] [nt!]Type [Address] [Field ...]
 
@@ -16,12 +16,11 @@ USHORTs, so `BlockSize` is `+0x002 Pos 0`; Win7 x64 packs one ULONG, so it is `+
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
-from kdsim.layouts import declared_slots, profile_for
+from kdsim.layouts import TYPE_NAMES, declared_slots, profile_for
 from kdsim.target import MemoryFault
 
 from ..errors import DebuggerError, couldnt_resolve
@@ -61,9 +60,8 @@ class Decl:
 
 @dataclass(frozen=True)
 class TypeSpec:
-    layout: str | None             # attribute of kdsim.layouts.Profile; None: every Decl
-    decls: tuple[Decl, ...]        # has its `at` and the type its `size`
-    size: int = 0
+    layout: str                    # attribute of kdsim.layouts.Profile
+    decls: tuple[Decl, ...]
 
 
 def _ptr(arch: "Arch", to: str) -> str:
@@ -136,18 +134,6 @@ def _lookaside(arch: "Arch") -> TypeSpec:
         Decl("Future", "[2] Uint4B")))
 
 
-def _list_entry(arch: "Arch") -> TypeSpec:
-    p = arch.ptr_size
-    link = _ptr(arch, "_LIST_ENTRY")
-    return TypeSpec(None, (Decl("Flink", link, at=(0, p)), Decl("Blink", link, at=(p, p))),
-                    2 * p)
-
-
-def _unicode_string(arch: "Arch") -> TypeSpec:
-    return TypeSpec("unicode_string", (
-        Decl("Length"), Decl("MaximumLength"), Decl("Buffer", _ptr(arch, "Wchar"))))
-
-
 # the _CONTEXT areas the layout keeps as bytes, by the types dt names them with
 _CONTEXT_AREAS = {"FloatSave": "_FLOATING_SAVE_AREA", "ExtendedRegisters": "[512] UChar",
                   "FltSave": "_XSAVE_FORMAT", "VectorRegister": "[26] _M128A"}
@@ -159,15 +145,26 @@ def _context(arch: "Arch") -> TypeSpec:
                                      for sub in layout.subcons if sub.name))
 
 
-TYPES = {
-    "_LIST_ENTRY": _list_entry,
-    "_UNICODE_STRING": _unicode_string,
+def _declared(type_name: str) -> Callable[["Arch"], TypeSpec]:
+    """An object-manager structure as its declaration has it: each field's dt type is in its
+    construct docs (kdsim/layouts/win7sp1.py)."""
+    layout = TYPE_NAMES[type_name]
+
+    def spec(arch: "Arch") -> TypeSpec:
+        con = getattr(profile_for(arch), layout)
+        return TypeSpec(layout, tuple(Decl(sub.name, sub.docs or "")
+                                      for sub in con.subcons if sub.name))
+    return spec
+
+
+TYPES: dict[str, Callable[["Arch"], TypeSpec]] = {
     "_CONTEXT": _context,
     "_POOL_HEADER": _pool_header,
     "_POOL_TRACKER_TABLE": _tracker,
     "_POOL_TRACKER_BIG_PAGES": _big_page,
     "_POOL_DESCRIPTOR": _descriptor,
     "_GENERAL_LOOKASIDE_POOL": _lookaside,
+    **{name: _declared(name) for name in TYPE_NAMES},
 }
 
 
@@ -205,7 +202,7 @@ class FieldLine:
 
 
 def _lines(spec: TypeSpec, profile: "Profile") -> list[tuple[Decl, FieldLine]]:
-    slots = declared_slots(getattr(profile, spec.layout)) if spec.layout else {}
+    slots = declared_slots(getattr(profile, spec.layout))
     out = []
     for decl in spec.decls:
         if decl.at is not None:
@@ -250,8 +247,7 @@ def find_type(name: str) -> tuple[str, bool]:
 
 def _spec(target: "Target", canonical: str) -> tuple[TypeSpec, int]:
     spec = TYPES[canonical](target.arch)
-    size = getattr(target.profile, spec.layout).sizeof() if spec.layout else spec.size
-    return spec, size
+    return spec, getattr(target.profile, spec.layout).sizeof()
 
 
 def type_size(target: "Target", name: str) -> int:
