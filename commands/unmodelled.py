@@ -25,8 +25,6 @@ _OBJECTS = Unmodelled("I/O objects", "!pool Address (the object's pool block)")
 _PAGES = Unmodelled("page tables", "!vm, !pool Address")
 _USER = Unmodelled("user-mode state: kdsim simulates the kernel", "!poolused, !pool Address")
 _SCHEDULER = Unmodelled("the scheduler's state", "k")
-_PROCESSES = Unmodelled("processes, threads and objects",
-                        "!poolused (the Proc and Thre tags), k")
 
 UNMODELLED: dict[str, Unmodelled] = {
     **dict.fromkeys(("u", "ub", "uf"), _DISASSEMBLY),
@@ -42,8 +40,7 @@ UNMODELLED: dict[str, Unmodelled] = {
     **dict.fromkeys(("!pte", "!pfn", "!address", "!sysptes", "!memusage"), _PAGES),
     **dict.fromkeys(("!peb", "!teb", "!heap"), _USER),
     **dict.fromkeys(("!locks", "!stacks", "!running", "!ready", "!cpuinfo"), _SCHEDULER),
-    **dict.fromkeys(("!process", "!thread", ".process", ".thread", "!object", "!handle"),
-                    _PROCESSES),
+    "!handle": Unmodelled("handle tables", "!process 0 0, !object Address"),
 }
 
 

@@ -21,9 +21,12 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kdsim.target import MemoryFault
+
 from ..context import read_register
 from ..errors import DebuggerError, couldnt_resolve, syntax_error
 from ..expr import evaluate
+from ..objread import read_field, read_unicode, walk
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,12 +44,39 @@ class LoadedModule:
     base: int
     end: int                        # one past the image
     symbols: bool                   # public symbols (nt, hal) or none (third-party drivers)
+    path: str = ""                  # where it was loaded from (FullDllName)
 
 
 def loaded_modules(target: "Target") -> list[LoadedModule]:
-    """The target's loaded modules, by base, from its debug information."""
-    return [LoadedModule(m.name, m.image, m.base, m.base + m.size, bool(m.symbols))
-            for m in target.symbols.modules]
+    """The target's loaded modules in load order, walked from nt!PsLoadedModuleList (each a
+    _KLDR_DATA_TABLE_ENTRY); a target without the list (a bare one) gives its debug
+    information's modules, by base."""
+    return module_list(target)[0]
+
+
+def module_list(target: "Target") -> tuple[list[LoadedModule], int | None]:
+    """The loaded modules and, when the walk stopped at a link it could not read, where."""
+    head = target.resolve("nt!PsLoadedModuleList")
+    if head is None:
+        return [LoadedModule(m.name, m.image, m.base, m.base + m.size, bool(m.symbols),
+                             m.image) for m in target.symbols.modules], None
+    profile = target.profile
+    found = walk(target, head, profile.offset("ldr_entry", "InLoadOrderLinks"))
+    modules: list[LoadedModule] = []
+    for entry in found.entries:
+        try:
+            base = read_field(target, "ldr_entry", entry, "DllBase")
+            size = read_field(target, "ldr_entry", entry, "SizeOfImage")
+        except MemoryFault:
+            return modules, entry
+        image = read_unicode(target, entry + profile.offset("ldr_entry", "BaseDllName"))
+        path = read_unicode(target, entry + profile.offset("ldr_entry", "FullDllName"))
+        known = target.symbols.module_at(base)
+        name = known.name if known is not None and known.base == base else \
+            image.rsplit(".", 1)[0]
+        modules.append(LoadedModule(name, image, base, base + size,
+                                    bool(known is not None and known.symbols), path))
+    return modules, found.bad_link
 
 
 # -- lm ---------------------------------------------------------------------------------------
@@ -54,6 +84,7 @@ def loaded_modules(target: "Target") -> list[LoadedModule]:
 class ModuleList:
     modules: list[LoadedModule]
     verbose: bool
+    bad_link: int | None = None     # where the walk of the module list stopped early
 
 
 def _symbol_state(module: LoadedModule) -> str:
@@ -69,16 +100,12 @@ def render_modules(result: ModuleList, session: "Session") -> str:
                      f"{_symbol_state(m):<22} ")
         if result.verbose:
             lines += [f"    Loaded symbol image file: {m.image}",
-                      f"    Image path: {_image_path(m)}",
+                      f"    Image path: {m.path}",
                       f"    Image name: {m.image}",
                       f"    ImageSize:        {m.end - m.base:08X}"]
+    if result.bad_link is not None:
+        lines.append(f"Memory read error {arch.fmt_addr(result.bad_link)}")
     return "\n".join(lines)
-
-
-def _image_path(module: LoadedModule) -> str:
-    if module.name == "nt":
-        return module.image
-    return f"\\SystemRoot\\system32\\drivers\\{module.image}"
 
 
 def _lm_options(text: str) -> tuple[bool, str | None, str | None]:
@@ -118,14 +145,15 @@ def _lm_options(text: str) -> tuple[bool, str | None, str | None]:
               "m Pattern: only matching names (* and ?), a Address: the module holding it.")
 def list_modules(session: "Session", args: str) -> ModuleList:
     verbose, pattern, address_text = _lm_options(args)
-    modules = loaded_modules(session.target)
+    listed, bad_link = module_list(session.target)
+    modules = sorted(listed, key=lambda m: m.base)
     if pattern is not None:
         names = _pattern(pattern)
         modules = [m for m in modules if names.match(m.name)]
     if address_text is not None:
         address = evaluate(address_text, session.target, session.settings["radix"])
         modules = [m for m in modules if m.base <= address < m.end]
-    return ModuleList(modules, verbose)
+    return ModuleList(modules, verbose, bad_link)
 DOTS_PER_LINE = 63                  # .reload prints a dot per module, 63 to a line
 
 
