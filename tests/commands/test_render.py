@@ -60,7 +60,8 @@ def _healthy_lines(session: Session, tmp_path: Path) -> list[str]:
             f".report {tmp_path / 'pool.html'}", "!pooldiff -save json", "!pooldiff",
             "!pooldiff -list", "!pooldiff -history Irp", "r", "r eax, efl",
             "ln nt!KeBugCheckEx+1", "x nt!Pool*", "lm vm myfault", "vertarget",
-            's -a myfault L?7000 "MZ"', "?? sizeof(nt!_POOL_HEADER)"]
+            's -a myfault L?7000 "MZ"', "?? sizeof(nt!_POOL_HEADER)", "!process 0 1",
+            "!thread", "!object poi(nt!PsInitialSystemProcess)"]
 
 
 def _crashed_lines(session: Session) -> list[str]:

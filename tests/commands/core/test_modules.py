@@ -124,7 +124,7 @@ def test_lm_options(x86: Session) -> None:
     header = "start    end        module name\n"
     myfault = "8e687000 8e68e000   myfault    (no symbols)           \n"
     verbose = "\n".join(["    Loaded symbol image file: myfault.sys",
-                         "    Image path: \\SystemRoot\\system32\\drivers\\myfault.sys",
+                         "    Image path: myfault.sys",
                          "    Image name: myfault.sys",
                          "    ImageSize:        00007000"])
     assert run(x86, "lm m my*") == header + myfault
@@ -154,3 +154,17 @@ def test_leak_lm_lists_nt_windows_drivers_and_myfault(leak: Machine, tmp_path) -
         base, end = run(session, "lmvm myfault").splitlines()[1].split()[:2]
         assert (int(base.replace("`", ""), 16), int(end.replace("`", ""), 16)) == (
             leak.symbols.module("myfault").base, leak.symbols.module("myfault").base + 0x7000)
+
+
+def test_lm_walks_the_loaded_module_list_and_stops_at_a_bad_link() -> None:
+    machine = boot("x86", seed=5, scale=0.02)
+    session = Session(machine.target())
+    assert run(session, "lmvm myfault").splitlines()[3] == (
+        "    Image path: \\SystemRoot\\system32\\DRIVERS\\myfault.sys")
+    head = machine.nt.symbols["PsLoadedModuleList"]
+    first = machine.g.read_ptr(head)
+    second = int.from_bytes(machine.memory.read(first, 4), "little")
+    run(session, f"ed {second:x} 0x0badf00d")          # the second entry's Flink
+    lines = run(session, "lm").splitlines()
+    assert [line.split()[2] for line in lines[1:-1]] == ["nt", "hal"]
+    assert lines[-1] == "Memory read error 0badf00d"
