@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from kdsim.target import MemoryFault
 
+from ..objread import TICK_100NS
 from ..poolsnapshots import read_tick
 from ..registry import command
 from ..target_cmds import BUILD
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BUILD_LAB = "17514"                     # Windows 7 SP1's release build
 BUILD_TAG = "win7sp1_rtm.101119-1850"
-TICK_100NS = 156001                     # KeMaximumIncrement: the 15.6 ms clock tick
 
 
 @dataclass

@@ -27,11 +27,13 @@ def test_vertarget_layout(booted: Callable[[str], Machine], arch: str, line: str
     when = datetime(2026, 3, 4, 5, 6, 7, 89000, tzinfo=timezone.utc)
     text = render_version(target_version(session.target, when), session)
     ticks = machine.workload.t
-    ms = ticks * 156001 // 10_000
+    ms = ticks * 156250 // 10_000
     uptime = (f"{ms // 86_400_000} days {ms // 3_600_000 % 24}:{ms // 60_000 % 60:02d}:"
               f"{ms // 1000 % 60:02d}.{ms % 1000:03d}")
+    module_list = machine.arch.fmt_addr(machine.nt.symbols["PsLoadedModuleList"])
     assert text.splitlines() == [
-        line, "Product: WinNt, suite: TerminalServer SingleUserTS", build, "Machine Name:", base,
+        line, "Product: WinNt, suite: TerminalServer SingleUserTS", build, "Machine Name:",
+        f"{base} PsLoadedModuleList = 0x{module_list}",
         "Debug session time: Wed Mar  4 05:06:07.089 2026 (UTC + 0:00)",
         f"System Uptime: {uptime}"]
 
