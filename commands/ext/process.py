@@ -143,7 +143,8 @@ def thread_line(target: "Target", thread: int, running_on: dict[int, int]) -> Th
     def get(path: str) -> int:
         return read_field(target, "ethread", thread, path)
     return ThreadLine(thread, get("Cid.UniqueProcess"), get("Cid.UniqueThread"),
-                      get("Tcb.Teb"), 0, thread_state(target, thread, running_on))
+                      get("Tcb.Teb"), get("Tcb.Win32Thread"),
+                      thread_state(target, thread, running_on))
 
 
 def _details(target: "Target", process: int) -> ProcessDetails:
@@ -190,14 +191,20 @@ def process_block(target: "Target", process: int, flags: int,
     return block
 
 
+def _running(session: "Session") -> int:
+    """The thread the session's processor runs (KPRCB.CurrentThread)."""
+    try:
+        return current_thread(session.target, session.processor)
+    except (KeyError, MemoryFault):
+        raise DebuggerError("Unable to get the current thread") from None
+
+
 def current_process(session: "Session") -> int:
     """The implicit process (`.process`), else the current thread's."""
     implicit = _IMPLICIT.get(session, {}).get("process")
     if implicit is not None:
         return implicit
-    target = session.target
-    return read_field(target, "ethread", current_thread(target, session.processor),
-                      "Tcb.ApcState.Process")
+    return read_field(session.target, "ethread", _running(session), "Tcb.ApcState.Process")
 
 
 # -- !process ----------------------------------------------------------------------------------
@@ -292,9 +299,9 @@ def process_command(session: "Session", args: str) -> ProcessDump:
                                    for p in chosen])
     if values[0] == 0:
         flags = values[1] if len(values) > 1 else LIST_DEFAULT
-        walk = processes(target)
         if target.resolve("nt!PsActiveProcessHead") is None:
             raise DebuggerError("Unable to get nt!PsActiveProcessHead")
+        walk = processes(target)
         blocks = [process_block(target, p, flags, running_on) for p in walk.entries
                   if not image or image_name(target, p).lower() == image.lower()]
         return ProcessDump(not image, blocks, walk.bad_link)
@@ -384,9 +391,9 @@ def render_thread(result: ThreadDump, session: "Session") -> str:
 
 
 def current_thread_of(session: "Session") -> int:
+    """The implicit thread (`.thread`), else the one the processor runs."""
     implicit = _IMPLICIT.get(session, {}).get("thread")
-    return implicit if implicit is not None else current_thread(session.target,
-                                                                 session.processor)
+    return implicit if implicit is not None else _running(session)
 
 
 @command("!thread", syntax="!thread [Address]", render=render_thread,

@@ -145,3 +145,9 @@ def test_a_corrupt_link_stops_the_walk_and_says_so() -> None:
     assert text.endswith("Memory read error 0badf00d\n")
     run(session, f"ed {third + links:x} {third + links:x}")        # a loop onto itself
     assert len(blocks("x86", run(session, "!process 0 0"))) == 3
+
+
+def test_a_target_without_processor_blocks_says_so(session: Session) -> None:
+    for line in ("!process", "!process -1", "!thread", ".process", ".thread"):
+        assert run(session, line) == "Unable to get the current thread\n", line
+    assert run(session, "!process 0 0") == "Unable to get nt!PsActiveProcessHead\n"
