@@ -405,6 +405,11 @@ def _value(target: "Target", line: FieldLine, data: bytes) -> str:
         return f"_LIST_ENTRY [ 0x{arch.fmt_addr(flink)} - 0x{arch.fmt_addr(blink)} ]"
     if kind == "_UNICODE_STRING":
         return f"_UNICODE_STRING {_unicode(target, data)}"
+    characters = re.fullmatch(r"\[(\d+)\] UChar", kind)
+    if characters is not None:         # a name kept as bytes: ImageFileName
+        text = data.split(b"\0", 1)[0].decode("latin-1")
+        return f'[{characters.group(1)}]  "{text}"'
+
     return kind                    # embedded structures and arrays show their type
 
 

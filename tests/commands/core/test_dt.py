@@ -331,3 +331,15 @@ def test_option_errors(x86: FakeSession, line: str, message: str) -> None:
         call(x86, line)
     assert err.value.message == message
     assert call(x86, "dt -v") == "dt [nt!]Type [Address]"
+
+
+def test_object_structures_show_their_arrays_and_names(booted) -> None:
+    from commands.session import Session
+    from commands.testing import run
+    session = Session(booted("x86").target())
+    assert run(session, "dt nt!_EPROCESS poi(nt!PsInitialSystemProcess) ImageFileName "
+                        "ProcessQuotaUsage") == (
+        "   +0x0c0 ProcessQuotaUsage : [2] Uint4B\n"
+        '   +0x16c ImageFileName    : [15]  "System"\n')
+    assert run(session, "dt nt!_EPROCESS ImageFileName") == (
+        "   +0x16c ImageFileName    : [15] UChar\n")
