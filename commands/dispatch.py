@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from kdsim.target import MemoryFault
 
 from . import jsonl
+from .context import on_processor
 from .errors import DebuggerError, memory_access, no_export, syntax_error
 from .interrupt import INTERRUPTS
 from .output import write_result
-from .registry import Command, lookup
+from .registry import Command, all_commands, lookup
 from .render import render, render_text
 from .session import PagerQuit
+from .unmodelled import closest, unmodelled
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -42,6 +44,7 @@ LOAD_ERRORS: dict[str, str] = {}
 _loaded = False
 
 _REST_OF_LINE = ("$<", "$><", "*")
+_OPTIONS_JOIN = ("lm",)            # commands whose options may follow the name unspaced
 _NAME = re.compile(r"""
       \$\$>a<|\$\$><|\$\$<|\$><|\$<|\$\$      # scripts and the $$ comment
     | [!.][\w.]*                              # !extension, .meta
@@ -124,9 +127,14 @@ class Parsed(NamedTuple):
 
 
 def parse_name(text: str) -> Parsed:
-    """Split a command into its name as typed and its argument text."""
+    """Split a command into its name as typed and its argument text.  Options may run into
+    a command's name as kd allows (`lmvm myfault` is `lm vm myfault`)."""
     match = _NAME.match(text)
     end = match.end() if match is not None else 0
+    for name in _OPTIONS_JOIN:
+        if end > len(name) and text[:end].lower().startswith(name) and lookup(
+                text[:end]) is None:
+            end = len(name)
     rest = text[end:]
     args = rest.strip()
     return Parsed(text[:end], args, end + len(rest) - len(rest.lstrip()))
@@ -195,13 +203,15 @@ def run_command(session: "Session", text: str, present: Present, rest: str = "",
     session.last_error = ""
     name, args, args_at = parse_name(text)
     try:
-        cmd = _find(name)
+        cmd = _find(session, name)
         _refuse_in_safe_mode(session, cmd)
     except DebuggerError as err:
         _report(session, err, column, rest)
         return False
     try:
-        with INTERRUPTS.command():          # the first Ctrl+C breaks it (commands/interrupt.py)
+        # the first Ctrl+C breaks it (commands/interrupt.py); registers in its expressions
+        # are those of the session's processor (commands/context.py)
+        with INTERRUPTS.command(), on_processor(session.processor):
             present(cmd, cmd.func(session, args))
         return True
     except DebuggerError as err:
@@ -241,15 +251,25 @@ def _fail(session: "Session", lines: list[str]) -> None:
     session.write_lines(lines, "error")
 
 
-def _find(name: str) -> Command:
+def _find(session: "Session", name: str) -> Command:
+    """The command typed as `name`; a real command kdsim does not model says so and names
+    the closest one it has, a mistyped extension gets kd's `No export` and, unless hints
+    are off, the nearest extension (commands/unmodelled.py)."""
     cmd = lookup(name) if name else None
     if cmd is not None:
         return cmd
+    missing = unmodelled(name)
+    if missing is not None:
+        raise DebuggerError(missing)
     if name.startswith("!") and len(name) > 1:
         ext = name[1:]
         # `!kdexts.pool` names the extension DLL too
         cmd = lookup("!" + ext.rsplit(".", 1)[-1])
         if cmd is not None:
             return cmd
-        raise no_export(ext)
+        err = no_export(ext)
+        near = closest(name, [c.name for c in all_commands() if c.name.startswith("!")])
+        if near is not None and session.settings.get("hints", True):
+            err = DebuggerError(f"{err.message}\ndid you mean {near}?")
+        raise err
     raise syntax_error(0)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from kdsim.target import MemoryFault
 
+from .context import current_processor, read_register, register_names
 from .errors import (DebuggerError, bad_register, couldnt_resolve, extra_character,
                      memory_access, numeric_missing, syntax_error_at)
 
@@ -49,12 +50,10 @@ _PRECEDENCE = {"*": 7, "/": 7, "%": 7, "+": 6, "-": 6, "<<": 5, ">>": 5, ">>>": 
 # Characters that can only continue an expression: a number is missing before them.
 _OPERATOR_CHARS = frozenset("*/%&|^<>=)")
 
-_X86_REGISTERS = frozenset(
-    "eax ebx ecx edx esi edi ebp esp eip efl ax bx cx dx si di bp sp ip al bl cl dl "
-    "cs ds es fs gs ss cr0 cr2 cr3 cr4 dr0 dr1 dr2 dr3 dr6 dr7".split())
-_X64_REGISTERS = _X86_REGISTERS | frozenset(
-    "rax rbx rcx rdx rsi rdi rbp rsp rip sil dil bpl spl cr8".split()
-    + [f"r{i}{suffix}" for i in range(8, 16) for suffix in ("", "d", "w", "b")])
+# Register names kd reads without `@` when no symbol has the name: those of the context
+# (commands/context.py) and the control registers, which the simulated stop does not save.
+_CONTROL_REGISTERS = {4: frozenset("cr0 cr2 cr3 cr4".split()),
+                      8: frozenset("cr0 cr2 cr3 cr4 cr8".split())}
 
 
 def divide_by_zero(rest: str) -> DebuggerError:
@@ -171,7 +170,8 @@ class _Parser:
         self.last = 0                      # start of the last operand token consumed
         self.depth = 0
         self.fault: tuple[Callable[[str], DebuggerError], int] | None = None
-        self.registers = _X64_REGISTERS if target.arch.ptr_size == 8 else _X86_REGISTERS
+        size = target.arch.ptr_size
+        self.registers = _CONTROL_REGISTERS[size] | register_names(target.arch).keys()
 
     # -- driver ----------------------------------------------------------------------------
     def expression(self) -> int:
@@ -261,9 +261,10 @@ class _Parser:
         if ch == "'":
             return self.character()
         if ch == "@":
-            self.pos = start + 1 + len(self.word_at(start + 1))
+            name = self.word_at(start + 1)
+            self.pos = start + 1 + len(name)
             self.last = start
-            return self.fail(bad_register, start)
+            return self.register(name, start)
         if ch in _WORD_CHARS:
             word = self.word_at(start)
             self.pos = start + len(word)
@@ -317,8 +318,17 @@ class _Parser:
             self.pos = start
             raise self.syntax()
         # hex, then symbol, then register: a register name only fails as a register
-        unknown = bad_register if word.lower() in self.registers else couldnt_resolve
-        return self.symbol(word, start, unknown)
+        if word.lower() in self.registers:
+            address = self.target.resolve(word)
+            return self.pointer(address) if address is not None else self.register(word, start)
+        return self.symbol(word, start, couldnt_resolve)
+
+    def register(self, name: str, start: int) -> int:
+        """A register of the current processor's stopped context (commands/context.py)."""
+        value = read_register(self.target, current_processor(), name)
+        if value is None:
+            return self.fail(bad_register, start)
+        return self.pointer(value) if self.target.arch.ptr_size == 4 else value
 
     def symbol(self, name: str, start: int, unknown: Callable[[str], DebuggerError]) -> int:
         address = self.target.resolve(name)

@@ -35,6 +35,10 @@ HEX = frozenset({
     "address", "page", "child", "ret", "site", "va", "data", "start", "end", "caller",
     "entry", "process", "thread", "value", "values", "params", "code", "flags", "args",
     "table", "frames", "contents", "output", "stopped_at",
+    "base", "kernel_base", "module_list", "before", "after", "matches", "hits",
+    "bad_link", "bad_thread_link", "peb", "dir_base", "object_table", "teb", "win32",
+    "device_map", "token", "stack_init", "stack_current", "stack_base", "stack_limit",
+    "type_object", "header", "directory",
 })
 TAGS = frozenset({"tag"})
 NUMBERS = frozenset({
@@ -52,6 +56,10 @@ NUMBERS = frozenset({
     "modified_pagefile", "nonpaged_usage", "nonpaged_max", "paged_pools", "paged_max",
     "session_commit", "shared_commit", "special_pool", "process_commit", "kernel_stacks",
     "paged_commit", "driver_commit", "committed", "commit_limit", "pool_failures", "tag_pages", "tag_bytes", "holders", "allocated", "free", "cached", "pinned", "blocks", "tags", "cell", "pages",
+    "depth", "processors", "uptime_ms", "bits", "session", "pid", "parent", "handles", "tid",
+    "quota_paged", "quota_nonpaged", "working_set", "peak_working_set", "virtual_mb",
+    "peak_virtual_mb", "page_faults", "base_priority", "commit", "wait_start", "ticks",
+    "context_switches", "priority", "pointers",
 })
 
 

@@ -65,8 +65,8 @@ SETTINGS: dict[str, Setting] = {
     "max_output_lines": Setting(0, None, "stop a command's result after this many lines, "
                                 "for scripted runs (0: no limit)", line_count),
     "explain": Setting(False, (False, True), "!pool and !poolmap explain why each block is there"),
-    "hints": Setting(True, (False, True), "a line of advice where a typed tag or number "
-                     "probably means something else (commands/hints.py)"),
+    "hints": Setting(True, (False, True), "a line of advice where a typed command, tag or "
+                     "number probably means something else (commands/hints.py)"),
     "safe": Setting(False, (False, True), "refuse every command that writes files outside the "
                     "simulated machine (on for the rest of the session once set)"),
 }
@@ -200,8 +200,8 @@ class Session:
         self.captures.append(captured)
         try:
             yield captured
-        finally:
-            self.captures.remove(captured)
+        finally:       # by identity: two captures holding the same text are equal lists
+            self.captures[:] = [c for c in self.captures if c is not captured]
 
     def write(self, text: str, kind: str = "output") -> None:
         """Print text (kind: output, error, echo, or json: a JSON line) to the screen, the log

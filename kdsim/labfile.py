@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 from .arch import ARCHES
 from .drivers import Burst, Habit, Overrun, Underrun, UseAfterFree
 from .files import FileTooLarge, read_regular
-from .layouts import NONPAGED, PAGED, PROTECTED_POOL, tag_to_ulong
+from .layouts import NONPAGED, PAGED
 from .modules import DRIVERS, LAB_DRIVER_SLOT, MAX_LAB_DRIVERS, NT_FUNCTIONS, ModuleSpec
 from .population import NT_IO, populate
 from .verifier import POOL_TRACKING, SPECIAL_POOL, VerifierSettings, parse_settings
@@ -65,7 +65,6 @@ DEFAULT_POPULATION = 0.1            # the background machine: small, so a lab's 
 # driver of weight 3 takes about a third of the ticks
 DEFAULT_TRAFFIC = 0.25
 DEFAULT_BOOT_TICKS = 20_000
-PROCESS_BYTES = {4: 0x288, 8: 0x4D0}   # an EPROCESS block (kdsim/population.py's Proc)
 
 
 class LabFileError(Exception):
@@ -701,8 +700,7 @@ def build_for(lab: LabFile) -> Callable[..., Any]:
         made = list(activities(lab, machine.seed))
         charged = [a for a in made if isinstance(a, Habit) and a.quota]
         if charged:                                # the process the quota is charged to
-            process = machine.pool.allocate(NONPAGED, PROCESS_BYTES[machine.arch.ptr_size],
-                                            tag_to_ulong("Proc") | PROTECTED_POOL)
+            process = machine.current_process()
             for habit in charged:
                 habit.quota_process = process
         if made:

@@ -60,9 +60,9 @@ class LiveControl:
             return RunResult(Stop.BUGCHECK, m.g.read_u32(m.stops.sym_owner))
         if hit is not None:
             _, sign, routine, cpu, stack = hit
-            m.stops.record_hit(cpu, m.verifier.current_thread(cpu), routine, sign, stack)
+            m.stops.record_hit(cpu, m.current_thread(cpu), routine, sign, stack)
             return RunResult(Stop.POOL_HIT, cpu)
-        m.stops.record_break(0, m.verifier.current_thread(0))
+        m.stops.record_break(0, m.current_thread(0))
         return RunResult(Stop.BREAK_IN, 0)
 
     def reboot(self, progress: "Progress | None" = None) -> "Target":

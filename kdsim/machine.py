@@ -12,12 +12,14 @@ from typing import Any, Callable, Protocol
 
 from .arch import Arch
 from .bugcheck import KMODE_EXCEPTION_NOT_HANDLED, BugCheck
+from .images import DriverImages
 from .layouts import profile_for
 from .live import LiveControl
 from .memory import AddressSpace, MemoryFault
 from .mm import DEFAULT_MEMORY, MachineMemory, MemoryManager
 from .modules import ModuleSpec, load_modules
 from .ntdata import KernelGlobals
+from .objects import ObjectManager
 from .pool import PoolManager, PoolSettings
 from .stop import StopRecorder, raised_in
 from .target import Target
@@ -49,6 +51,7 @@ class Machine:
         self.processors = processors
         self.memory = AddressSpace()
         self.symbols, self.nt = load_modules(arch, modules)   # a lab's drivers too
+        self.images = DriverImages(arch, self.memory, self.symbols)
         self.g = KernelGlobals(arch, self.memory, self.nt)
         P = arch.ptr_size
         self.sym_bugcheck = self.g.var("KiBugCheckData", 5 * P)
@@ -59,7 +62,7 @@ class Machine:
             deferred_frees=self.config.physical_pages >= 127 * 1024)
         self.mm = MemoryManager(arch, self.memory, self.g, self.config)
         self.pool = PoolManager(arch, self.memory, self.g, self.mm, processors, self.settings)
-        self.process = 0
+        self.objects = ObjectManager(self)       # its globals and objects come later
         self.workload = Workload(self, seed)
         self.crash: BugCheck | None = None
         # a Python exception the simulator raised while running (a bug of the simulator; see
@@ -69,6 +72,7 @@ class Machine:
         self.stops = StopRecorder(self)
         self.verifier = Verifier(self, verifier)
         self.stops.record_break(0, self.verifier.current_thread(0))
+        self.objects.publish()
         self.system_time = profile_for(arch).system_time
         self.sym_tick = self.g.var("KeTickCount", self.system_time.sizeof())
 
@@ -116,7 +120,7 @@ class Machine:
         self.memory.write(self.sym_bugcheck,
                           struct.pack(fmt, bc.code, *(p & mask for p in bc.params)))
         cpu = self.workload.cpu
-        self.stops.record(bc, cpu, self.verifier.current_thread(cpu))
+        self.stops.record(bc, cpu, self.current_thread(cpu))
 
     def target(self) -> Target:
         return Target(self.arch, self.memory, self.symbols, self.processors,
@@ -125,7 +129,15 @@ class Machine:
 
     # -- what drivers do ---------------------------------------------------------------------
     def current_process(self) -> int:
-        return self.process
+        """The EPROCESS the running thread belongs to (0 before the processes exist)."""
+        return self.objects.current_process(self.workload.t) if self.objects.booted else 0
+
+    def current_thread(self, cpu: int) -> int:
+        """The ETHREAD running on `cpu`: the verifier's when it keeps its own (they are
+        System's threads), else a thread of the current process (0 before boot)."""
+        if self.verifier.threads is not None:
+            return self.verifier.current_thread(cpu)
+        return self.objects.processes.current_thread(cpu, self.workload.t)
 
     def driver_write(self, address: int, data: bytes, ip: int = 0,
                      stack: tuple[int, ...] = ()) -> None:

@@ -175,10 +175,9 @@ class PoolManager:
         self.chunk = struct.Struct(f"<II{fill}{p}{p}")            # ... and Flink, Blink
         assert self.head.size == self.G
         self.chunk_last = PAGE_SIZE - self.chunk.size      # last page offset a chunk read fits
-        # A header's fill where it has none: then the allocated header and the stale Flink are
-        # written in one call even where the fill was not read.
-        self.no_fill = b"" if fill == "0s" else None
-        self.zero_fill = self.head.unpack(bytes(self.head.size))[2]     # ... on a fresh page
+        # The rest of a header as a fresh page and every allocated block without quota has it
+        # (x64: ProcessBilled NULL)
+        self.zero_fill = self.head.unpack(bytes(self.head.size))[2]
         # PreviousSize is the low size_bits of Ulong1: its bits in Ulong1's second byte
         self.prev_hi = self.codec.size_mask >> 8
         self.pair_last = PAGE_SIZE - self.pair.size
@@ -706,14 +705,11 @@ class PoolManager:
                     if prev_hi:
                         page[noff + 1] = page[noff + 1] & ~prev_hi | need >> 8
                 prev = fbs
-                fill = self.no_fill                # the header lands in old data
             self._link(desc, page, frag, fulong1, ftag, ffill, fbs, False)
-        ulong1 = prev | index | need << 16 | ptype << c.type_shift
-        if fill is None:
-            self.hdr.pack_into(page, off, ulong1, tag)
-            ptr.pack_into(page, off + G, 0)                        # the stale Flink
-        else:
-            self.chunk_next.pack_into(page, off, ulong1, tag, fill, 0)
+        # the header written whole: a quota block's ProcessBilled comes after (`_finish`), a
+        # block without quota carries none; then the stale Flink
+        self.chunk_next.pack_into(page, off, prev | index | need << 16 | ptype << c.type_shift,
+                                  tag, self.zero_fill, 0)
         return e
 
     def rescan_lists(self) -> None:
@@ -761,7 +757,8 @@ class PoolManager:
             else:                                              # (not written: links apart)
                 ftag, ffill = self._rhdr(frag)[1], self.zero_fill
             self._link(desc, fpage, frag, fulong1, ftag, ffill, fbs, False)
-        self._write(e, self.hdr.pack(prev | index | need << 16 | ptype << c.type_shift, tag))
+        self._write(e, self.head.pack(prev | index | need << 16 | ptype << c.type_shift, tag,
+                                      self.zero_fill))
         self._wptr(e + G, 0)                                   # the stale Flink
         return e
 
@@ -839,11 +836,12 @@ class PoolManager:
                 codec = self.codec
                 if boff >= 0:
                     self.chunk_next.pack_into(tpage, boff, (ulong1 & codec.keep_type)
-                                              | ptype << codec.type_shift, tag, fill, 0)
+                                              | ptype << codec.type_shift, tag, self.zero_fill, 0)
                 else:
                     ulong1 = self._rhdr(top - G)[0]
-                    self._write(top - G, self.hdr.pack((ulong1 & codec.keep_type)
-                                                       | ptype << codec.type_shift, tag))
+                    self._write(top - G, self.head.pack((ulong1 & codec.keep_type)
+                                                        | ptype << codec.type_shift, tag,
+                                                        self.zero_fill))
                     self._wptr(top, 0)
                 return top - G
             self.u32.pack_into(page, off + self.o_la_total_alloc, allocs)     # a miss

@@ -22,8 +22,6 @@ NT_IO = ("nt!IopXxxControlFile+0x607", "nt!NtDeviceIoControlFile+0x56",
 STAYING = (
     ("nt", "File", NONPAGED, (0xB0,), (0x140,), False, 2600, True, ("nt!IopCreateFile+0x2a1",)),
     ("nt", "Even", NONPAGED, (0x38,), (0x70,), False, 1900, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "Thre", NONPAGED, (0x2B0,), (0x4F0,), False, 520, True, ("nt!PspAllocateThread+0x6b",)),
-    ("nt", "Proc", NONPAGED, (0x288,), (0x4D0,), False, 48, True, ("nt!PspAllocateProcess+0x9e",)),
     ("nt", "MmCa", NONPAGED, (0x40, 0x90), (0x80, 0x110), True, 3200, False, ("nt!MiCreateImageFileMap+0x1f3",)),
     ("Ntfs", "Ntfx", NONPAGED, (0xB8,), (0x120,), False, 1500, False, ("Ntfs+0x1c2a0",)),
     ("nt", "Vad ", NONPAGED, (0x40,), (0x70,), False, 5200, False, ("nt!MiInsertVad+0x4e",)),
@@ -54,6 +52,14 @@ STAYING = (
     ("nt", "MmSm", PAGED, (0x80, 0x100), (0xC0, 0x180), True, 600, False, ("nt!MiCreateImageFileMap+0x2c4",)),
 )
 
+# the object manager type of the tags that are objects (kdsim/objects.py fills them); the
+# processes, threads and loaded-module entries are its own (ObjectManager.boot)
+OBJECT_TYPES = {
+    "File": "File", "Even": "Event", "ALPC": "ALPC Port", "IoCo": "IoCompletion",
+    "Devi": "Device", "Driv": "Driver", "Muta": "Mutant", "Sema": "Semaphore", "Toke": "Token",
+    "Key ": "Key", "Sect": "Section",
+}
+
 # (driver, tag, pool, x86 sizes, x64 sizes, range?, weight, mean lifetime, first frames)
 TRAFFIC = (
     ("nt", "Irp ", NONPAGED, (0x94, 0x3A0), (0x118, 0x4C0), True, 6.0, 300, ("nt!IoAllocateIrp+0x5c",)),
@@ -77,7 +83,8 @@ def staying(x64: bool, scale: float = 1.0) -> list[tuple[Pattern, int]]:
     out = []
     for driver, tag, pool, s86, s64, rng, count, prot, first in STAYING:
         pat = Pattern(driver, tag, pool, s64 if x64 else s86, None, float(count),
-                      _frames(driver, first), size_range=rng, protected=prot)
+                      _frames(driver, first), size_range=rng, protected=prot,
+                      object_type=OBJECT_TYPES.get(tag, ""))
         out.append((pat, max(1, round(count * scale))))
     return out
 
@@ -94,6 +101,7 @@ def populate(machine: "Machine", scale: float = 0.6, settle: int = 3000,
     """Play the boot: staying objects interleaved with traffic (`traffic_share` of the ticks
     are traffic), then let the traffic settle.  Yields (phase, ticks) where ticks run
     (kdsim/scenarios/__init__.py)."""
+    machine.objects.boot(scale)
     x64 = machine.arch.ptr_size == 8
     wl = machine.workload
     stay = staying(x64, scale)

@@ -5,9 +5,11 @@ records the rest of what the debugger shows after a stop, where a dump carries i
 processor that owns the bug check (nt!KeBugCheckOwner), its current thread
 (KPRCB.CurrentThread), and its stack.  The stack is a chain of frames in that processor's
 kernel stack, each [caller's frame, return address, four arguments] (the x86 EBP frame; x64
-is modelled the same way), and the debugger starts from the context in
-KPRCB.ProcessorState.ContextFrame (instruction, stack and frame pointers) as it does on a
-real target.
+is modelled the same way), and the debugger starts from the register context the stop
+saves in KPRCB.ProcessorState.ContextFrame (the profile's `context`: instruction, stack and
+frame pointers, the kernel's segment selectors and flags (the layout's defaults), and for a bug check on x64 the
+code and first parameters in rcx, rdx, r8, r9, as KeBugCheckEx received them), as it does
+on a real target.
 
 The kernel routine that raised a bug check and its caller's return addresses are attached to
 the exception with `raised_in` (innermost first: a routine that already attached its place
@@ -20,7 +22,7 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 from .bugcheck import BugCheck
-from .layouts import FRAME_ARGS, field_offsets, profile_for
+from .layouts import FRAME_ARGS, profile_for
 from .modules import frames as resolve_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,7 +88,7 @@ class StopRecorder:
         machine.memory.map(self.stacks, machine.processors * KSTACK_SIZE)
         profile = self.profile = profile_for(arch)
         self.frame = profile.stack_frame
-        self.prcb_fields = field_offsets(profile.kprcb)
+        self.prcb_thread = profile.offset("kprcb", "CurrentThread")
         self.registers = profile.context_registers
         self.ptr = struct.Struct("<Q" if arch.ptr_size == 8 else "<I")
 
@@ -103,7 +105,8 @@ class StopRecorder:
         chain = [(breaks[0], none)] + [(a, code_args) for a in breaks[1:]]
         chain += [(a, none) for a in self._resolve(tuple(table[r] for r in routines)) + stack]
         self.machine.g.write_u32(self.sym_owner, cpu)
-        self._write(cpu, thread, chain)
+        names = self.profile.bugcheck_registers
+        self._write(cpu, thread, chain, dict(zip(names, (bc.code, *bc.params))))
 
     def record_hit(self, cpu: int, thread: int, routine: str, sign: int,
                    stack: tuple[int, ...]) -> None:
@@ -119,7 +122,10 @@ class StopRecorder:
         self._write(cpu, thread, [(a, (0,) * FRAME_ARGS)
                                   for a in self._resolve(BREAK_IN_FRAMES)])
 
-    def _write(self, cpu: int, thread: int, chain: list[tuple[int, tuple[int, ...]]]) -> None:
+    def _write(self, cpu: int, thread: int, chain: list[tuple[int, tuple[int, ...]]],
+               registers: dict[str, int] | None = None) -> None:
+        """The stack of `chain` (innermost first) in `cpu`'s kernel stack, and the context
+        that starts it (with `registers` besides the pointers) in its KPRCB."""
         memory = self.machine.memory
         base = self.stacks + cpu * KSTACK_SIZE
         memory.fill(base, KSTACK_SIZE, 0)
@@ -139,6 +145,9 @@ class StopRecorder:
         prcb = self.machine.g.read_ptr(self.machine.nt.symbols["KiProcessorBlock"]
                                        + cpu * self.arch.ptr_size)
         ip, sp, fp = self.registers
-        values = {ip: chain[0][0], sp: frames[0], fp: frames[0], "CurrentThread": thread}
-        for name, value in values.items():
-            memory.write(prcb + self.prcb_fields[name], self.ptr.pack(value & self.arch.ptr_mask))
+        mask = self.arch.ptr_mask
+        values = {name: value & mask for name, value in (registers or {}).items()}
+        values.update({ip: chain[0][0] & mask, sp: frames[0], fp: frames[0]})
+        memory.write(prcb + self.profile.context_frame, self.profile.context.build(values))
+        memory.write(prcb + self.prcb_thread, self.ptr.pack(thread & mask))
+

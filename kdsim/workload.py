@@ -14,9 +14,11 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .layouts import PROTECTED_POOL, tag_to_ulong
+from .layouts import PROTECTED_POOL, QUOTA, tag_to_ulong
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .images import DriverImages
+    from .objects import ObjectManager
     from .pool import PoolManager
     from .symbols import SymbolTable
 
@@ -29,6 +31,8 @@ class Host(Protocol):
     pool: "PoolManager"
     processors: int
     symbols: "SymbolTable"
+    images: "DriverImages"
+    objects: "ObjectManager"
 
     def current_process(self) -> int: ...
 
@@ -60,6 +64,7 @@ class Pattern:
     frames: tuple[str, ...] = ()
     size_range: bool = False
     protected: bool = False
+    object_type: str = ""          # the object manager type the block holds ("" = not an object)
     key: int = field(init=False, default=0)
     stack: tuple[int, ...] = field(init=False, default=())
 
@@ -67,6 +72,7 @@ class Pattern:
         from .modules import frames
         self.key = tag_to_ulong(self.tag) | (PROTECTED_POOL if self.protected else 0)
         self.stack = frames(machine.symbols, self.frames)
+        machine.images.hold_tag(self.tag, self.stack)
 
     def run(self, engine: "Workload") -> None:
         rng = engine.rng
@@ -76,12 +82,19 @@ class Pattern:
         else:
             sizes = self.sizes
             size = sizes[0] if len(sizes) == 1 else sizes[rng.randrange(len(sizes))]
-        addr = engine.pool.allocate(self.pool_type, size, self.key,
-                                    engine.t % engine.processors, self.stack, engine.process)
-        if addr and self.lifetime is not None:
-            engine.seq += 1
-            heapq.heappush(engine.due, (engine.t + rng.expovariate(1.0 / self.lifetime),
-                                        engine.seq, addr, self.key, self.stack))
+        cpu = engine.t % engine.processors
+        addr = engine.pool.allocate(self.pool_type, size, self.key, cpu, self.stack,
+                                    engine.machine.current_process()
+                                    if self.pool_type & QUOTA else 0)
+        if not addr:
+            return
+        with_it = (engine.machine.objects.create(addr, size, self.object_type, cpu, self.stack)
+                   if self.object_type else ())
+        if self.lifetime is not None:
+            due = engine.t + rng.expovariate(1.0 / self.lifetime)
+            for block, key in ((addr, self.key), *with_it):
+                engine.seq += 1
+                heapq.heappush(engine.due, (due, engine.seq, block, key, self.stack))
 
 
 class Workload:

@@ -1,4 +1,12 @@
-"""`dt`: the pool structures laid out as the real `dt` prints them (formats.md section 3).
+"""`dt`: the structures kdsim keeps in memory laid out as the real `dt` prints them (formats.md
+section 3): the pool structures, the object manager's (`_EPROCESS`, `_LIST_ENTRY`,
+`_UNICODE_STRING` ...) and a stopped processor's `_CONTEXT`.
+
+    dt [-v] [-r[N]] [-b] [nt!]Type [Address] [Field ...]
+
+`-v` adds each type's size and element count, `-r[N]` expands embedded structures N levels
+(default and at most 9), `-b` expands them all; Fields (`*` wildcards) show only those
+members.  An embedded `_UNICODE_STRING` shows its text, as kd does.
 
 Offsets, widths and bit positions come from the construct declarations of the target's profile
 (kdsim/layouts).  This module adds only what `dt` shows that those declarations do not hold:
@@ -8,13 +16,14 @@ USHORTs, so `BlockSize` is `+0x002 Pos 0`; Win7 x64 packs one ULONG, so it is `+
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from kdsim.layouts import declared_slots
+from kdsim.layouts import TYPE_NAMES, declared_slots, profile_for
 from kdsim.target import MemoryFault
 
-from ..errors import DebuggerError
+from ..errors import DebuggerError, couldnt_resolve
 from ..expr import evaluate
 from ..registry import command
 
@@ -125,12 +134,37 @@ def _lookaside(arch: "Arch") -> TypeSpec:
         Decl("Future", "[2] Uint4B")))
 
 
-TYPES = {
+# the _CONTEXT areas the layout keeps as bytes, by the types dt names them with
+_CONTEXT_AREAS = {"FloatSave": "_FLOATING_SAVE_AREA", "ExtendedRegisters": "[512] UChar",
+                  "FltSave": "_XSAVE_FORMAT", "VectorRegister": "[26] _M128A"}
+
+
+def _context(arch: "Arch") -> TypeSpec:
+    layout = profile_for(arch).context
+    return TypeSpec("context", tuple(Decl(sub.name, _CONTEXT_AREAS.get(sub.name, ""))
+                                     for sub in layout.subcons if sub.name))
+
+
+def _declared(type_name: str) -> Callable[["Arch"], TypeSpec]:
+    """An object-manager structure as its declaration has it: each field's dt type is in its
+    construct docs (kdsim/layouts/win7sp1.py)."""
+    layout = TYPE_NAMES[type_name]
+
+    def spec(arch: "Arch") -> TypeSpec:
+        con = getattr(profile_for(arch), layout)
+        return TypeSpec(layout, tuple(Decl(sub.name, sub.docs or "")
+                                      for sub in con.subcons if sub.name))
+    return spec
+
+
+TYPES: dict[str, Callable[["Arch"], TypeSpec]] = {
+    "_CONTEXT": _context,
     "_POOL_HEADER": _pool_header,
     "_POOL_TRACKER_TABLE": _tracker,
     "_POOL_TRACKER_BIG_PAGES": _big_page,
     "_POOL_DESCRIPTOR": _descriptor,
     "_GENERAL_LOOKASIDE_POOL": _lookaside,
+    **{name: _declared(name) for name in TYPE_NAMES},
 }
 
 
@@ -141,6 +175,7 @@ class Member:
     name: str
     type: str                      # as the type dump prints it
     value: str | None = None       # as an instance dump prints it; "??" when unreadable
+    depth: int = 0                 # inside how many embedded structures (-r, -b)
 
 
 @dataclass
@@ -151,10 +186,12 @@ class TypeDump:
     members: list[Member] = field(default_factory=list)
     enum: list[tuple[str, int]] = field(default_factory=list)
     unreadable: bool = False
+    summary: str | None = None     # -v: `struct _X, N elements, 0xN bytes`
+    text: str | None = None        # a _UNICODE_STRING instance: its text, quoted
 
 
 @dataclass(frozen=True)
-class _Line:
+class FieldLine:
     """A Decl resolved against the layout: where its bytes are and how to show them."""
 
     offset: int
@@ -164,25 +201,25 @@ class _Line:
     bits: int = 0
 
 
-def _lines(spec: TypeSpec, profile: "Profile") -> list[tuple[Decl, _Line]]:
+def _lines(spec: TypeSpec, profile: "Profile") -> list[tuple[Decl, FieldLine]]:
     slots = declared_slots(getattr(profile, spec.layout))
     out = []
     for decl in spec.decls:
         if decl.at is not None:
             offset, size = decl.at
-            out.append((decl, _Line(offset, size, decl.type or _uint(size))))
+            out.append((decl, FieldLine(offset, size, decl.type or _uint(size))))
             continue
         slot = slots[decl.alias or decl.name]
         if decl.unit:
             unit_bits = 8 * decl.unit
             offset = slot.bit // unit_bits * decl.unit
             pos = slot.bit % unit_bits
-            line = _Line(offset, decl.unit, f"Pos {pos}, {slot.bits} Bits", pos, slot.bits)
+            line = FieldLine(offset, decl.unit, f"Pos {pos}, {slot.bits} Bits", pos, slot.bits)
         else:
             kind = decl.type or _uint(slot.size)
             if slot.count is not None:
                 kind = f"[{slot.count}] {kind}"
-            line = _Line(slot.offset, slot.size, kind)
+            line = FieldLine(slot.offset, slot.size, kind)
         out.append((decl, line))
     return out
 
@@ -191,33 +228,133 @@ def _uint(size: int) -> str:
     return f"Uint{size}B"
 
 
-def find_type(name: str) -> tuple[str, bool]:
-    """The canonical name of a type `dt` knows (`nt!_pool_header` -> `_POOL_HEADER`) and
-    whether it was typed with its module."""
+def known_type(name: str) -> str | None:
+    """The canonical name of a type `dt` knows (`nt!_pool_header` -> `_POOL_HEADER`)."""
     module, bang, type_name = name.rpartition("!")
     canonical = type_name.upper()
     if (canonical in TYPES or canonical in ENUMS) and (not bang or module.lower() == "nt"):
-        return canonical, bool(bang)
-    raise DebuggerError(f"Symbol {name} not found.")
+        return canonical
+    return None
 
 
-def type_dump(target: "Target", name: str, address: int | None) -> TypeDump:
+def find_type(name: str) -> tuple[str, bool]:
+    """The canonical name of a type `dt` knows and whether it was typed with its module."""
+    canonical = known_type(name)
+    if canonical is None:
+        raise DebuggerError(f"Symbol {name} not found.")
+    return canonical, "!" in name
+
+
+def _spec(target: "Target", canonical: str) -> tuple[TypeSpec, int]:
+    spec = TYPES[canonical](target.arch)
+    return spec, getattr(target.profile, spec.layout).sizeof()
+
+
+def type_size(target: "Target", name: str) -> int:
+    """sizeof(Type) for a structure `dt` knows (an enum is a ULONG); couldn't-resolve else."""
+    canonical = known_type(name)
+    if canonical is None:
+        raise couldnt_resolve(f"{name})")
+    return 4 if canonical in ENUMS else _spec(target, canonical)[1]
+
+
+def field_line(target: "Target", type_name: str, name: str) -> FieldLine:
+    """Where member `name` of a structure `dt` knows is, and its type."""
+    canonical = known_type(type_name)
+    if canonical is None or canonical in ENUMS:
+        raise couldnt_resolve(type_name)
+    spec, _ = _spec(target, canonical)
+    for decl, line in _lines(spec, target.profile):
+        if decl.name.lower() == name.lower():
+            return line
+    raise DebuggerError(f"{name} is not a member of {canonical}")
+
+
+def _element(kind: str) -> str:
+    """The structure or type name inside `[512] _LIST_ENTRY`."""
+    return re.sub(r"^\[\d+\] ", "", kind)
+
+
+def _summary(target: "Target", canonical: str) -> str:
+    spec, size = _spec(target, canonical)
+    return f"struct {canonical}, {len(spec.decls)} elements, {size:#x} bytes"
+
+
+def _verbose_type(target: "Target", line: FieldLine) -> str:
+    """A member's type as `dt -v` describes it."""
+    if line.pos is not None:
+        return f"Bitfield {line.type}"
+    inner = _element(line.type)
+    count = line.type[:len(line.type) - len(inner)]
+    if inner in TYPES:
+        return f"{count}{_summary(target, inner)}"
+    if inner in ENUMS:
+        return f"{count}Enum {inner},  {len(ENUMS[inner])} total enums"
+    pointer = re.match(r"^(Ptr\d+) (_\w+)$", inner)
+    if pointer is not None and pointer.group(2) in TYPES:
+        return f"{count}{pointer.group(1)} to {_summary(target, pointer.group(2))}"
+    return line.type
+
+
+def _selected(name: str, fields: tuple[str, ...]) -> bool:
+    return not fields or any(_wildcard(f).match(name) for f in fields)
+
+
+def _wildcard(text: str) -> re.Pattern[str]:
+    body = "".join(".*" if c == "*" else re.escape(c) for c in text)
+    return re.compile(f"{body}\\Z", re.IGNORECASE)
+
+
+def is_field(target: "Target", type_name: str, text: str) -> bool:
+    """Whether `text` names (or, with `*`, matches) a member of the type."""
+    canonical = known_type(type_name)
+    if canonical is None or canonical in ENUMS:
+        return False
+    spec, _ = _spec(target, canonical)
+    pattern = _wildcard(text)
+    return any(pattern.match(decl.name) for decl in spec.decls)
+
+
+def type_dump(target: "Target", name: str, address: int | None, *, depth: int = 0,
+              verbose: bool = False, fields: tuple[str, ...] = ()) -> TypeDump:
+    """`dt` of a type or an instance; `depth`: how many levels of embedded structures to
+    expand; `fields`: only these members (wildcards allowed)."""
     canonical, qualified = find_type(name)
     result = TypeDump(f"nt!{canonical}", not qualified, address)
     if canonical in ENUMS:
         result.enum = [(label, value) for value, label in ENUMS[canonical].items()]
         return result
-    arch = target.arch
-    spec = TYPES[canonical](arch)
-    raw = _read(target, address, getattr(target.profile, spec.layout).sizeof())
+    if verbose:
+        result.summary = _summary(target, canonical)
+    _, size = _spec(target, canonical)
+    raw = _read(target, address, size)
     result.unreadable = address is not None and raw is None
+    result.members = _members(target, canonical, address, raw, depth, 0, verbose, fields)
+    if canonical == "_UNICODE_STRING" and raw is not None:
+        result.text = _unicode(target, raw)
+    return result
+
+
+def _members(target: "Target", canonical: str, address: int | None, raw: bytes | None,
+             depth: int, level: int, verbose: bool, fields: tuple[str, ...]) -> list[Member]:
+    spec, _ = _spec(target, canonical)
+    out: list[Member] = []
     for decl, line in _lines(spec, target.profile):
-        member = Member(line.offset, decl.name, line.type)
+        if level == 0 and not _selected(decl.name, fields):
+            continue
+        member = Member(line.offset, decl.name,
+                        _verbose_type(target, line) if verbose else line.type, depth=level)
         if address is not None:
             member.value = "??" if raw is None else _value(
-                line, raw[line.offset:line.offset + line.size], arch)
-        result.members.append(member)
-    return result
+                target, line, raw[line.offset:line.offset + line.size])
+        out.append(member)
+        inner = _element(line.type)
+        if depth > 0 and line.pos is None and inner in TYPES:
+            _, inner_size = _spec(target, inner)
+            at = None if address is None else address + line.offset
+            inner_raw = None if raw is None else raw[line.offset:line.offset + inner_size]
+            out += _members(target, inner, at, inner_raw, depth - 1, level + 1, verbose, ())
+    return out
 
 
 def _read(target: "Target", address: int | None, size: int) -> bytes | None:
@@ -229,7 +366,20 @@ def _read(target: "Target", address: int | None, size: int) -> bytes | None:
         return None
 
 
-def _value(line: _Line, data: bytes, arch: "Arch") -> str:
+def _unicode(target: "Target", raw: bytes) -> str:
+    """The text of a _UNICODE_STRING (its bytes in `raw`) in quotes, as dt shows it; what
+    cannot be read shows as empty quotes."""
+    layout = target.profile.unicode_string
+    string = layout.parse(raw[:layout.sizeof()])
+    try:
+        data = target.read(string.Buffer, min(string.Length, MAX_STRING) & ~1)
+    except MemoryFault:
+        return '""'
+    return '"' + data.decode("utf-16-le", "replace") + '"'
+
+
+def _value(target: "Target", line: FieldLine, data: bytes) -> str:
+    arch = target.arch
     value = int.from_bytes(data, "little")
     kind = line.type
     if line.pos is not None:
@@ -253,6 +403,13 @@ def _value(line: _Line, data: bytes, arch: "Arch") -> str:
         p = arch.ptr_size
         flink, blink = (int.from_bytes(data[i:i + p], "little") for i in (0, p))
         return f"_LIST_ENTRY [ 0x{arch.fmt_addr(flink)} - 0x{arch.fmt_addr(blink)} ]"
+    if kind == "_UNICODE_STRING":
+        return f"_UNICODE_STRING {_unicode(target, data)}"
+    characters = re.fullmatch(r"\[(\d+)\] UChar", kind)
+    if characters is not None:         # a name kept as bytes: ImageFileName
+        text = data.split(b"\0", 1)[0].decode("latin-1")
+        return f'[{characters.group(1)}]  "{text}"'
+
     return kind                    # embedded structures and arrays show their type
 
 
@@ -262,25 +419,74 @@ def _hex(value: int) -> str:
 
 def render_type(result: TypeDump, session: "Session") -> str:
     lines = [result.type_name] if result.show_name else []
+    if result.summary is not None:
+        lines.append(result.summary)
+    if result.text is not None:
+        lines.append(f" {result.text}")
     lines += [f"   {label} = 0n{value}" for label, value in result.enum]
     for m in result.members:
         shown = m.type if m.value is None else m.value
-        lines.append(f"   +{m.offset:#05x} {m.name:<16} : {shown}")
+        if m.name == "Buffer" and result.text is not None and m.depth == 0:
+            shown += f"  {result.text}"
+        lines.append(f"{'   ' * (m.depth + 1)}+{m.offset:#05x} {m.name:<16} : {shown}")
     if result.unreadable:
         lines.append(f"Memory read error {session.target.arch.fmt_addr(result.address or 0)}")
     return "\n".join(lines)
 
 
-@command("dt", syntax="dt [nt!]Type [Address]", render=render_type,
-         help="Display a pool structure's layout, or its fields at Address.\n"
+USAGE = "dt [nt!]Type [Address]"
+MAX_DEPTH = 9                      # -r takes one digit
+MAX_STRING = 0x200                 # bytes of a _UNICODE_STRING's text dt shows
+
+
+@dataclass(frozen=True)
+class _Options:
+    verbose: bool = False
+    depth: int = 0
+
+
+def _options(words: list[str]) -> tuple[_Options, int]:
+    """dt's leading options and how many words they took."""
+    verbose, depth, taken = False, 0, 0
+    for word in words:
+        if not word.startswith("-"):
+            break
+        flag = word[1:]
+        if flag == "v":
+            verbose = True
+        elif flag == "b":
+            depth = MAX_DEPTH
+        elif re.fullmatch(r"r[1-9]?", flag):
+            depth = int(flag[1:] or MAX_DEPTH)
+        else:
+            raise DebuggerError(f"Unknown dt option {word} (kdsim's dt takes -v, -r[N], -b)")
+        taken += 1
+    return _Options(verbose, depth), taken
+
+
+@command("dt", syntax="dt [-v] [-r[N]] [-b] [nt!]Type [Address] [Field ...]",
+         render=render_type,
+         help="Display a structure's layout, or its fields at Address.\n"
+              "-v sizes, -r[N] embedded structures N levels deep, -b all of them; Fields "
+              "(* wildcards) show only those members.\n"
               "Types: " + ", ".join([*TYPES, *ENUMS]) + ".")
 def display_type(session: "Session", args: str) -> TypeDump | str:
-    parts = args.split(None, 1)
-    if not parts:
-        return "dt [nt!]Type [Address]"
-    find_type(parts[0])
+    words = [(m.group(), m.start()) for m in re.finditer(r"\S+", args)]
+    options, taken = _options([w for w, _ in words])
+    words = words[taken:]
+    if not words:
+        return USAGE
+    type_name = words[0][0]
+    find_type(type_name)
+    rest = words[1:]
+    fields: list[str] = []
+    while rest and is_field(session.target, type_name, rest[-1][0]):
+        fields.insert(0, rest.pop()[0])
     address = None
-    if len(parts) == 2:
-        address = evaluate(parts[1], session.target, session.settings["radix"],
-                           offset=args.index(parts[1], len(parts[0])))
-    return type_dump(session.target, parts[0], address)
+    if rest:
+        start = rest[0][1]
+        end = rest[-1][1] + len(rest[-1][0])
+        address = evaluate(args[start:end], session.target, session.settings["radix"],
+                           offset=start)
+    return type_dump(session.target, type_name, address, depth=options.depth,
+                     verbose=options.verbose, fields=tuple(fields))

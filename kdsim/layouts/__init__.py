@@ -17,7 +17,7 @@ from .constants import (
 from .packing import (
     HeaderCodec, Slot, declared_slots, field_offsets, field_path_offset, field_run, struct_of,
 )
-from .profile import Profile
+from .profile import TYPE_NAMES, Profile
 from .tags import tag_from_ulong, tag_to_ulong
 from .win7sp1 import WIN7SP1_X64, WIN7SP1_X86
 
@@ -27,7 +27,7 @@ __all__ = [
     "PROTECTED_POOL", "QUOTA", "SESSION", "SPECIAL_PAGED", "SPECIAL_SIZE_MASK", "TAG_LEN",
     "TYPE_BITS", "VERIFIER", "VERIFIER_ENTRY_SIGNATURE", "VI_VERIFYING_DIRECTLY",
     "HeaderCodec", "Slot", "declared_slots", "field_offsets", "field_path_offset", "field_run",
-    "struct_of", "Profile", "PROFILES", "get_profile", "profile_for", "tag_from_ulong",
+    "struct_of", "Profile", "PROFILES", "TYPE_NAMES", "get_profile", "profile_for", "tag_from_ulong",
     "tag_to_ulong",
 ]
 

@@ -89,7 +89,9 @@ def declared_slots(con: Construct) -> dict[str, Slot]:
     pos = 0
     for sub in con.subcons:
         size = sub.sizeof()
-        inner = sub.subcon if isinstance(sub, Renamed) else sub
+        inner = sub
+        while isinstance(inner, Renamed):       # a name, and a dt type in its docs
+            inner = inner.subcon
         bitfields = _bitfields(inner)
         if bitfields is not None:
             top = size * 8

@@ -13,6 +13,7 @@ from commands.errors import DebuggerError, ParseError
 from commands.registry import all_commands, lookup
 from commands.session import Session
 from commands.testing import blank_target, run, temporary_command
+from commands.unmodelled import UNMODELLED
 
 
 # -- splitting and names -------------------------------------------------------------------
@@ -217,3 +218,53 @@ def test_fuzz_commands_answer_in_the_debugger_s_words(line, fuzz_target, tmp_pat
     a file name is left out: some file-writing commands still report it that way.)"""
     out = _fuzz_once(fuzz_target, line, tmp_path_factory, monkeypatch)
     assert "Internal error" not in out
+
+
+# -- real commands kdsim does not model, mistyped extensions ----------------------------------------
+def test_a_real_command_kdsim_lacks_says_so_and_names_the_closest(session):
+    assert run(session, "u nt!KeBugCheckEx") == (
+        "u is not modelled by kdsim (disassembly: kdsim keeps no code bytes); "
+        "instead: k, ln Address\n")
+    assert run(session, "!irp 8a1b2c30").startswith(
+        "!irp is not modelled by kdsim (I/O objects); instead: !pool Address")
+    assert run(session, "BP nt!KeBugCheckEx").startswith("BP is not modelled by kdsim")
+    assert run(session, ".sympath srv*").startswith(".sympath is not modelled by kdsim")
+    assert run(session, "u; .echo not reached").count("\n") == 1
+
+
+def test_every_unmodelled_command_is_unregistered_and_its_advice_exists():
+    dispatch.load_commands()
+    assert not [name for name in UNMODELLED if lookup(name) is not None]
+    for entry in set(UNMODELLED.values()):
+        for advice in entry.instead.split(", "):
+            assert lookup(advice.split()[0]) is not None, advice
+
+
+def test_a_mistyped_extension_gets_a_hint_unless_hints_are_off(session):
+    assert run(session, "!poolusde") == "No export poolusde found\ndid you mean !poolused?\n"
+    assert run(session, "!POOLFIDN Leak") == "No export POOLFIDN found\ndid you mean !poolfind?\n"
+    assert run(session, "!xyzzy") == "No export xyzzy found\n"
+    run(session, ".settings set hints=off")
+    assert run(session, "!poolusde") == "No export poolusde found\n"
+
+
+def test_options_may_run_into_lm_s_name():
+    assert dispatch.parse_name("lmvm myfault")[:2] == ("lm", "vm myfault")
+    assert dispatch.parse_name("lm")[:2] == ("lm", "")
+    assert dispatch.parse_name("lmx")[:2] == ("lm", "x")
+
+
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_the_commands_around_pool_work_live_and_on_a_dump(arch, tmp_path):
+    """Issue 12: none of these prints `Syntax error` or `No export`, live or dumped."""
+    from kdsim.control import open_dump, save_dump
+    from kdsim.scenarios import boot
+    target = boot(arch, seed=2, scale=0.02).target()
+    save_dump(target, str(tmp_path / "m.dmp"))
+    lines = ("lm", "r", "ln nt!KeBugCheckEx", "x nt!Pool*", "vertarget", "!process 0 0",
+             "!thread", ".reload", "?? sizeof(nt!_POOL_HEADER)", "dt -v nt!_POOL_HEADER",
+             "? @" + ("eip" if arch == "x86" else "rip"))
+    for session in (Session(target), Session(open_dump(tmp_path / "m.dmp"))):
+        for line in lines:
+            text = run(session, line)
+            assert text and "Syntax error" not in text and "No export" not in text, line

@@ -58,7 +58,10 @@ def _healthy_lines(session: Session, tmp_path: Path) -> list[str]:
             "!vm 1", "!poolmap Paged", f"!poolmap {block:x}", "!verifier 0xf", "!verifier 4",
             f".dump /o {tmp_path / 'mini.dmp'}", f".snapshot /o {tmp_path / 'live.snap'}",
             f".report {tmp_path / 'pool.html'}", "!pooldiff -save json", "!pooldiff",
-            "!pooldiff -list", "!pooldiff -history Irp"]
+            "!pooldiff -list", "!pooldiff -history Irp", "r", "r eax, efl",
+            "ln nt!KeBugCheckEx+1", "x nt!Pool*", "lm vm myfault", "vertarget",
+            's -a myfault L?7000 "MZ"', "?? sizeof(nt!_POOL_HEADER)", "!process 0 1",
+            "!thread", "!object poi(nt!PsInitialSystemProcess)"]
 
 
 def _crashed_lines(session: Session) -> list[str]:

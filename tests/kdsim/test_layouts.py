@@ -263,3 +263,30 @@ def test_no_table_is_keyed_by_architecture_name():
                         k.value for k in node.keys if isinstance(k, ast.Constant)}:
                     keyed.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert [k.split(":")[0] for k in keyed] == ["kdsim/arch.py", "kdsim/mm.py"], keyed
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_the_context_frame_agrees_with_the_kprcb(name):
+    """_KPRCB names the instruction, stack and frame pointers of the _CONTEXT that
+    ProcessorState.ContextFrame holds: both declarations put them at the same offsets."""
+    profile = get_profile(name)
+    context = field_offsets(profile.context)
+    for register in profile.context_registers:
+        assert profile.offset("kprcb", register) == profile.context_frame + context[register]
+    assert profile.context_frame + profile.context.sizeof() <= \
+        profile.offset("kprcb", "PPNPagedLookasideList")
+    assert set(profile.bugcheck_registers) <= set(context)
+
+
+def test_context_sizes_and_offsets_match_windows_7():
+    x86, x64 = get_profile("win7sp1-x86"), get_profile("win7sp1-x64")
+    assert (x86.context.sizeof(), x64.context.sizeof()) == (0x2CC, 0x4D0)
+    assert [field_offsets(x86.context)[f] for f in ("SegGs", "Edi", "Eax", "Eip", "EFlags")] \
+        == [0x8C, 0x9C, 0xB0, 0xB8, 0xC0]
+    assert [field_offsets(x64.context)[f] for f in ("ContextFlags", "SegCs", "EFlags", "Rax",
+                                                    "R8", "Rip", "FltSave")] \
+        == [0x30, 0x38, 0x44, 0x78, 0xB8, 0xF8, 0x100]
+    # what a stopped kernel processor holds by default: CONTEXT_FULL, kernel selectors
+    built = x64.context.parse(x64.context.build({}))
+    assert (built.SegCs, built.SegSs, built.EFlags, built.ContextFlags) == \
+        (0x10, 0x18, 0x246, 0x10000B)

@@ -258,3 +258,88 @@ def test_fuzz_dt_raises_only_debugger_errors(args: str) -> None:
 
 _FUZZ_X86 = FakeSession(build_target(X86, memory=tuple(X86_HEADERS.items())))
 _FUZZ_X64 = FakeSession(build_target(X64))
+
+
+# -- options, fields and the structures besides the pool's ----------------------------------------
+def test_verbose_type_dump(x86: FakeSession) -> None:
+    assert call(x86, "dt -v nt!_LIST_ENTRY") == lines("""
+        struct _LIST_ENTRY, 2 elements, 0x8 bytes
+           +0x000 Flink            : Ptr32 to struct _LIST_ENTRY, 2 elements, 0x8 bytes
+           +0x004 Blink            : Ptr32 to struct _LIST_ENTRY, 2 elements, 0x8 bytes
+        """)
+    text = call(x86, "dt -v nt!_POOL_HEADER").splitlines()
+    assert text[:2] == ["struct _POOL_HEADER, 8 elements, 0x8 bytes",
+                        "   +0x000 PreviousSize     : Bitfield Pos 0, 9 Bits"]
+    text = call(x86, "dt -v nt!_POOL_DESCRIPTOR").splitlines()
+    assert text[1] == "   +0x000 PoolType         : Enum _POOL_TYPE,  15 total enums"
+    assert text[-1] == ("   +0x140 ListHeads        : [512] struct _LIST_ENTRY, 2 elements, "
+                        "0x8 bytes")
+
+
+def test_recursion_expands_embedded_structures(x86: FakeSession, x64: FakeSession) -> None:
+    assert call(x86, "dt -r nt!_POOL_DESCRIPTOR").splitlines()[-3:] == [
+        "   +0x140 ListHeads        : [512] _LIST_ENTRY",
+        "      +0x000 Flink            : Ptr32 _LIST_ENTRY",
+        "      +0x004 Blink            : Ptr32 _LIST_ENTRY"]
+    assert call(x86, "dt -r1 nt!_POOL_DESCRIPTOR") == call(x86, "dt -b nt!_POOL_DESCRIPTOR")
+    x64.target.write(X64_AAAA + 0x40, struct.pack("<QQ", X64_AAAA + 0x40, 0xFFFFFA8000C41840))
+    text = call(x64, "dt -r1 nt!_GENERAL_LOOKASIDE_POOL fffffa8000c41000").splitlines()
+    at = text.index("   +0x040 ListEntry        : "
+                    "_LIST_ENTRY [ 0xfffffa80`00c41040 - 0xfffffa80`00c41840 ]")
+    assert text[at + 1:at + 3] == ["      +0x000 Flink            : 0xfffffa80`00c41040 _LIST_ENTRY",
+                                   "      +0x008 Blink            : 0xfffffa80`00c41840 _LIST_ENTRY"]
+
+
+def test_fields_select_members(x86: FakeSession) -> None:
+    assert call(x86, "dt nt!_POOL_HEADER 85246428 PoolTag BlockSize") == members("""
+        +0x002 BlockSize        : 0y001000000 (0x40)
+        +0x004 PoolTag          : 0x6b636148
+        """)
+    assert call(x86, "dt nt!_POOL_HEADER Pool*") == members("""
+        +0x000 PoolIndex        : Pos 9, 7 Bits
+        +0x002 PoolType         : Pos 9, 7 Bits
+        +0x004 PoolTag          : Uint4B
+        +0x006 PoolTagHash      : Uint2B
+        """)
+    assert call(x86, "dt nt!_POOL_HEADER 85246428 pooltag") == members("""
+        +0x004 PoolTag          : 0x6b636148
+        """)
+
+
+def test_unicode_string_and_context(x64: FakeSession) -> None:
+    text = "\\Driver\\myfault".encode("utf-16-le")
+    x64.target.write(X64_AAAA, struct.pack("<HHIQ", len(text), len(text) + 2, 0,
+                                           X64_AAAA + 0x20) + bytes(16) + text)
+    assert call(x64, "dt nt!_UNICODE_STRING fffffa8000c41000").splitlines() == [
+        ' "\\Driver\\myfault"',
+        "   +0x000 Length           : 0x1e",
+        "   +0x002 MaximumLength    : 0x20",
+        '   +0x008 Buffer           : 0xfffffa80`00c41020  "\\Driver\\myfault"']
+    context = call(x64, "dt nt!_CONTEXT").splitlines()
+    assert "   +0x098 Rsp              : Uint8B" in context
+    assert "   +0x0f8 Rip              : Uint8B" in context
+    assert "   +0x100 FltSave          : _XSAVE_FORMAT" in context
+
+
+@pytest.mark.parametrize("line,message", [
+    ("dt -x nt!_POOL_HEADER", "Unknown dt option -x (kdsim's dt takes -v, -r[N], -b)"),
+    ("dt -r0 nt!_POOL_HEADER", "Unknown dt option -r0 (kdsim's dt takes -v, -r[N], -b)"),
+    ("dt nt!_POOL_HEADER foo PoolTag", "Couldn't resolve error at 'foo'"),
+])
+def test_option_errors(x86: FakeSession, line: str, message: str) -> None:
+    with pytest.raises(DebuggerError) as err:
+        call(x86, line)
+    assert err.value.message == message
+    assert call(x86, "dt -v") == "dt [nt!]Type [Address]"
+
+
+def test_object_structures_show_their_arrays_and_names(booted) -> None:
+    from commands.session import Session
+    from commands.testing import run
+    session = Session(booted("x86").target())
+    assert run(session, "dt nt!_EPROCESS poi(nt!PsInitialSystemProcess) ImageFileName "
+                        "ProcessQuotaUsage") == (
+        "   +0x0c0 ProcessQuotaUsage : [2] Uint4B\n"
+        '   +0x16c ImageFileName    : [15]  "System"\n')
+    assert run(session, "dt nt!_EPROCESS ImageFileName") == (
+        "   +0x16c ImageFileName    : [15] UChar\n")

@@ -1,0 +1,54 @@
+"""Driver images in memory: headers on the first page, each allocation site's tag load and
+call just before the return address its pattern's stack shows."""
+from __future__ import annotations
+
+import pytest
+
+from kdsim.arch import get_arch
+from kdsim.images import DriverImages
+from kdsim.layouts import PAGE_SIZE
+from kdsim.memory import AddressSpace
+from kdsim.modules import load_modules
+from kdsim.scenarios import boot
+
+
+@pytest.mark.parametrize("arch,code", [
+    ("x64", b"\x41\xb8Leak\xe8\x00\x00\x00\x00"),
+    ("x86", b"\x68Leak\x6a\x00\xe8\x00\x00\x00\x00"),
+])
+def test_an_allocation_site_holds_its_tag(arch: str, code: bytes) -> None:
+    spec = get_arch(arch)
+    memory = AddressSpace()
+    symbols, _ = load_modules(spec)
+    images = DriverImages(spec, memory, symbols)
+    module = symbols.module("myfault")
+    assert memory.read(module.base, 2) == b"MZ"
+    ret = module.base + 0x11F6
+    images.hold_tag("Leak", (symbols.resolve("nt!ExAllocatePoolWithTag") or 0, ret))
+    assert memory.read(ret - len(code), len(code)) == code
+    assert not memory.is_mapped(module.base + 2 * PAGE_SIZE)       # the rest is not mapped
+
+
+def test_nt_sites_and_sites_in_the_headers_are_left_alone() -> None:
+    spec = get_arch("x64")
+    memory = AddressSpace()
+    symbols, nt = load_modules(spec)
+    images = DriverImages(spec, memory, symbols)
+    pages = set(memory.pages)
+    images.hold_tag("File", (nt.base + 0x399000,))
+    images.hold_tag("Drva", (symbols.module("DrvA").base + 4,))
+    images.hold_tag("None", ())
+    assert set(memory.pages) == pages
+
+
+def test_every_driver_pattern_of_a_machine_has_its_tag_in_its_image() -> None:
+    machine = boot("x64", seed=3, scale=0.02)
+    for act in machine.workload.activities:
+        tag, stack = getattr(act, "tag", None), getattr(act, "stack", ())
+        if tag is None:
+            continue
+        sites = [(ret, machine.symbols.module_at(ret)) for ret in stack]
+        drivers = [(ret, m) for ret, m in sites if m is not None and m.name != "nt"]
+        if drivers:
+            ret, _ = drivers[0]
+            assert machine.memory.read(ret - 9, 4) == tag.encode("latin-1"), (tag, hex(ret))
