@@ -7,11 +7,17 @@ starts at `_OBJECT_HEADER.Body`).  The header's TypeIndex indexes `nt!ObTypeInde
 entries are the `_OBJECT_TYPE` objects (themselves objects of type `Type`, in `ObjT` blocks).
 
 Object initialisation runs on every allocation of an object pattern, so it writes one
-prebuilt image per (type, optional headers) with the few per-object values packed in: the
-body's self-pointing list heads, the counts.  Nothing here draws from the workload's random
-generator: what varies between objects is derived from their addresses, so adding objects
-changes no allocation the workload makes.  Processes and threads are kdsim/processes.py, the
-loaded-module list kdsim/loader.py.
+prebuilt image per (type, block size, optional headers) with the few per-object values packed
+in: the body's self-pointing list heads, the counts, the names.  Nothing here draws from the
+workload's random generator: what varies between objects is derived from their addresses.
+Processes and threads are kdsim/processes.py, the loaded-module list kdsim/loader.py.
+
+What the debugger finds, all in nt's data: `ObTypeIndexTable` (the types by TypeIndex; entry 1
+is 0xbad0b0b0 as on Windows 7), `PsProcessType`, `PsThreadType`, `IoFileObjectType`,
+`SeTokenObjectType`, `ExEventObjectType` (pointers to types), `PsInitialSystemProcess`,
+`PsActiveProcessHead` (the processes' ActiveProcessLinks), `PsLoadedModuleList` (the loader
+entries' InLoadOrderLinks) and `PspDefaultQuotaBlock` (what quota-charged objects name in
+their header's QuotaBlockCharged).
 """
 from __future__ import annotations
 
@@ -64,14 +70,15 @@ DISPATCHER = {
     "Event": (0, (0x10, 0x18)), "Mutant": (2, (0x20, 0x38)), "IoCompletion": (4, (0x28, 0x40)),
     "Semaphore": (5, (0x14, 0x20)), "Timer": (8, (0x98, 0x110)),
 }
-# I/O objects: the Type their first SHORT holds and their declared body
-IO_OBJECTS = {"Device": (3, "device_object"), "Driver": (4, "driver_object"),
-              "File": (5, "file_object")}
-# the rest: body sizes of the public symbols (CM_KEY_BODY, SECTION_OBJECT, TOKEN, ALPC_PORT...)
+# I/O objects: the Type their first SHORT holds
+IO_TYPES = {"Device": 3, "Driver": 4, "File": 5}
+# bodies the profile declares, and the sizes of the others in the public symbols (x86, x64):
+# CM_KEY_BODY, SECTION_OBJECT, ALPC_PORT, OBJECT_DIRECTORY, OBJECT_SYMBOLIC_LINK, EJOB
+DECLARED_BODIES = {"Device": "device_object", "Driver": "driver_object", "File": "file_object",
+                   "Token": "token"}
 OTHER_BODIES = {
-    "Key": (0x2C, 0x58), "Section": (0x18, 0x30), "Token": (0x1E0, 0x310),
-    "ALPC Port": (0xFC, 0x1A0), "Directory": (0xA8, 0x150), "SymbolicLink": (0x18, 0x20),
-    "Job": (0x138, 0x1C8),
+    "Key": (0x2C, 0x58), "Section": (0x18, 0x30), "ALPC Port": (0xFC, 0x1A0),
+    "Directory": (0xA8, 0x150), "SymbolicLink": (0x18, 0x20), "Job": (0x138, 0x1C8),
 }
 DEVICE_TYPES = (0x22, 0x7, 0x12, 0x8, 0x2D, 0x3E)   # unknown, disk, network, file system...
 DRIVER_FLAGS = 0x12                     # DRVO_LEGACY_DRIVER | DRVO_INITIALIZED
@@ -105,12 +112,14 @@ FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 @dataclass(frozen=True)
 class Image:
-    """A prebuilt object: its bytes from the block's data start, where the body starts, and
-    the self-relative pointers to fill (offset in the image, offset of what they point at)."""
+    """A prebuilt object: its bytes from the block's data start, where the body starts, the
+    self-relative pointers to fill (offset in the image, offset of what they point at), and
+    its optional headers."""
 
     data: bytes
     body: int
     links: tuple[tuple[int, int], ...]
+    mask: int                                   # the InfoMask: the optional headers it has
 
 
 class Fields:
@@ -169,6 +178,9 @@ class ObjectManager:
         self.profile = self.fields.profile
         self.body = self.profile.body_offset
         self.quota_prefix = self._prefix(QUOTA_INFO)
+        self.counts = struct.Struct("<ii" if self.P == 4 else "<qq")
+        assert self.profile.offset("object_header", "HandleCount") == self.P
+        self._plans: dict[tuple[str, int, int], Image] = {}
         self.wide = self.P == 8
         self.types: dict[str, int] = {}            # type name -> its OBJECT_TYPE
         self.type_pointers: dict[str, int] = {}    # type name -> nt!PsProcessType ...
@@ -308,10 +320,10 @@ class ObjectManager:
         return buf
 
     def _counts(self, buf: bytearray, header_at: int, address: int, handles: int) -> None:
-        """PointerCount and HandleCount, varied by the object's address."""
+        """PointerCount and HandleCount (adjacent, at the header's start), varied by the
+        object's address."""
         pointers = handles + 1 + ((address >> 4) * 0x9E3779B1 >> 16 & 0x1F)
-        self.fields.put(buf, header_at, "object_header", {
-            "PointerCount": pointers, "HandleCount": handles})
+        self.counts.pack_into(buf, header_at, pointers, handles)
 
     def header(self, address: int, type_name: str, body_bytes: int, quota: bool,
                handles: int = 1, flags: int = 0, paged_charge: int = 0
@@ -333,15 +345,9 @@ class ObjectManager:
         (address, tag)."""
         if not self.booted or type_name not in TYPE_INDEX:
             return ()
-        body_bytes = self._body_bytes(type_name)
         named = type_name == "Driver" or (type_name == "Device" and address >> 4 & 1)
-        mask = NAME_INFO if named else 0
-        need = self.body + body_bytes
-        if size >= self._prefix(mask | QUOTA_INFO) + need:
-            mask |= QUOTA_INFO
-        elif size < self._prefix(mask) + need:
-            mask = 0
-        image = self._image(type_name, mask, body_bytes)
+        image = self._plan(type_name, size, NAME_INFO if named else 0)
+        mask = image.mask
         buf = bytearray(image.data)
         for at, target in image.links:
             self.ptr.pack_into(buf, at, address + target)
@@ -355,12 +361,28 @@ class ObjectManager:
         self.memory.write(address, bytes(buf[:size]))
         return extra
 
+    def _plan(self, type_name: str, size: int, wanted: int) -> Image:
+        """The image for a block of `size`: the optional headers `wanted` (and quota
+        information) that fit beside the body, cached per type, size and wish."""
+        key = (type_name, size, wanted)
+        found = self._plans.get(key)
+        if found is None:
+            body_bytes = self._body_bytes(type_name)
+            need = self.body + body_bytes
+            mask = wanted
+            if size >= self._prefix(mask | QUOTA_INFO) + need:
+                mask |= QUOTA_INFO
+            elif size < self._prefix(mask) + need:
+                mask = 0
+            found = self._plans[key] = self._image(type_name, mask, body_bytes)
+        return found
+
     def _body_bytes(self, type_name: str) -> int:
         x64 = int(self.wide)
         if type_name in DISPATCHER:
             return DISPATCHER[type_name][1][x64]
-        if type_name in IO_OBJECTS:
-            return self.fields.size(IO_OBJECTS[type_name][1])
+        if type_name in DECLARED_BODIES:
+            return self.fields.size(DECLARED_BODIES[type_name])
         sizes = OTHER_BODIES.get(type_name)
         return sizes[x64] if sizes else 0
 
@@ -392,7 +414,7 @@ class ObjectManager:
                 empty_list(entries + 2 * self.P + 8)
         elif type_name == "File":
             F.put(buf, body, "file_object", {
-                "Type": IO_OBJECTS["File"][0], "Size": body_bytes, "Flags": FILE_FLAGS,
+                "Type": IO_TYPES["File"], "Size": body_bytes, "Flags": FILE_FLAGS,
                 "ReadAccess": 1, "SharedRead": 1,
                 "Lock.Type": 1, "Lock.Size": F.size("dispatcher_header") // 4,
                 "Event.Type": 0, "Event.Size": F.size("dispatcher_header") // 4})
@@ -403,7 +425,7 @@ class ObjectManager:
             struct.pack_into("<I", buf, body, KEY_BODY_TYPE)
         elif type_name == "ALPC Port":
             empty_list(body)                          # PortListEntry
-        found = self._images[key] = Image(bytes(buf), body, tuple(links))
+        found = self._images[key] = Image(bytes(buf), body, tuple(links), mask)
         return found
 
     def _file_name(self, buf: bytearray, body: int, address: int, cpu: int,
@@ -425,8 +447,8 @@ class ObjectManager:
                    room: int, cpu: int, stack: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         """A device's extension, a driver's image and name, and the object's name (its
         characters in an `ObNm` block: a driver's `\\Driver\\Ntfs` holds both names)."""
-        kind, declared = IO_OBJECTS[type_name]
-        base = self.fields.size(declared)
+        kind = IO_TYPES[type_name]
+        base = self.fields.size(DECLARED_BODIES[type_name])
         pick = address >> 4
         if type_name == "Device":
             self.fields.put(buf, body, "device_object", {

@@ -11,7 +11,7 @@ import pytest
 from commands.poolread import PoolReader
 from commands.session import Session
 from commands.testing import run
-from kdsim import dump
+from kdsim import dump, snapshot
 from kdsim.arch import get_arch
 from kdsim.layouts import PAGED, PROTECTED_POOL, QUOTA, profile_for, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
@@ -19,6 +19,7 @@ from kdsim.objects import TYPE_INDEX
 from kdsim.scenarios import boot
 from kdsim.target import Target
 from kdsim.workload import Pattern
+from tests.kdsim.test_snapshot import same_machine
 
 ARCHES = ("x86", "x64")
 
@@ -389,3 +390,43 @@ def test_drivers_and_named_devices_have_name_information(booted, arch):
         + profile.driver_object.sizeof()
     if any(size - target.arch.header >= room for _, size in _blocks(target, "Driv")):
         assert "Ntfs" in names                 # a driver's object is named for its module
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_resumed_machine_keeps_its_processes_coming_and_going(arch, tmp_path):
+    straight = boot(arch, seed=6, scale=0.2)
+
+    def churn(machine: Machine, times: int) -> None:
+        activity = next(a for a in machine.workload.activities
+                        if type(a).__name__ == "ProcessChurn")
+        for _ in range(times):
+            activity.run(machine.workload)
+            machine.step(50)
+
+    churn(straight, 7)
+    snapshot.save(straight, tmp_path / "m.kdsnap")
+    resumed = snapshot.load(tmp_path / "m.kdsnap")
+    same_machine(straight, resumed)
+    churn(straight, 9)
+    churn(resumed, 9)
+    same_machine(straight, resumed)
+    assert resumed.objects.processes.transient() == straight.objects.processes.transient()
+    assert resumed.current_process() == straight.current_process() != 0
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_dt_reads_threads_and_modules(booted, arch):
+    machine = booted(arch)
+    target = machine.target()
+    session = Session(target)
+    system = _processes(target)[0]
+    first = _ptr(target, system + target.profile.offset("eprocess", "ThreadListHead"))
+    thread = first - target.profile.offset("ethread", "ThreadListEntry")
+    text = run(session, f"dt nt!_ETHREAD {thread:x}")
+    assert f"ThreadListEntry  : _LIST_ENTRY [ 0x{target.arch.fmt_addr(_ptr(target, first))}" \
+        in text
+    entry = _walk(target, target.resolve("nt!PsLoadedModuleList"))[0]
+    text = run(session, f"dt nt!_KLDR_DATA_TABLE_ENTRY {entry:x}")
+    assert f"DllBase          : 0x{target.arch.fmt_addr(machine.nt.base)} Void" in text
+    assert run(session, f"dt nt!_OBJECT_HEADER {thread - target.profile.body_offset:x}"
+               ).splitlines()[0].split(":")[1].strip() not in ("0", "0n0")
