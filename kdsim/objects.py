@@ -179,6 +179,7 @@ class ObjectManager:
         self.body = self.profile.body_offset
         self.quota_prefix = self._prefix(QUOTA_INFO)
         self.counts = struct.Struct("<ii" if self.P == 4 else "<qq")
+        self.fast_ref = 0x7 if self.P == 4 else 0xF     # an _EX_FAST_REF's reference count bits
         assert self.profile.offset("object_header", "HandleCount") == self.P
         self._plans: dict[tuple[str, int, int], Image] = {}
         self.wide = self.P == 8
@@ -316,7 +317,7 @@ class ObjectManager:
         F.put(buf, prefix, "object_header", {
             "TypeIndex": type_index, "InfoMask": mask, "Flags": flags,
             "ObjectCreateInfo": self.sym_quota_block if mask & QUOTA_INFO else 0,
-            "SecurityDescriptor": self.sd | (0x7 if self.P == 4 else 0xF) if self.sd else 0})
+            "SecurityDescriptor": self.sd | self.fast_ref if self.sd else 0})
         return buf
 
     def _counts(self, buf: bytearray, header_at: int, address: int, handles: int) -> None:

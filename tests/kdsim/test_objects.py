@@ -340,7 +340,7 @@ def test_processes_start_and_end_after_boot(arch):
     assert _process_bodies(machine) == set(processes)
 
 
-# -- dumps carry them --------------------------------------------------------------------------------
+# -- dumps carry them ----------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ARCHES)
 def test_a_dump_carries_the_objects(booted, arch, tmp_path):
     machine = booted(arch)
@@ -430,3 +430,29 @@ def test_dt_reads_threads_and_modules(booted, arch):
     assert f"DllBase          : 0x{target.arch.fmt_addr(machine.nt.base)} Void" in text
     assert run(session, f"dt nt!_OBJECT_HEADER {thread - target.profile.body_offset:x}"
                ).splitlines()[0].split(":")[1].strip() not in ("0", "0n0")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_processes_point_at_their_session_space_once_it_is_set(arch):
+    machine = boot(arch, seed=2, scale=0.2)
+    space = {0: 0x1000_0000 * 3, 1: 0x1000_0000 * 5}
+    for session, address in space.items():
+        machine.objects.processes.set_session(session, address)
+    target = machine.target()
+
+    def sessions() -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        for process in _processes(target):
+            found.setdefault(_image(target, process), set()).add(
+                _field(target, "eprocess", process, "Session"))
+        return found
+
+    seen = sessions()
+    assert seen["System"] == {0} and seen["smss.exe"] == {0}
+    assert seen["csrss.exe"] == {space[0], space[1]}
+    assert seen["services.exe"] == {space[0]} and seen["explorer.exe"] == {space[1]}
+    churn = next(a for a in machine.workload.activities if type(a).__name__ == "ProcessChurn")
+    for _ in range(6):
+        churn.run(machine.workload)
+    assert 0 not in {_field(target, "eprocess", p, "Session")
+                     for p in machine.objects.processes.transient()}

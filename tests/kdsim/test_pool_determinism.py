@@ -31,10 +31,10 @@ def memory_hash(m: Machine) -> str:
 # threads, module entries and object bodies, headers written whole on x64, no stale
 # ProcessBilled)
 BOOTS = {
-    ("default", "x86"): "0674d8c56fccccfb",
-    ("default", "x64"): "42ddb97608c90a61",
-    ("fragmentation", "x86"): "9c6e154693b60a57",
-    ("fragmentation", "x64"): "e56ad718ea7feeb9",
+    ("default", "x86"): "c1070b09d907d71f",
+    ("default", "x64"): "efe66d0421bd6958",
+    ("fragmentation", "x86"): "43cce4ae5613156e",
+    ("fragmentation", "x64"): "83572f0fb805966c",
 }
 
 
