@@ -29,7 +29,7 @@ from construct import Construct
 
 from .layouts import NONPAGED, PAGED, PROTECTED_POOL, profile_for, tag_to_ulong
 from .loader import load_module_list
-from .processes import ProcessChurn, Processes
+from .processes import LOGON, TOKEN_SOURCE, ProcessChurn, Processes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
@@ -231,6 +231,8 @@ class ObjectManager:
             self.machine.g.write_ptr(pointer, self.types[name])
         self.modules = load_module_list(self.machine, self.fields, self.sym_modules)
         self.processes.boot(scale)
+        self._count_object(self.types["Process"], len(self.processes.boot_set))
+        self._count_object(self.types["Thread"], sum(map(len, self.processes.threads.values())))
         self.machine.stops.record_break(0, self.machine.current_thread(0))   # a real thread
         self.machine.workload.add(ProcessChurn(CHURN_WEIGHT))
 
@@ -267,23 +269,43 @@ class ObjectManager:
         buf.extend(bytes(size - len(buf)))
         name_at = block + size - len(text) - 2
         string = {"Length": len(text), "MaximumLength": len(text) + 2, "Buffer": name_at}
+        callbacks = block + body + self._offset("object_type", "CallbackList")
         F.put(buf, body, "object_type", {
             "TypeList.Flink": block + body, "TypeList.Blink": block + body,
             "Index": index, "Key": tag_to_ulong(name[:4].ljust(4)),
-            "TotalNumberOfObjects": 1, "HighWaterNumberOfObjects": 1,
             **{f"Name.{k}": v for k, v in string.items()},
-            "CallbackList.Flink": block + body + self._offset("object_type", "CallbackList"),
-            "CallbackList.Blink": block + body + self._offset("object_type", "CallbackList"),
+            "CallbackList.Flink": callbacks, "CallbackList.Blink": callbacks,
         })
         F.put(buf, self._name_info_at(mask), "object_header_name_info", {
             **{f"Name.{k}": v for k, v in string.items()}, "ReferenceCount": 0})
-        F.put(buf, self._creator_info_at(mask), "object_header_creator_info", {
-            "TypeList.Flink": block + body, "TypeList.Blink": block + body})
         self._counts(buf, prefix, block, 1)
         buf[size - len(text) - 2:size - 2] = text
         self.memory.write(block, bytes(buf))
+        # on the Type type's list of objects (its own first), through the creator information
+        kind = self.types.get("Type", block + body)
+        self._insert_tail(kind + self._offset("object_type", "TypeList"),
+                          block + self._creator_info_at(mask))
+        self._count_object(kind, 1)
         self.machine.g.write_ptr(self.sym_types + index * self.P, block + body)
         return block + body
+
+    def _insert_tail(self, head: int, entry: int) -> None:
+        """InsertTailList of the LIST_ENTRY at `entry` on the list at `head`."""
+        P, ptr = self.P, self.ptr
+        last = int(ptr.unpack(self.memory.read(head + P, P))[0])
+        self.memory.write(entry, ptr.pack(head) + ptr.pack(last))
+        self.memory.write(last, ptr.pack(entry))
+        self.memory.write(head + P, ptr.pack(entry))
+
+    def _count_object(self, kind: int, count: int) -> None:
+        """Add `count` objects to an OBJECT_TYPE's TotalNumberOfObjects (and its high-water
+        mark)."""
+        total = kind + self._offset("object_type", "TotalNumberOfObjects")
+        high = kind + self._offset("object_type", "HighWaterNumberOfObjects")
+        value = struct.unpack("<I", self.memory.read(total, 4))[0] + count
+        self.memory.write(total, struct.pack("<I", value))
+        self.memory.write(high, struct.pack("<I", max(value, struct.unpack(
+            "<I", self.memory.read(high, 4))[0])))
 
     # -- headers ------------------------------------------------------------------------------
     def _prefix(self, mask: int) -> int:
@@ -356,6 +378,9 @@ class ObjectManager:
         extra: tuple[tuple[int, int], ...] = ()
         if type_name == "File":
             extra = self._file_name(buf, image.body, address, cpu, stack)
+        elif type_name == "Token":
+            self.fields.put(buf, image.body, "token", {"TokenId": 0x80000 + (address >> 3)
+                                                       & 0xFFFFFF})
         elif type_name in ("Device", "Driver"):
             extra = self._io_object(buf, mask, image.body, address, type_name,
                                     size - image.body, cpu, stack)
@@ -426,6 +451,11 @@ class ObjectManager:
             struct.pack_into("<I", buf, body, KEY_BODY_TYPE)
         elif type_name == "ALPC Port":
             empty_list(body)                          # PortListEntry
+        elif type_name == "Token":                    # a service's impersonation token
+            buf[body:body + 8] = TOKEN_SOURCE[None]
+            F.put(buf, body, "token", {
+                "AuthenticationId": LOGON[None], "UserAndGroupCount": 4, "TokenType": 2,
+                "ImpersonationLevel": 2, "TokenFlags": 0x2000})
         found = self._images[key] = Image(bytes(buf), body, tuple(links), mask)
         return found
 

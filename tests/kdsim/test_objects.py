@@ -16,10 +16,11 @@ from kdsim.arch import get_arch
 from kdsim.layouts import PAGED, PROTECTED_POOL, QUOTA, profile_for, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.objects import TYPE_INDEX
-from kdsim.scenarios import boot
+from kdsim.scenarios import boot, open_lab
 from kdsim.target import Target
 from kdsim.workload import Pattern
 from tests.kdsim.test_snapshot import same_machine
+from tests.support import ROOT
 
 ARCHES = ("x86", "x64")
 
@@ -456,3 +457,28 @@ def test_processes_point_at_their_session_space_once_it_is_set(arch):
         churn.run(machine.workload)
     assert 0 not in {_field(target, "eprocess", p, "Session")
                      for p in machine.objects.processes.transient()}
+
+
+def test_a_labs_drivers_are_on_the_module_list():
+    lab = open_lab(ROOT / "tests" / "kdsim" / "labs" / "netflt.toml")
+    machine = lab.boot(scale=0.2)
+    target = machine.target()
+    images = []
+    for entry in _walk(target, target.resolve("nt!PsLoadedModuleList")):
+        length = _field(target, "ldr_entry", entry, "BaseDllName.Length")
+        buffer = _field(target, "ldr_entry", entry, "BaseDllName.Buffer")
+        images.append(target.read(buffer, length).decode("utf-16-le"))
+    assert images[-1] == "netflt.sys" and images[0] == "ntoskrnl.exe"
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_type_objects_are_on_the_type_types_list(booted, arch):
+    target = booted(arch).target()
+    P = target.arch.ptr_size
+    table = target.resolve("nt!ObTypeIndexTable")
+    kinds = [_ptr(target, table + index * P) for index in range(2, 44)]
+    creator = target.profile.object_header_creator_info.sizeof()
+    entries = _walk(target, kinds[0] + target.profile.offset("object_type", "TypeList"))
+    assert [e + creator + target.profile.body_offset for e in entries] == kinds
+    assert _field(target, "object_type", kinds[0], "TotalNumberOfObjects") == len(kinds)
+    assert _field(target, "object_type", kinds[5], "TotalNumberOfObjects") >= 26   # Process

@@ -31,10 +31,10 @@ def memory_hash(m: Machine) -> str:
 # threads, module entries and object bodies, headers written whole on x64, no stale
 # ProcessBilled)
 BOOTS = {
-    ("default", "x86"): "c1070b09d907d71f",
-    ("default", "x64"): "efe66d0421bd6958",
-    ("fragmentation", "x86"): "43cce4ae5613156e",
-    ("fragmentation", "x64"): "83572f0fb805966c",
+    ("default", "x86"): "94ae7b9d3a00269b",
+    ("default", "x64"): "16ce3cbc55664358",
+    ("fragmentation", "x86"): "fee664394e20c8cd",
+    ("fragmentation", "x64"): "6c3bceac1d42267f",
 }
 
 
