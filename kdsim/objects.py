@@ -7,11 +7,17 @@ starts at `_OBJECT_HEADER.Body`).  The header's TypeIndex indexes `nt!ObTypeInde
 entries are the `_OBJECT_TYPE` objects (themselves objects of type `Type`, in `ObjT` blocks).
 
 Object initialisation runs on every allocation of an object pattern, so it writes one
-prebuilt image per (type, optional headers) with the few per-object values packed in: the
-body's self-pointing list heads, the counts.  Nothing here draws from the workload's random
-generator: what varies between objects is derived from their addresses, so adding objects
-changes no allocation the workload makes.  Processes and threads are kdsim/processes.py, the
-loaded-module list kdsim/loader.py.
+prebuilt image per (type, block size, optional headers) with the few per-object values packed
+in: the body's self-pointing list heads, the counts, the names.  Nothing here draws from the
+workload's random generator: what varies between objects is derived from their addresses.
+Processes and threads are kdsim/processes.py, the loaded-module list kdsim/loader.py.
+
+What the debugger finds, all in nt's data: `ObTypeIndexTable` (the types by TypeIndex; entry 1
+is 0xbad0b0b0 as on Windows 7), `PsProcessType`, `PsThreadType`, `IoFileObjectType`,
+`SeTokenObjectType`, `ExEventObjectType` (pointers to types), `PsInitialSystemProcess`,
+`PsActiveProcessHead` (the processes' ActiveProcessLinks), `PsLoadedModuleList` (the loader
+entries' InLoadOrderLinks) and `PspDefaultQuotaBlock` (what quota-charged objects name in
+their header's QuotaBlockCharged).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from construct import Construct
 
 from .layouts import NONPAGED, PAGED, PROTECTED_POOL, profile_for, tag_to_ulong
 from .loader import load_module_list
-from .processes import ProcessChurn, Processes
+from .processes import LOGON, TOKEN_SOURCE, ProcessChurn, Processes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
@@ -64,14 +70,15 @@ DISPATCHER = {
     "Event": (0, (0x10, 0x18)), "Mutant": (2, (0x20, 0x38)), "IoCompletion": (4, (0x28, 0x40)),
     "Semaphore": (5, (0x14, 0x20)), "Timer": (8, (0x98, 0x110)),
 }
-# I/O objects: the Type their first SHORT holds and their declared body
-IO_OBJECTS = {"Device": (3, "device_object"), "Driver": (4, "driver_object"),
-              "File": (5, "file_object")}
-# the rest: body sizes of the public symbols (CM_KEY_BODY, SECTION_OBJECT, TOKEN, ALPC_PORT...)
+# I/O objects: the Type their first SHORT holds
+IO_TYPES = {"Device": 3, "Driver": 4, "File": 5}
+# bodies the profile declares, and the sizes of the others in the public symbols (x86, x64):
+# CM_KEY_BODY, SECTION_OBJECT, ALPC_PORT, OBJECT_DIRECTORY, OBJECT_SYMBOLIC_LINK, EJOB
+DECLARED_BODIES = {"Device": "device_object", "Driver": "driver_object", "File": "file_object",
+                   "Token": "token"}
 OTHER_BODIES = {
-    "Key": (0x2C, 0x58), "Section": (0x18, 0x30), "Token": (0x1E0, 0x310),
-    "ALPC Port": (0xFC, 0x1A0), "Directory": (0xA8, 0x150), "SymbolicLink": (0x18, 0x20),
-    "Job": (0x138, 0x1C8),
+    "Key": (0x2C, 0x58), "Section": (0x18, 0x30), "ALPC Port": (0xFC, 0x1A0),
+    "Directory": (0xA8, 0x150), "SymbolicLink": (0x18, 0x20), "Job": (0x138, 0x1C8),
 }
 DEVICE_TYPES = (0x22, 0x7, 0x12, 0x8, 0x2D, 0x3E)   # unknown, disk, network, file system...
 DRIVER_FLAGS = 0x12                     # DRVO_LEGACY_DRIVER | DRVO_INITIALIZED
@@ -105,12 +112,14 @@ FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 @dataclass(frozen=True)
 class Image:
-    """A prebuilt object: its bytes from the block's data start, where the body starts, and
-    the self-relative pointers to fill (offset in the image, offset of what they point at)."""
+    """A prebuilt object: its bytes from the block's data start, where the body starts, the
+    self-relative pointers to fill (offset in the image, offset of what they point at), and
+    its optional headers."""
 
     data: bytes
     body: int
     links: tuple[tuple[int, int], ...]
+    mask: int                                   # the InfoMask: the optional headers it has
 
 
 class Fields:
@@ -169,6 +178,10 @@ class ObjectManager:
         self.profile = self.fields.profile
         self.body = self.profile.body_offset
         self.quota_prefix = self._prefix(QUOTA_INFO)
+        self.counts = struct.Struct("<ii" if self.P == 4 else "<qq")
+        self.fast_ref = 0x7 if self.P == 4 else 0xF     # an _EX_FAST_REF's reference count bits
+        assert self.profile.offset("object_header", "HandleCount") == self.P
+        self._plans: dict[tuple[str, int, int], Image] = {}
         self.wide = self.P == 8
         self.types: dict[str, int] = {}            # type name -> its OBJECT_TYPE
         self.type_pointers: dict[str, int] = {}    # type name -> nt!PsProcessType ...
@@ -218,6 +231,8 @@ class ObjectManager:
             self.machine.g.write_ptr(pointer, self.types[name])
         self.modules = load_module_list(self.machine, self.fields, self.sym_modules)
         self.processes.boot(scale)
+        self._count_object(self.types["Process"], len(self.processes.boot_set))
+        self._count_object(self.types["Thread"], sum(map(len, self.processes.threads.values())))
         self.machine.stops.record_break(0, self.machine.current_thread(0))   # a real thread
         self.machine.workload.add(ProcessChurn(CHURN_WEIGHT))
 
@@ -254,23 +269,43 @@ class ObjectManager:
         buf.extend(bytes(size - len(buf)))
         name_at = block + size - len(text) - 2
         string = {"Length": len(text), "MaximumLength": len(text) + 2, "Buffer": name_at}
+        callbacks = block + body + self._offset("object_type", "CallbackList")
         F.put(buf, body, "object_type", {
             "TypeList.Flink": block + body, "TypeList.Blink": block + body,
             "Index": index, "Key": tag_to_ulong(name[:4].ljust(4)),
-            "TotalNumberOfObjects": 1, "HighWaterNumberOfObjects": 1,
             **{f"Name.{k}": v for k, v in string.items()},
-            "CallbackList.Flink": block + body + self._offset("object_type", "CallbackList"),
-            "CallbackList.Blink": block + body + self._offset("object_type", "CallbackList"),
+            "CallbackList.Flink": callbacks, "CallbackList.Blink": callbacks,
         })
         F.put(buf, self._name_info_at(mask), "object_header_name_info", {
             **{f"Name.{k}": v for k, v in string.items()}, "ReferenceCount": 0})
-        F.put(buf, self._creator_info_at(mask), "object_header_creator_info", {
-            "TypeList.Flink": block + body, "TypeList.Blink": block + body})
         self._counts(buf, prefix, block, 1)
         buf[size - len(text) - 2:size - 2] = text
         self.memory.write(block, bytes(buf))
+        # on the Type type's list of objects (its own first), through the creator information
+        kind = self.types.get("Type", block + body)
+        self._insert_tail(kind + self._offset("object_type", "TypeList"),
+                          block + self._creator_info_at(mask))
+        self._count_object(kind, 1)
         self.machine.g.write_ptr(self.sym_types + index * self.P, block + body)
         return block + body
+
+    def _insert_tail(self, head: int, entry: int) -> None:
+        """InsertTailList of the LIST_ENTRY at `entry` on the list at `head`."""
+        P, ptr = self.P, self.ptr
+        last = int(ptr.unpack(self.memory.read(head + P, P))[0])
+        self.memory.write(entry, ptr.pack(head) + ptr.pack(last))
+        self.memory.write(last, ptr.pack(entry))
+        self.memory.write(head + P, ptr.pack(entry))
+
+    def _count_object(self, kind: int, count: int) -> None:
+        """Add `count` objects to an OBJECT_TYPE's TotalNumberOfObjects (and its high-water
+        mark)."""
+        total = kind + self._offset("object_type", "TotalNumberOfObjects")
+        high = kind + self._offset("object_type", "HighWaterNumberOfObjects")
+        value = struct.unpack("<I", self.memory.read(total, 4))[0] + count
+        self.memory.write(total, struct.pack("<I", value))
+        self.memory.write(high, struct.pack("<I", max(value, struct.unpack(
+            "<I", self.memory.read(high, 4))[0])))
 
     # -- headers ------------------------------------------------------------------------------
     def _prefix(self, mask: int) -> int:
@@ -304,14 +339,14 @@ class ObjectManager:
         F.put(buf, prefix, "object_header", {
             "TypeIndex": type_index, "InfoMask": mask, "Flags": flags,
             "ObjectCreateInfo": self.sym_quota_block if mask & QUOTA_INFO else 0,
-            "SecurityDescriptor": self.sd | (0x7 if self.P == 4 else 0xF) if self.sd else 0})
+            "SecurityDescriptor": self.sd | self.fast_ref if self.sd else 0})
         return buf
 
     def _counts(self, buf: bytearray, header_at: int, address: int, handles: int) -> None:
-        """PointerCount and HandleCount, varied by the object's address."""
+        """PointerCount and HandleCount (adjacent, at the header's start), varied by the
+        object's address."""
         pointers = handles + 1 + ((address >> 4) * 0x9E3779B1 >> 16 & 0x1F)
-        self.fields.put(buf, header_at, "object_header", {
-            "PointerCount": pointers, "HandleCount": handles})
+        self.counts.pack_into(buf, header_at, pointers, handles)
 
     def header(self, address: int, type_name: str, body_bytes: int, quota: bool,
                handles: int = 1, flags: int = 0, paged_charge: int = 0
@@ -333,15 +368,9 @@ class ObjectManager:
         (address, tag)."""
         if not self.booted or type_name not in TYPE_INDEX:
             return ()
-        body_bytes = self._body_bytes(type_name)
         named = type_name == "Driver" or (type_name == "Device" and address >> 4 & 1)
-        mask = NAME_INFO if named else 0
-        need = self.body + body_bytes
-        if size >= self._prefix(mask | QUOTA_INFO) + need:
-            mask |= QUOTA_INFO
-        elif size < self._prefix(mask) + need:
-            mask = 0
-        image = self._image(type_name, mask, body_bytes)
+        image = self._plan(type_name, size, NAME_INFO if named else 0)
+        mask = image.mask
         buf = bytearray(image.data)
         for at, target in image.links:
             self.ptr.pack_into(buf, at, address + target)
@@ -349,18 +378,37 @@ class ObjectManager:
         extra: tuple[tuple[int, int], ...] = ()
         if type_name == "File":
             extra = self._file_name(buf, image.body, address, cpu, stack)
+        elif type_name == "Token":
+            self.fields.put(buf, image.body, "token", {"TokenId": 0x80000 + (address >> 3)
+                                                       & 0xFFFFFF})
         elif type_name in ("Device", "Driver"):
             extra = self._io_object(buf, mask, image.body, address, type_name,
                                     size - image.body, cpu, stack)
         self.memory.write(address, bytes(buf[:size]))
         return extra
 
+    def _plan(self, type_name: str, size: int, wanted: int) -> Image:
+        """The image for a block of `size`: the optional headers `wanted` (and quota
+        information) that fit beside the body, cached per type, size and wish."""
+        key = (type_name, size, wanted)
+        found = self._plans.get(key)
+        if found is None:
+            body_bytes = self._body_bytes(type_name)
+            need = self.body + body_bytes
+            mask = wanted
+            if size >= self._prefix(mask | QUOTA_INFO) + need:
+                mask |= QUOTA_INFO
+            elif size < self._prefix(mask) + need:
+                mask = 0
+            found = self._plans[key] = self._image(type_name, mask, body_bytes)
+        return found
+
     def _body_bytes(self, type_name: str) -> int:
         x64 = int(self.wide)
         if type_name in DISPATCHER:
             return DISPATCHER[type_name][1][x64]
-        if type_name in IO_OBJECTS:
-            return self.fields.size(IO_OBJECTS[type_name][1])
+        if type_name in DECLARED_BODIES:
+            return self.fields.size(DECLARED_BODIES[type_name])
         sizes = OTHER_BODIES.get(type_name)
         return sizes[x64] if sizes else 0
 
@@ -392,7 +440,7 @@ class ObjectManager:
                 empty_list(entries + 2 * self.P + 8)
         elif type_name == "File":
             F.put(buf, body, "file_object", {
-                "Type": IO_OBJECTS["File"][0], "Size": body_bytes, "Flags": FILE_FLAGS,
+                "Type": IO_TYPES["File"], "Size": body_bytes, "Flags": FILE_FLAGS,
                 "ReadAccess": 1, "SharedRead": 1,
                 "Lock.Type": 1, "Lock.Size": F.size("dispatcher_header") // 4,
                 "Event.Type": 0, "Event.Size": F.size("dispatcher_header") // 4})
@@ -403,7 +451,12 @@ class ObjectManager:
             struct.pack_into("<I", buf, body, KEY_BODY_TYPE)
         elif type_name == "ALPC Port":
             empty_list(body)                          # PortListEntry
-        found = self._images[key] = Image(bytes(buf), body, tuple(links))
+        elif type_name == "Token":                    # a service's impersonation token
+            buf[body:body + 8] = TOKEN_SOURCE[None]
+            F.put(buf, body, "token", {
+                "AuthenticationId": LOGON[None], "UserAndGroupCount": 4, "TokenType": 2,
+                "ImpersonationLevel": 2, "TokenFlags": 0x2000})
+        found = self._images[key] = Image(bytes(buf), body, tuple(links), mask)
         return found
 
     def _file_name(self, buf: bytearray, body: int, address: int, cpu: int,
@@ -425,8 +478,8 @@ class ObjectManager:
                    room: int, cpu: int, stack: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         """A device's extension, a driver's image and name, and the object's name (its
         characters in an `ObNm` block: a driver's `\\Driver\\Ntfs` holds both names)."""
-        kind, declared = IO_OBJECTS[type_name]
-        base = self.fields.size(declared)
+        kind = IO_TYPES[type_name]
+        base = self.fields.size(DECLARED_BODIES[type_name])
         pick = address >> 4
         if type_name == "Device":
             self.fields.put(buf, body, "device_object", {

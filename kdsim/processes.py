@@ -4,11 +4,12 @@ after boot.
 
 The boot set is the processes of a Windows 7 desktop (System, smss, the two csrss of sessions
 0 and 1, wininit, winlogon, services, lsass, lsm, the svchost groups, explorer ...), each with
-its PID, parent, session (kept in its token: the session space is not modelled here), commit
-and working set, a handle table (`Obtb`), a token (`Toke`) and its threads.  After boot,
-`ProcessChurn` starts short-lived processes (conhost, dllhost, WmiPrvSE ...) and ends them,
-freeing their blocks.  Everything the debugger reads is in memory; the Python side keeps only
-the boot set, which a rebuilt machine creates again at the same addresses (a snapshot).
+its PID, parent, session (its token's SessionId and EPROCESS.Flags; `set_session` points
+EPROCESS.Session at the session's space once the machine has one), commit and working set, a
+handle table (`Obtb`), a token (`Toke`) and its threads.  After boot, `ProcessChurn` starts
+short-lived processes (conhost, dllhost, WmiPrvSE ...) and ends them, freeing their blocks.
+Everything the debugger reads is in memory; the Python side keeps only the boot set (and the
+session spaces), which a rebuilt machine creates again at the same addresses (a snapshot).
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ TICK = 156250                    # 100 ns units in a clock tick (15.625 ms)
 BOOT_TIME = 130389541330000000   # FILETIME of the boot: 2014-03-11 08:02:13 UTC
 PROCESS_PAGED_CHARGE = 0x1000   # the Process type's default paged pool charge
 STATUS_PENDING = 0x103           # a running process's ExitStatus
-PROCESS_FLAGS = 0x144D0C01       # CreateReported, HasAddressSpace, ProcessInserted, ...
+# EPROCESS.Flags of a running process: CreateReported, AddressSpaceInitialized, HasAddressSpace,
+# LaunchPrefetched, ImageNotifyDone, ProcessInserted, DefaultIoPriority 2
+PROCESS_FLAGS = 0x144C0C01
 IN_SESSION = 0x10000             # EPROCESS.Flags.ProcessInSession
 SYSTEM_THREAD = 0x10             # ETHREAD.CrossThreadFlags.SystemThread
-WAITING, RUNNING = 5, 2          # KTHREAD.State
+WAITING = 5                      # KTHREAD.State
 EXECUTIVE, USER_REQUEST, WR_QUEUE = 0, 6, 15   # KTHREAD.WaitReason
 KERNEL_STACK = {4: 0x3000, 8: 0x6000}           # bytes of a kernel stack
 STACKS = {4: 0xA0400000, 8: 0xFFFFF88002400000}  # where the model puts kernel stacks
@@ -113,10 +116,12 @@ class Processes:
         self.profile = objects.profile
         self.P = machine.arch.ptr_size
         self.ptr = objects.ptr
-        self.head = self.list_heads = 0
+        self.fast_ref = objects.fast_ref
+        self.head = 0
         self.boot_set: list[int] = []               # the boot processes' EPROCESS, in order
         self.charging: list[int] = []               # those that charge quota (user mode)
         self.threads: dict[int, list[int]] = {}     # the boot set's threads, by process
+        self.sessions: dict[int, int] = {}          # session id -> its session space
         self.system = 0
         self._next_thread = 0
         self._frames: dict[str, tuple[int, ...]] = {}
@@ -153,6 +158,25 @@ class Processes:
             elif spec.session is not None:
                 self.charging.append(process)
 
+    def set_session(self, session: int, space: int) -> None:
+        """Point EPROCESS.Session of the processes of `session` (its token's SessionId; the
+        boot set and those started later) at `space`, the session's MM_SESSION_SPACE."""
+        self.sessions[session] = space
+        offset = self.profile.offset("eprocess", "Session")
+        links = self.profile.offset("eprocess", "ActiveProcessLinks")
+        token_session = self.profile.offset("token", "SessionId")
+        entry, seen = self._rptr(self.head), 0
+        while entry != self.head and seen < 4096:
+            process = entry - links
+            token = self._rptr(process + self.profile.offset("eprocess", "Token"))
+            token &= ~self.fast_ref
+            flags = struct.unpack("<I", self.memory.read(
+                process + self.profile.offset("eprocess", "Flags"), 4))[0]
+            if token and flags & IN_SESSION and struct.unpack("<I", self.memory.read(
+                    token + token_session, 4))[0] == session:
+                self._wptr(process + offset, space)
+            entry, seen = self._rptr(entry), seen + 1
+
     def current(self, tick: int) -> int:
         """The user process whose thread runs at `tick` (what quota is charged to)."""
         charging = self.charging
@@ -169,10 +193,14 @@ class Processes:
               working_set: int, priority: int, tick: int, threads: int,
               used: set[int] | None = None, adopt: tuple[int, ...] = ()) -> int:
         """PspCreateProcess: the EPROCESS (System's without quota information), its handle
-        table and token, linked at the tail of the active process list, then its threads.
-        Returns the EPROCESS, 0 when the pool is exhausted."""
+        table and token, linked at the tail of the active process list, then its threads
+        (`adopt`: blocks already allocated for some of them).  `used` are the boot set's PIDs,
+        which its thread IDs skip; None for a process started later.  Returns the EPROCESS,
+        0 when the pool is exhausted."""
         F, P = self.fields, self.P
         system = pid == 4
+        if used is None:                    # started after boot: its threads' IDs follow its own
+            self._next_thread = pid + 4
         size = (0 if system else self.objects.quota_prefix) + self.objects.body \
             + F.size("eprocess")
         block = self.pool.allocate(NONPAGED, size, tag_to_ulong("Proc") | PROTECTED_POOL,
@@ -212,7 +240,7 @@ class Processes:
             "CommitCharge": commit, "CommitChargePeak": commit * 9 // 8,
             "VirtualSize": self._virtual_size(commit, system),
             "PeakVirtualSize": self._virtual_size(commit, system) * 9 // 8,
-            "ObjectTable": table, "Token": token | (0x7 if P == 4 else 0xF) if token else 0,
+            "ObjectTable": table, "Token": token | self.fast_ref if token else 0,
             "NumberOfPrivatePages": commit, "SectionBaseAddress": image_base,
             "Cookie": (pid * 0x9E3779B1) & 0xFFFFFFFF,
             "InheritedFromUniqueProcessId": parent,
@@ -234,6 +262,13 @@ class Processes:
         name = image.encode("ascii")[:15]
         at = body + self.profile.offset("eprocess", "ImageFileName")
         buf[at:at + len(name)] = name
+        usage = (0x2000 + commit * 0x30, 0x800 + threads * 0x3A0)      # paged, nonpaged bytes
+        for field, scale in (("ProcessQuotaUsage", 1), ("ProcessQuotaPeak", 5 / 4)):
+            at = body + self.profile.offset("eprocess", field)
+            for i, value in enumerate(usage):
+                self.ptr.pack_into(buf, at + i * P, int(value * scale))
+        if session is not None and session in self.sessions:
+            F.put(buf, body, "eprocess", {"Session": self.sessions[session]})
         self.memory.write(block, bytes(buf))
         self._wptr(last, on("ActiveProcessLinks"))           # last.Flink
         self._wptr(head + P, on("ActiveProcessLinks"))       # head.Blink
@@ -399,8 +434,7 @@ class Processes:
             self.pool.free(entry - entry_offset - to_block, tag_to_ulong("Thre") | PROTECTED_POOL,
                            cpu, stack)
             entry, seen = following, seen + 1
-        token = self._rptr(process + profile.offset("eprocess", "Token")) & ~(
-            0x7 if P == 4 else 0xF)
+        token = self._rptr(process + profile.offset("eprocess", "Token")) & ~self.fast_ref
         if token:
             self.pool.free(token - self.objects.body - self.objects.quota_prefix,
                            tag_to_ulong("Toke") | PROTECTED_POOL, cpu, stack)
@@ -449,7 +483,6 @@ class ProcessChurn:
             self.started += 1
             pid = self.next_pid
             self.next_pid += 4 * (threads + 1)
-            processes._next_thread = pid + 4
             processes.start(image, pid, parent, session, 300 + 37 * (pid % 50),
                             700 + 13 * (pid % 90), 8, engine.t, threads)
         elif running:

@@ -27,8 +27,8 @@ __all__ = [
     "PROTECTED_POOL", "QUOTA", "SESSION", "SPECIAL_PAGED", "SPECIAL_SIZE_MASK", "TAG_LEN",
     "TYPE_BITS", "VERIFIER", "VERIFIER_ENTRY_SIGNATURE", "VI_VERIFYING_DIRECTLY",
     "HeaderCodec", "Slot", "declared_slots", "field_offsets", "field_path_offset", "field_run",
-    "struct_of", "Profile", "PROFILES", "TYPE_NAMES", "get_profile", "profile_for", "tag_from_ulong",
-    "tag_to_ulong",
+    "struct_of", "Profile", "PROFILES", "TYPE_NAMES", "get_profile", "profile_for",
+    "tag_from_ulong", "tag_to_ulong",
 ]
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (WIN7SP1_X86, WIN7SP1_X64)}

@@ -11,14 +11,16 @@ import pytest
 from commands.poolread import PoolReader
 from commands.session import Session
 from commands.testing import run
-from kdsim import dump
+from kdsim import dump, snapshot
 from kdsim.arch import get_arch
 from kdsim.layouts import PAGED, PROTECTED_POOL, QUOTA, profile_for, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.objects import TYPE_INDEX
-from kdsim.scenarios import boot
+from kdsim.scenarios import boot, open_lab
 from kdsim.target import Target
 from kdsim.workload import Pattern
+from tests.kdsim.test_snapshot import same_machine
+from tests.support import ROOT
 
 ARCHES = ("x86", "x64")
 
@@ -339,7 +341,7 @@ def test_processes_start_and_end_after_boot(arch):
     assert _process_bodies(machine) == set(processes)
 
 
-# -- dumps carry them --------------------------------------------------------------------------------
+# -- dumps carry them ----------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ARCHES)
 def test_a_dump_carries_the_objects(booted, arch, tmp_path):
     machine = booted(arch)
@@ -389,3 +391,94 @@ def test_drivers_and_named_devices_have_name_information(booted, arch):
         + profile.driver_object.sizeof()
     if any(size - target.arch.header >= room for _, size in _blocks(target, "Driv")):
         assert "Ntfs" in names                 # a driver's object is named for its module
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_resumed_machine_keeps_its_processes_coming_and_going(arch, tmp_path):
+    straight = boot(arch, seed=6, scale=0.2)
+
+    def churn(machine: Machine, times: int) -> None:
+        activity = next(a for a in machine.workload.activities
+                        if type(a).__name__ == "ProcessChurn")
+        for _ in range(times):
+            activity.run(machine.workload)
+            machine.step(50)
+
+    churn(straight, 7)
+    snapshot.save(straight, tmp_path / "m.kdsnap")
+    resumed = snapshot.load(tmp_path / "m.kdsnap")
+    same_machine(straight, resumed)
+    churn(straight, 9)
+    churn(resumed, 9)
+    same_machine(straight, resumed)
+    assert resumed.objects.processes.transient() == straight.objects.processes.transient()
+    assert resumed.current_process() == straight.current_process() != 0
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_dt_reads_threads_and_modules(booted, arch):
+    machine = booted(arch)
+    target = machine.target()
+    session = Session(target)
+    system = _processes(target)[0]
+    first = _ptr(target, system + target.profile.offset("eprocess", "ThreadListHead"))
+    thread = first - target.profile.offset("ethread", "ThreadListEntry")
+    text = run(session, f"dt nt!_ETHREAD {thread:x}")
+    assert f"ThreadListEntry  : _LIST_ENTRY [ 0x{target.arch.fmt_addr(_ptr(target, first))}" \
+        in text
+    entry = _walk(target, target.resolve("nt!PsLoadedModuleList"))[0]
+    text = run(session, f"dt nt!_KLDR_DATA_TABLE_ENTRY {entry:x}")
+    assert f"DllBase          : 0x{target.arch.fmt_addr(machine.nt.base)} Void" in text
+    assert run(session, f"dt nt!_OBJECT_HEADER {thread - target.profile.body_offset:x}"
+               ).splitlines()[0].split(":")[1].strip() not in ("0", "0n0")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_processes_point_at_their_session_space_once_it_is_set(arch):
+    machine = boot(arch, seed=2, scale=0.2)
+    space = {0: 0x1000_0000 * 3, 1: 0x1000_0000 * 5}
+    for session, address in space.items():
+        machine.objects.processes.set_session(session, address)
+    target = machine.target()
+
+    def sessions() -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        for process in _processes(target):
+            found.setdefault(_image(target, process), set()).add(
+                _field(target, "eprocess", process, "Session"))
+        return found
+
+    seen = sessions()
+    assert seen["System"] == {0} and seen["smss.exe"] == {0}
+    assert seen["csrss.exe"] == {space[0], space[1]}
+    assert seen["services.exe"] == {space[0]} and seen["explorer.exe"] == {space[1]}
+    churn = next(a for a in machine.workload.activities if type(a).__name__ == "ProcessChurn")
+    for _ in range(6):
+        churn.run(machine.workload)
+    assert 0 not in {_field(target, "eprocess", p, "Session")
+                     for p in machine.objects.processes.transient()}
+
+
+def test_a_labs_drivers_are_on_the_module_list():
+    lab = open_lab(ROOT / "tests" / "kdsim" / "labs" / "netflt.toml")
+    machine = lab.boot(scale=0.2)
+    target = machine.target()
+    images = []
+    for entry in _walk(target, target.resolve("nt!PsLoadedModuleList")):
+        length = _field(target, "ldr_entry", entry, "BaseDllName.Length")
+        buffer = _field(target, "ldr_entry", entry, "BaseDllName.Buffer")
+        images.append(target.read(buffer, length).decode("utf-16-le"))
+    assert images[-1] == "netflt.sys" and images[0] == "ntoskrnl.exe"
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_type_objects_are_on_the_type_types_list(booted, arch):
+    target = booted(arch).target()
+    P = target.arch.ptr_size
+    table = target.resolve("nt!ObTypeIndexTable")
+    kinds = [_ptr(target, table + index * P) for index in range(2, 44)]
+    creator = target.profile.object_header_creator_info.sizeof()
+    entries = _walk(target, kinds[0] + target.profile.offset("object_type", "TypeList"))
+    assert [e + creator + target.profile.body_offset for e in entries] == kinds
+    assert _field(target, "object_type", kinds[0], "TotalNumberOfObjects") == len(kinds)
+    assert _field(target, "object_type", kinds[5], "TotalNumberOfObjects") >= 26   # Process

@@ -33,10 +33,10 @@ def memory_hash(m: Machine) -> str:
 # images unmapped and the context zeroed but for its instruction, stack and frame pointers,
 # they are as before)
 BOOTS = {
-    ("default", "x86"): "1fe675ac0b5b0736",
-    ("default", "x64"): "8b4982b7d2c7ce86",
-    ("fragmentation", "x86"): "e8fa30b31f440f9c",
-    ("fragmentation", "x64"): "928fe578fc5501b2",
+    ("default", "x86"): "0b7ac33ee6a02c91",
+    ("default", "x64"): "b461363a6bc77b6a",
+    ("fragmentation", "x86"): "7b996db486bad3a5",
+    ("fragmentation", "x64"): "973633294fd72646",
 }
 
 
