@@ -23,6 +23,9 @@ NT_IO = ("nt!IopXxxControlFile+0x607", "nt!NtDeviceIoControlFile+0x56",
 # the traffic's weights add up to this, whatever the scale: scenarios and lab files weigh their
 # own drivers against it (kdsim/scenarios/leak.py, kdsim/labfile.py DEFAULT_TRAFFIC)
 TRAFFIC_WEIGHT = 21.0
+# ticks of traffic alone after the boot, at scale 1: the frees and reuse that make a machine
+# that has run a while (its lookaside lists hit, every busy tag shows frees)
+SETTLE_TICKS = 40_000
 
 
 def _pattern(entry: Entry, arch: str, lifetime: float | None, weight: float) -> Pattern:
@@ -51,11 +54,11 @@ def traffic(x64: bool) -> list[Pattern]:
     return [_pattern(e, arch, e.life, e.rate * TRAFFIC_WEIGHT / total) for e in moving]
 
 
-def populate(machine: "Machine", scale: float = 1.0, settle: int = 3000,
+def populate(machine: "Machine", scale: float = 1.0, settle: int | None = None,
              traffic_share: float = 0.25) -> Iterator[tuple[str, int]]:
     """Play the boot: staying blocks interleaved with traffic (`traffic_share` of the ticks
-    are traffic), then let the traffic settle.  Yields (phase, ticks) where ticks run
-    (kdsim/scenarios/__init__.py)."""
+    are traffic), then let the traffic settle (`settle` ticks; SETTLE_TICKS at scale 1).
+    Yields (phase, ticks) where ticks run (kdsim/scenarios/__init__.py)."""
     x64 = machine.arch.ptr_size == 8
     wl = machine.workload
     stay = staying(x64, scale)
@@ -67,4 +70,4 @@ def populate(machine: "Machine", scale: float = 1.0, settle: int = 3000,
     yield "boot objects", int(total / (1 - traffic_share))
     for pat, _ in stay:
         wl.remove(pat)
-    yield "settling", settle
+    yield "settling", int(SETTLE_TICKS * scale) if settle is None else settle
