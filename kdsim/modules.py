@@ -520,8 +520,8 @@ def load_modules(arch: Arch, extra: tuple[ModuleSpec, ...] = ()) -> tuple[Symbol
     nt.add_all((name, arch.nt_base + rva) for name, rva in NT_FUNCTIONS.items()
                if ARCH_ONLY.get(name, arch.name) == arch.name)
     for name, image, off, size in DRIVERS:
-        module = table.add_module(name, image, (arch.driver_base + off) & arch.ptr_mask, size)
-        module.add_all((symbol, module.base + (i + 1) * DRIVER_STRIDE)
+        driver = table.add_module(name, image, (arch.driver_base + off) & arch.ptr_mask, size)
+        driver.add_all((symbol, driver.base + (i + 1) * DRIVER_STRIDE)
                        for i, symbol in enumerate(DRIVER_FUNCTIONS.get(name, ())))
     for slot, spec in enumerate(extra):
         module = table.module(spec.name)
