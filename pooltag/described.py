@@ -45,7 +45,6 @@ DESCRIBED: tuple[PoolTagEntry, ...] = (
     _E("PNDr", "nt!pnp", "Driver list entries of the plug and play manager"),
     _E("PfDt", "nt!pf", "Prefetcher trace descriptors"),
     _E("PfTt", "nt!pf", "Prefetcher trace buffers"),
-    _E("CcPD", "nt!pf", "Prefetcher trace dumps"),
     _E("PfFK", "nt!pf", "Prefetcher file keys"),
     _E("Powr", "nt!po", "Power requests and their IRPs"),
     _E("PoSL", "nt!po", "Registered system state entries"),
