@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
+from .arch import get_arch
 from .catalogue import Entry, load
 from .workload import Pattern
 
@@ -30,6 +31,8 @@ SETTLE_TICKS = 100_000
 
 def _pattern(entry: Entry, arch: str, lifetime: float | None, weight: float) -> Pattern:
     sizes = entry.sizes[arch]
+    if lifetime is not None:              # traffic: small blocks only (the larger ones stay)
+        sizes = sizes[:1] + tuple(min(s, get_arch(arch).max_small) for s in sizes[1:])
     return Pattern(entry.module, entry.tag, entry.pool_type, sizes, lifetime, weight,
                    entry.alloc, size_range=len(sizes) == 2, protected=entry.protected,
                    free_frames=entry.free, object_type=entry.object_type)

@@ -15,6 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ..arch import get_arch
 from ..layouts import NONPAGED, PAGED
 
 POOLS = {"nonpaged": NONPAGED, "paged": PAGED}
@@ -135,6 +136,10 @@ def _entry(raw: Any, paths: dict[str, tuple[str, ...]], at: str) -> Entry:
         raise CatalogueError(f"{at}: rate and life go together (traffic needs both)")
     if not boot and not rate:
         raise CatalogueError(f"{at}: neither boot blocks nor traffic")
+    for arch, drawn in sizes.items():
+        if rate and drawn[0] > get_arch(arch).max_small:
+            raise CatalogueError(f"{at}: traffic blocks fit a pool page, but every {arch} size "
+                                 f"is above {get_arch(arch).max_small:#x}")
     alloc = _stack(raw["alloc"], raw["via"], module, paths, f"{at}: alloc")
     free: tuple[str, ...] = ()
     if ("free" in raw) != ("free_via" in raw):

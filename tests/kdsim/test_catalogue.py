@@ -68,6 +68,8 @@ BAD = {
     "protected that is not a boolean": (text(GOOD_ENTRY.replace("boot = 10",
                                                                 "boot = 10, protected = 1")),
                                         "protected is true or false"),
+    "traffic too big for a pool page": (text(GOOD_ENTRY.replace("x86 = 0x40", "x86 = 0x2000")),
+                                        "traffic blocks fit a pool page"),
     "the same tag twice in a pool": (f"tags = [\n  {GOOD_ENTRY},\n  {GOOD_ENTRY},\n]\n{PATHS}",
                                      "'Abcd' twice in the same pool"),
 }
