@@ -43,10 +43,11 @@ def _arch(x64: bool) -> str:
 
 
 def staying(x64: bool, scale: float = 1.0) -> list[tuple[Pattern, int]]:
-    """Boot-time blocks that stay, with how many of each a booted machine holds."""
+    """Boot-time blocks that stay, with how many of each a booted machine holds (a small
+    machine has none of the rarest: a tenth of two ACPI tables is none, not a whole one)."""
     arch = _arch(x64)
-    return [(_pattern(e, arch, None, float(e.boot)), max(1, round(e.boot * scale)))
-            for e in load(CATALOGUE).entries if e.boot]
+    counts = [(e, round(e.boot * scale)) for e in load(CATALOGUE).entries]
+    return [(_pattern(e, arch, None, float(n)), n) for e, n in counts if n]
 
 
 def traffic(x64: bool) -> list[Pattern]:

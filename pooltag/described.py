@@ -15,7 +15,6 @@ _E = PoolTagEntry
 DESCRIBED: tuple[PoolTagEntry, ...] = (
     _E("Muta", "nt!ob", "Mutant (mutex) objects"),
     _E("Time", "nt!ob", "Timer objects"),
-    _E("IoCo", "nt!io", "I/O completion port objects"),
     _E("Job ", "nt!ps", "Job objects"),
     _E("WmiG", "nt!wmi", "WMI data block objects"),
     _E("Call", "nt!ex", "Callback objects"),
