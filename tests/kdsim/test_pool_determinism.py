@@ -29,10 +29,10 @@ def memory_hash(m: Machine) -> str:
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
 # before it was published; then the full-size population of kdsim/catalogue/ changed them)
 BOOTS = {
-    ("default", "x86"): "1fb2923196604e60",
-    ("default", "x64"): "324e97e425445956",
-    ("fragmentation", "x86"): "1826a41a9abee53c",
-    ("fragmentation", "x64"): "f0119f4d8bb0a6c0",
+    ("default", "x86"): "1deea85a56577872",
+    ("default", "x64"): "2fc836a095634f26",
+    ("fragmentation", "x86"): "89b41befebec13bc",
+    ("fragmentation", "x64"): "7429259d8fdf8d56",
 }
 
 

@@ -59,7 +59,7 @@ def test_the_lookaside_lists_hit(booted, arch) -> None:
                 la = by_size[0]                          # the processor's own list
                 fields = pool.la_head.unpack_from(pool.pages[la >> 12], la & PAGE_MASK)
                 counts.append((fields[5], fields[6]))    # TotalAllocates, hits
-    assert sum(h for _, h in counts) >= 0.4 * sum(a for a, _ in counts)
+    assert sum(h for _, h in counts) >= 0.35 * sum(a for a, _ in counts)
 
 
 def test_traffic_weighs_the_same_whatever_the_scale() -> None:
