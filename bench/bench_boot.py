@@ -69,7 +69,7 @@ def main() -> None:
             if name == "default":
                 pool = r["nonpaged"] + r["paged"]
                 line += (f"  {verdict(r['cpu'], '<', CPU_TARGET, 's')}; "
-                         f"{verdict(r['peak'], '<', 3 * pool + 200, 'MB')}")
+                         f"{verdict(r['peak'], '<', round(3 * pool + 200), 'MB')}")
             print(line)
 
 
