@@ -29,10 +29,10 @@ def memory_hash(m: Machine) -> str:
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
 # before it was published; then the full-size population of kdsim/catalogue/ changed them)
 BOOTS = {
-    ("default", "x86"): "1deea85a56577872",
-    ("default", "x64"): "2fc836a095634f26",
-    ("fragmentation", "x86"): "89b41befebec13bc",
-    ("fragmentation", "x64"): "7429259d8fdf8d56",
+    ("default", "x86"): "2975be9d5b636203",
+    ("default", "x64"): "8d88581c3a466ddf",
+    ("fragmentation", "x86"): "62990155535804b4",
+    ("fragmentation", "x64"): "164ab055d1e1973d",
 }
 
 
