@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from bench.bench_boot import CPU_TARGET
 from bench.harness import (
     peak_rss_mb, print_machine, ratio, ratio_text, timed, timed_rounds, verdict,
 )
@@ -140,7 +141,7 @@ def main() -> None:
         mixed_vs_reference(arch, args.repeats)
         booted = timed(lambda: boot(arch, seed=1), args.repeats)
         print(f"{arch}: default machine created in {booted.summary()}; "
-              f"{verdict(booted.best, '<', 1, 's')}")
+              f"{verdict(booted.best, '<', CPU_TARGET, 's')} (full size: bench/bench_boot.py)")
 
 
 if __name__ == "__main__":

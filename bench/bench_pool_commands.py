@@ -22,7 +22,7 @@ from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.machine import Machine
-from kdsim.population import STAYING, TRAFFIC
+from kdsim.catalogue import load
 from kdsim.layouts import tag_to_ulong
 
 NONPAGED_LIVE, PAGED_LIVE = 240_000, 200_000
@@ -32,13 +32,13 @@ PROTECTED = 0x80000000
 
 def tag_mix() -> dict[int, list[tuple[int, tuple[int, ...], bool, float]]]:
     """Per pool: (tag key, x86 sizes, sizes are a range, weight), in the proportions of the
-    default machine's population (kdsim/population.py)."""
+    default machine's population (kdsim/catalogue/win7sp1.toml: its boot blocks and traffic)."""
     mix: dict[int, list[tuple[int, tuple[int, ...], bool, float]]] = {0: [], 1: []}
-    for _drv, tag, pool, sizes, _s64, ranged, count, protected, _frames in STAYING:
-        mix[pool].append((tag_to_ulong(tag) | (PROTECTED if protected else 0), sizes, ranged,
-                          float(count)))
-    for _drv, tag, pool, sizes, _s64, ranged, weight, _life, _frames in TRAFFIC:
-        mix[pool].append((tag_to_ulong(tag), sizes, ranged, weight * 500))
+    for entry in load().entries:
+        sizes = entry.sizes["x86"]
+        key = tag_to_ulong(entry.tag) | (PROTECTED if entry.protected else 0)
+        mix[entry.pool_type & 1].append((key, sizes, len(sizes) == 2,
+                                         entry.boot + entry.rate * 500))
     return mix
 
 

@@ -120,7 +120,7 @@ class Habit(Pattern):
         quota = QUOTA if self.quota else 0
         address = engine.pool.allocate(self.pool_type | quota, size, self.key,
                                        engine.t % engine.processors, self.stack,
-                                       self.quota_process or engine.process)
+                                       self.quota_process or engine.machine.current_process())
         if not address:
             return
         self.made += 1

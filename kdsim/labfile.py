@@ -682,7 +682,7 @@ def activities(lab: LabFile, seed: int = 0) -> Iterator[Any]:
                             frames)
             else:
                 yield Habit(*common, e["sizes"], e["lifetime"], e["weight"], frames,
-                            e["size_range"], e["protected"],
+                            size_range=e["size_range"], protected=e["protected"],
                             leak_every=e.get("leak_every", 0),
                             double_free_every=e.get("double_free_every", 0),
                             free_tag=e.get("free_tag", ""), quota=e["quota"])

@@ -797,8 +797,12 @@ class PoolManager:
         self.d_big_alloc.pack_into(dpage, doff, (allocs + 1) & 0xFFFFFFFF, gap1,
                                    (big + pages) & 0xFFFFFFFF, gap2,
                                    (total + pages * PAGE_SIZE) & self.pmask)
-        if not self.big.insert(va, tag, pool_type & TYPE_BITS, nbytes):
+        big, entries = self.big, self.big.entries
+        if not big.insert(va, tag, pool_type & TYPE_BITS, nbytes):
             tag = tag_to_ulong("BIG ")
+        if big.entries != entries:       # the table grew: the new one is charged, the old freed
+            self.tracker.update(tag_to_ulong("Pool"), entries * big.esize, 0, -1)
+            self.tracker.update(tag_to_ulong("Pool"), big.entries * big.esize, 0, 1)
         self.tracker.update(tag, pages * PAGE_SIZE, paged, 1)
         return va
 

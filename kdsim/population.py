@@ -1,117 +1,78 @@
-"""The pool population of a Windows 7 machine a while after boot.
+"""The pool population of a Windows 7 machine a while after boot, played from the tag catalogue.
 
-Counts and sizes are modelled on published `!poolused` and `!pool` output of Windows 7 machines
-(the seeds and formats.md): boot-time objects that stay (File, Even, Thre, Vad, MmCa, CM31 ...)
-and short-lived traffic (Irp, Mdl, IoNm ...).  x64 sizes are larger where the structures hold
-pointers.
+Every catalogue entry (kdsim/catalogue/win7sp1.toml) becomes up to two drivers' habits: the
+blocks its component allocates while the machine boots and keeps (`staying`), and the traffic
+it keeps up afterwards, each block freed by its owner after a drawn lifetime (`traffic`).  The
+boot plays both at once; then the staying habits stop and the traffic runs on.  Scale 1 is the
+full-size machine of the catalogue; labs pass smaller or larger scales for their own size.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
-from .pool import NONPAGED, PAGED
+from .arch import get_arch
+from .catalogue import Entry, load
 from .workload import Pattern
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
 
+CATALOGUE = "win7sp1"
+# below a driver's dispatch routine, for scenarios' own stacks: DeviceIoControl from user mode
 NT_IO = ("nt!IopXxxControlFile+0x607", "nt!NtDeviceIoControlFile+0x56",
          "nt!KiSystemServiceCopyEnd+0x13")
-
-# (driver, tag, pool, x86 sizes, x64 sizes, range?, boot count, protected, first frames)
-STAYING = (
-    ("nt", "File", NONPAGED, (0xB0,), (0x140,), False, 2600, True, ("nt!IopCreateFile+0x2a1",)),
-    ("nt", "Even", NONPAGED, (0x38,), (0x70,), False, 1900, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "MmCa", NONPAGED, (0x40, 0x90), (0x80, 0x110), True, 3200, False, ("nt!MiCreateImageFileMap+0x1f3",)),
-    ("Ntfs", "Ntfx", NONPAGED, (0xB8,), (0x120,), False, 1500, False, ("Ntfs+0x1c2a0",)),
-    ("nt", "Vad ", NONPAGED, (0x40,), (0x70,), False, 5200, False, ("nt!MiInsertVad+0x4e",)),
-    ("nt", "MmCi", NONPAGED, (0x58, 0x400), (0x80, 0x600), True, 800, False, ("nt!MiCreateImageFileMap+0x3a1",)),
-    ("fltmgr", "FMsl", NONPAGED, (0x60,), (0x90,), False, 400, False, ("fltmgr+0x1f2c",)),
-    ("ndis", "NDpp", NONPAGED, (0xF00, 0xFE0), (0xF00, 0xFC0), True, 60, False, ("ndis+0x2d4a1",)),
-    ("nt", "ALPC", NONPAGED, (0x1A0, 0x200), (0x280, 0x300), True, 600, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "IoCo", NONPAGED, (0x58,), (0x90,), False, 300, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "Devi", NONPAGED, (0x150, 0x200), (0x200, 0x2C0), True, 150, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "Driv", NONPAGED, (0xF0,), (0x160,), False, 120, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("tcpip", "TcpE", NONPAGED, (0x80, 0x140), (0xE0, 0x200), True, 200, False, ("tcpip+0x4c1b2",)),
-    ("afd", "AfdE", NONPAGED, (0x60, 0x90), (0xA0, 0x100), True, 100, False, ("afd+0x12a1c",)),
-    ("nt", "Muta", NONPAGED, (0x48,), (0x80,), False, 150, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "Sema", NONPAGED, (0x40,), (0x70,), False, 200, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "CM31", PAGED, (0x30, 0x7F0), (0x40, 0xA00), True, 5000, False, ("nt!CmpAllocateKeyControlBlock+0x3e",)),
-    ("nt", "MmSt", PAGED, (0x40, 0x400), (0x60, 0x600), True, 3000, False, ("nt!MiCreateImageFileMap+0x1f3",)),
-    ("Ntfs", "Ntff", PAGED, (0x1A0,), (0x2A0,), False, 1500, False, ("Ntfs+0x2f1b4",)),
-    ("Ntfs", "NtFs", PAGED, (0x30, 0x200), (0x40, 0x300), True, 1500, False, ("Ntfs+0x2d310",)),
-    ("nt", "Toke", PAGED, (0x200, 0x300), (0x300, 0x480), True, 200, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "SeSd", PAGED, (0x40, 0x180), (0x60, 0x200), True, 1500, False, ("nt!SeCaptureSecurityDescriptor+0x8b",)),
-    ("nt", "ObNm", PAGED, (0x30, 0x80), (0x40, 0xC0), True, 800, False, ("nt!ObpAllocateObject+0x1d0",)),
-    ("nt", "Key ", PAGED, (0x40,), (0x70,), False, 1200, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "Sect", PAGED, (0x40,), (0x70,), False, 800, True, ("nt!ObpAllocateObject+0x12c",)),
-    ("nt", "CMVa", PAGED, (0x20, 0x300), (0x30, 0x400), True, 1500, False, ("nt!CmpCreateKeyControlBlock+0x61",)),
-    ("fltmgr", "FMfn", PAGED, (0x100, 0x200), (0x180, 0x300), True, 600, False, ("fltmgr+0x2a18",)),
-    ("CI", "CIcr", PAGED, (0x400, 0x3000), (0x400, 0x3000), True, 40, False, ("CI+0x1d2b",)),
-    ("nt", "Obtb", PAGED, (0x100, 0x800), (0x200, 0x1000), True, 200, False, ("nt!ObpAllocateObject+0x2a0",)),
-    ("nt", "MmSm", PAGED, (0x80, 0x100), (0xC0, 0x180), True, 600, False, ("nt!MiCreateImageFileMap+0x2c4",)),
-)
-
-# the object manager type of the tags that are objects (kdsim/objects.py fills them); the
-# processes, threads and loaded-module entries are its own (ObjectManager.boot)
-OBJECT_TYPES = {
-    "File": "File", "Even": "Event", "ALPC": "ALPC Port", "IoCo": "IoCompletion",
-    "Devi": "Device", "Driv": "Driver", "Muta": "Mutant", "Sema": "Semaphore", "Toke": "Token",
-    "Key ": "Key", "Sect": "Section",
-}
-
-# (driver, tag, pool, x86 sizes, x64 sizes, range?, weight, mean lifetime, first frames)
-TRAFFIC = (
-    ("nt", "Irp ", NONPAGED, (0x94, 0x3A0), (0x118, 0x4C0), True, 6.0, 300, ("nt!IoAllocateIrp+0x5c",)),
-    ("nt", "Mdl ", NONPAGED, (0x30, 0x200), (0x40, 0x300), True, 4.0, 200, ("nt!IoAllocateMdl+0x29",)),
-    ("nt", "Io  ", NONPAGED, (0x20, 0x400), (0x30, 0x600), True, 2.0, 400, ("nt!IopCompleteRequest+0x1a1",)),
-    ("Ntfs", "Ntfr", NONPAGED, (0x30, 0x100), (0x40, 0x180), True, 1.5, 900, ("Ntfs+0x41c9a",)),
-    ("tcpip", "TcpE", NONPAGED, (0x80, 0x140), (0xE0, 0x200), True, 0.5, 2000, ("tcpip+0x4c1b2",)),
-    ("nt", "IoNm", PAGED, (0x40, 0x200), (0x60, 0x300), True, 3.0, 100, ("nt!IopCreateFile+0x4e0",)),
-    ("Ntfs", "NtFs", PAGED, (0x30, 0x200), (0x40, 0x300), True, 2.0, 800, ("Ntfs+0x2d310",)),
-    ("nt", "CMVa", PAGED, (0x20, 0x300), (0x30, 0x400), True, 1.0, 500, ("nt!CmpCreateKeyControlBlock+0x61",)),
-    ("nt", "SeTd", PAGED, (0x40, 0x120), (0x60, 0x1C0), True, 1.0, 150, ("nt!SeCreateAccessState+0x4c",)),
-)
+# the traffic's weights add up to this, whatever the scale: scenarios and lab files weigh their
+# own drivers against it (kdsim/scenarios/leak.py, kdsim/labfile.py DEFAULT_TRAFFIC)
+TRAFFIC_WEIGHT = 21.0
+# ticks of traffic alone after the boot, at scale 1: the frees and reuse that make a machine
+# that has run a while (its lookaside lists hit, every busy tag shows frees)
+SETTLE_TICKS = 80_000
 
 
-def _frames(driver: str, first: tuple[str, ...]) -> tuple[str, ...]:
-    return first + (("nt!IofCallDriver+0x63",) if driver != "nt" else ()) + NT_IO
+def _pattern(entry: Entry, arch: str, lifetime: float | None, weight: float) -> Pattern:
+    sizes = entry.sizes[arch]
+    if lifetime is not None:              # traffic: small blocks only (the larger ones stay)
+        sizes = sizes[:1] + tuple(min(s, get_arch(arch).max_small) for s in sizes[1:])
+    return Pattern(entry.module, entry.tag, entry.pool_type, sizes, lifetime, weight,
+                   entry.alloc, size_range=len(sizes) == 2, protected=entry.protected,
+                   free_frames=entry.free, object_type=entry.object_type)
+
+
+def _arch(x64: bool) -> str:
+    return "x64" if x64 else "x86"
 
 
 def staying(x64: bool, scale: float = 1.0) -> list[tuple[Pattern, int]]:
-    """Boot-time objects that stay, with how many of each a booted machine holds."""
-    out = []
-    for driver, tag, pool, s86, s64, rng, count, prot, first in STAYING:
-        pat = Pattern(driver, tag, pool, s64 if x64 else s86, None, float(count),
-                      _frames(driver, first), size_range=rng, protected=prot,
-                      object_type=OBJECT_TYPES.get(tag, ""))
-        out.append((pat, max(1, round(count * scale))))
-    return out
+    """Boot-time blocks that stay, with how many of each a booted machine holds (a small
+    machine has none of the rarest: a tenth of two ACPI tables is none, not a whole one)."""
+    arch = _arch(x64)
+    counts = [(e, round(e.boot * scale)) for e in load(CATALOGUE).entries]
+    return [(_pattern(e, arch, None, float(n)), n) for e, n in counts if n]
 
 
-def traffic(x64: bool, scale: float = 1.0) -> list[Pattern]:
-    """Short-lived traffic that keeps running after boot."""
-    return [Pattern(driver, tag, pool, s64 if x64 else s86, life, weight * scale,
-                    _frames(driver, first), size_range=rng)
-            for driver, tag, pool, s86, s64, rng, weight, life, first in TRAFFIC]
+def traffic(x64: bool) -> list[Pattern]:
+    """The traffic that keeps running after boot, weighing TRAFFIC_WEIGHT in all."""
+    arch = _arch(x64)
+    moving = [e for e in load(CATALOGUE).entries if e.rate]
+    total = sum(e.rate for e in moving)
+    return [_pattern(e, arch, e.life, e.rate * TRAFFIC_WEIGHT / total) for e in moving]
 
 
-def populate(machine: "Machine", scale: float = 0.6, settle: int = 3000,
+def populate(machine: "Machine", scale: float = 1.0, settle: int | None = None,
              traffic_share: float = 0.25) -> Iterator[tuple[str, int]]:
-    """Play the boot: staying objects interleaved with traffic (`traffic_share` of the ticks
-    are traffic), then let the traffic settle.  Yields (phase, ticks) where ticks run
-    (kdsim/scenarios/__init__.py)."""
+    """Play the boot: staying blocks interleaved with traffic (`traffic_share` of the ticks
+    are traffic), then let the traffic settle (`settle` ticks; SETTLE_TICKS at scale 1).
+    Yields (phase, ticks) where ticks run (kdsim/scenarios/__init__.py)."""
     machine.objects.boot(scale)
     x64 = machine.arch.ptr_size == 8
     wl = machine.workload
     stay = staying(x64, scale)
     total = sum(n for _, n in stay)
     moving = traffic(x64)
-    traffic_weight = sum(p.weight for p in moving)
     for pat, n in stay:
-        pat.weight = n * traffic_weight * (1 - traffic_share) / traffic_share / total
+        pat.weight = n * TRAFFIC_WEIGHT * (1 - traffic_share) / traffic_share / total
     wl.add(*moving, *(p for p, _ in stay))
     yield "boot objects", int(total / (1 - traffic_share))
     for pat, _ in stay:
         wl.remove(pat)
-    yield "settling", settle
+    yield "settling", int(SETTLE_TICKS * scale) if settle is None else settle

@@ -52,7 +52,8 @@ class Pattern:
 
     sizes: request sizes in bytes, drawn uniformly (a (lo, hi) range when `size_range`);
     lifetime: mean ticks until freed (exponential), or None for blocks that stay (boot-time
-    objects; a leak when the driver forgets them).
+    objects; a leak when the driver forgets them); frames: the allocation's stack, innermost
+    first; free_frames: the stack of the free its owner makes (the allocation's when none).
     """
 
     driver: str
@@ -62,16 +63,20 @@ class Pattern:
     lifetime: float | None
     weight: float
     frames: tuple[str, ...] = ()
+    free_frames: tuple[str, ...] = ()
     size_range: bool = False
     protected: bool = False
     object_type: str = ""          # the object manager type the block holds ("" = not an object)
     key: int = field(init=False, default=0)
     stack: tuple[int, ...] = field(init=False, default=())
+    free_stack: tuple[int, ...] = field(init=False, default=())
 
     def bind(self, machine: Host) -> None:
         from .modules import frames
         self.key = tag_to_ulong(self.tag) | (PROTECTED_POOL if self.protected else 0)
         self.stack = frames(machine.symbols, self.frames)
+        self.free_stack = (frames(machine.symbols, self.free_frames) if self.free_frames
+                           else self.stack)
         machine.images.hold_tag(self.tag, self.stack)
 
     def run(self, engine: "Workload") -> None:
@@ -94,7 +99,7 @@ class Pattern:
             due = engine.t + rng.expovariate(1.0 / self.lifetime)
             for block, key in ((addr, self.key), *with_it):
                 engine.seq += 1
-                heapq.heappush(engine.due, (due, engine.seq, block, key, self.stack))
+                heapq.heappush(engine.due, (due, engine.seq, block, key, self.free_stack))
 
 
 class Workload:
@@ -111,7 +116,6 @@ class Workload:
         self.due: list[tuple[float, int, int, int, tuple[int, ...]]] = []
         self.seq = 0
         self.processors = machine.processors
-        self.process = machine.current_process()
         self.tick_period = 20000                              # ops per balance-set tick
 
     def add(self, *activities: Activity) -> None:

@@ -39,11 +39,9 @@ BUILTIN: tuple[PoolTagEntry, ...] = (
     _E("ObDm", "nt!ob", "object device map"),
     _E("ObjT", "nt!ob", "object type objects"),
     _E("ObNm", "nt!ob", "object names"),
-    _E("ObSc", "nt!ob", "cached security descriptors that objects share"),
     _E("ObSq", "nt!ob", "object security descriptors (query)"),
     _E("ObSt", "nt!ob", "Object Manager temporary storage"),
     _E("Obtb", "nt!ob", "object tables via EX handle.c"),
-    _E("MmLd", "nt!mm", "loaded-module list entries with their image names"),
     # Pool manager itself
     _E("BIG ", "nt!mm", "Large session pool allocations (ntos\\ex\\pool.c)"),
     _E("Ovfl", None, "The internal pool tag table has overflowed - usually this is a result of "

@@ -21,6 +21,7 @@ from itertools import product
 from pathlib import Path
 
 from .builtin import BUILTIN
+from .described import DESCRIBED
 from .parser import ParsedFile, ParseWarning, PoolTagEntry, UnusableFile, parse_file
 from .tags import TAG_LEN, TagLike, normalize_pattern, normalize_tag
 
@@ -133,7 +134,7 @@ def check_file(path: str | os.PathLike[str], *, missing_ok: bool = False) -> str
 
 @cache
 def _builtin_index() -> _Index:
-    return _Index(BUILTIN)
+    return _Index((*BUILTIN, *DESCRIBED))
 
 
 class TagDatabase:

@@ -372,9 +372,16 @@ def _lockstep(rows: list[TagChange]) -> dict[str, str]:
     def grew(r: TagChange) -> tuple[int, int]:
         return r.outstanding_diff, r.new.allocs - r.old.allocs
 
+    def beyond_churn(r: TagChange) -> bool:
+        """Growth a busy tag's frees cannot make by chance: more than two standard deviations
+        of a count that moves by one at each of its frees (with hundreds of churning tags,
+        two of them share a small difference and an alloc count now and then)."""
+        frees = r.new.frees - r.old.frees
+        return r.outstanding_diff >= LOCKSTEP_MIN and r.outstanding_diff ** 2 > 4 * frees
+
     groups: dict[tuple[int, int], list[str]] = {}
     for r in rows:
-        if r.outstanding_diff >= LOCKSTEP_MIN:
+        if beyond_churn(r):
             groups.setdefault(grew(r), []).append(r.tag)
     marks: dict[str, str] = {}
     for r in rows:                    # letters in the order the table shows the groups

@@ -83,7 +83,7 @@ PAGES_LAB = Lab(
 )
 
 # The seed's scale: ~240,000 live nonpaged and ~200,000 live paged blocks at scale 1.
-BACKGROUND_SCALE = 10.0
+BACKGROUND_SCALE = 2.3
 PEAK_TICKS = 100_000
 AFTER_TICKS = 100_000
 LIFETIME = 30_000              # ticks an MmCm block lives, at scale 1

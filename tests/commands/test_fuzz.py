@@ -44,6 +44,7 @@ from tests.support import POOLTAG_TXT
 
 SEED = 20240613
 TOTAL_LINES = 4000
+SCALE = 0.1                      # a busy default machine, small enough that .reboot stays quick
 LINE_TIMEOUT = 10.0              # seconds; a line taking longer is a hang
 SLOW_COMMANDS = {".reboot": 6, "g": 60}     # at most this many lines (each costs 0.05-0.5 s)
 INTERNAL = re.compile(r"internal error", re.IGNORECASE)
@@ -449,8 +450,8 @@ def test_fuzz_every_command(tmp_path, monkeypatch):
     load_commands()
     commands = all_commands()
     rng = random.Random(SEED)
-    writes = Session(boot().target())       # memory written, never run
-    runs = Session(boot().target())         # run, never written
+    writes = Session(boot(scale=SCALE).target())       # memory written, never run
+    runs = Session(boot(scale=SCALE).target())         # run, never written
     places = _places(writes, tmp_path)
     readers = [c for c in commands if not c.target_action and not _writes_memory(c)]
     grammar = {True: Grammar(rng, places, readers + [c for c in commands if _writes_memory(c)]),
@@ -479,7 +480,7 @@ def test_fuzz_every_command(tmp_path, monkeypatch):
 def test_undecodable_input_byte_in_an_open_log(tmp_path):
     """A byte that was not UTF-8 arrives as a lone surrogate; the log escapes it instead of
     failing every later write (and `.logclose`) with UnicodeEncodeError."""
-    session = Session(boot().target())
+    session = Session(boot(scale=SCALE).target())
     log = tmp_path / "x.log"
     assert run(session, f".logopen {log}; .echo a\udcffb; .logclose") == (
         f"Opened log file '{log}'\na\\xffb\nClosing open log file {log}\n")   # sanitize.py
@@ -487,6 +488,6 @@ def test_undecodable_input_byte_in_an_open_log(tmp_path):
 
 
 def test_undecodable_byte_in_a_dump_comment(tmp_path):
-    session = Session(boot().target())
+    session = Session(boot(scale=SCALE).target())
     out = run(session, f".dump /c a\udcffb {tmp_path / 'c.dmp'}")
     assert "Dump successfully written" in out and "nternal" not in out

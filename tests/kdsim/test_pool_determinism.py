@@ -27,16 +27,12 @@ def memory_hash(m: Machine) -> str:
 
 
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
-# before it was published; then the objects: the object manager's globals, the processes,
-# threads, module entries and object bodies, headers written whole on x64, no stale
-# ProcessBilled; then a stop's full register context and the driver images' pages: with the
-# images unmapped and the context zeroed but for its instruction, stack and frame pointers,
-# they are as before)
+# before it was published; then the full-size population of kdsim/catalogue/ changed them)
 BOOTS = {
-    ("default", "x86"): "0b7ac33ee6a02c91",
-    ("default", "x64"): "b461363a6bc77b6a",
-    ("fragmentation", "x86"): "7b996db486bad3a5",
-    ("fragmentation", "x64"): "973633294fd72646",
+    ("default", "x86"): "2c7f5375fa29f79f",
+    ("default", "x64"): "1087439f76312faa",
+    ("fragmentation", "x86"): "9a783601f6c02685",
+    ("fragmentation", "x64"): "a9b56563551b2f41",
 }
 
 
