@@ -8,7 +8,9 @@ allocations), failed pool allocations from nt!ExPoolFailures.
 * classic (the first seed case's set of lines, formats.md 8.2 old-debugger columns): a blank
   line and `*** Virtual Memory Usage ***`, then lines indented by six blanks, as both the seed
   and the docs' `!vm 1` sample have them; label and page count fill 26 columns, then
-  `   (%8d Kb)`; the page-file lines as the seed has them, `Kb` after a blank.
+  `   (%8d Kb)`; the page-file lines as the seed has them, `Kb` after a blank.  The seed's
+  `Free NP PTEs` / `Free Special NP` lines belong to XP's static system VA: they are printed
+  only for a kernel that has nt!MmFreeNonPagedPtes, which Windows 7's has not.
 * new (Win7 target under the Win8+ debugger, formats.md 8.3): page files first, then each
   counter's pages ending at column 33 and the Kb in 11 columns.
 
@@ -66,8 +68,8 @@ class VmUsage:
     resident_available: int
     locked_io: int
     free_system_ptes: int
-    free_nonpaged_ptes: int
-    free_special_nonpaged: int
+    free_nonpaged_ptes: int | None       # XP's nonpaged PTE pool: None on a Windows 7 kernel
+    free_special_nonpaged: int | None    # printed with it (the XP-era pair of lines)
     modified: int
     modified_pagefile: int
     nonpaged_usage: int
@@ -112,6 +114,10 @@ def read_vm(target: "Target", flags: int = 0) -> VmUsage:
         descriptor = target.read_ptr(array + index * target.arch.ptr_size)
         paged.append(target.read_u32(descriptor + total_pages)
                      + target.read_u32(descriptor + total_big))
+    # XP / Server 2003 kept nonpaged pool expansion in its own PTE pool; a kernel with dynamic
+    # system VA (Windows 7) has no nt!MmFreeNonPagedPtes, and the debugger leaves out the two
+    # lines it printed for that pool
+    static_va = target.resolve("nt!MmFreeNonPagedPtes") is not None
     page_file = PageFile(PAGE_FILE_NAME, counter("MmPagingFileCurrentKb"),
                          counter("MmPagingFileFreeKb"), counter("MmPagingFileMinimumKb"),
                          counter("MmPagingFileMaximumKb"))
@@ -122,8 +128,8 @@ def read_vm(target: "Target", flags: int = 0) -> VmUsage:
         resident_available=counter("MmResidentAvailablePages"),
         locked_io=counter("MmLockedIoPages"),
         free_system_ptes=counter("MmFreeSystemPtes"),
-        free_nonpaged_ptes=counter("MmFreeNonPagedPtes"),
-        free_special_nonpaged=counter("MmFreeSpecialNonPagedPtes"),
+        free_nonpaged_ptes=counter("MmFreeNonPagedPtes") if static_va else None,
+        free_special_nonpaged=counter("MmFreeSpecialNonPagedPtes") if static_va else None,
         modified=counter("MmModifiedPageCount"),
         modified_pagefile=counter("MmModifiedPFPageCount"),
         nonpaged_usage=counter("MmAllocatedNonPagedPool"),
@@ -170,10 +176,12 @@ def _classic(vm: VmUsage) -> list[str]:
     lines += [line("Available Pages:", vm.available),
               line("ResAvail Pages:", vm.resident_available),
               line("Locked IO Pages:", vm.locked_io),
-              line("Free System PTEs:", vm.free_system_ptes),
-              line("Free NP PTEs:", vm.free_nonpaged_ptes),
-              line("Free Special NP:", vm.free_special_nonpaged),
-              line("Modified Pages:", vm.modified),
+              line("Free System PTEs:", vm.free_system_ptes)]
+    if vm.free_nonpaged_ptes is not None:
+        lines.append(line("Free NP PTEs:", vm.free_nonpaged_ptes))
+    if vm.free_special_nonpaged is not None:
+        lines.append(line("Free Special NP:", vm.free_special_nonpaged))
+    lines += [line("Modified Pages:", vm.modified),
               line("Modified PF Pages:", vm.modified_pagefile),
               line("NonPagedPool Usage:", vm.nonpaged_usage),
               line("NonPagedPool Max:", vm.nonpaged_max)]

@@ -58,16 +58,16 @@ def x64() -> tuple[Session, dict[str, int]]:
 
 
 X86_NONPAGED = """
-Scanning large pool allocation table for Tag: Leak (f8015000 : f8025000)
+Scanning large pool allocation table for Tag: Leak (84415000 : 84425000)
 
-*e1001000 :large page allocation, Tag  is Leak, size  is 0x3000 bytes
-*f8030000 :large page allocation, Tag  is Leak, size  is 0x5000 bytes
+*91001000 :large page allocation, Tag  is Leak, size  is 0x3000 bytes
+*84430000 :large page allocation, Tag  is Leak, size  is 0x5000 bytes
 
-Searching NonPaged pool (f8000000 : fff87000) for Tag: Leak
+Searching NonPaged pool (84400000 : 8ae00000) for Tag: Leak
 
-*f802f000 size:   48 previous size:    0  (Allocated) Leak
-*f802fe48 size:   28 previous size:  e00  (Allocated) Leak
-*f802fe70 size:   88 previous size:   28  (Free)      Leak
+*8442f000 size:   48 previous size:    0  (Allocated) Leak
+*8442fe48 size:   28 previous size:  e00  (Allocated) Leak
+*8442fe70 size:   88 previous size:   28  (Free)      Leak
 
 """
 
@@ -106,8 +106,8 @@ def test_wildcards_and_tag_values_find_the_same_blocks(x86, tag):
 def test_a_pattern_without_literals_walks_every_page(x86):
     session, _ = x86
     rows = [line for line in run(session, "!poolfind * -small").splitlines() if line]
-    assert rows[0] == "Searching NonPaged pool (f8000000 : fff87000) for Tag: *"
-    assert "*f802fef8 size:  108 previous size:   88  (Allocated) Mdl " in rows
+    assert rows[0] == "Searching NonPaged pool (84400000 : 8ae00000) for Tag: *"
+    assert "*8442fef8 size:  108 previous size:   88  (Allocated) Mdl " in rows
     assert sum(" Leak" in row for row in rows) == 3
 
 
@@ -136,8 +136,8 @@ def test_tag_with_a_space_and_a_protected_free_block():
 def test_x_runs_a_command_for_each_block(x86):
     session, b = x86
     out = run(session, '!poolfind -x "dd @$extret L1" Leak -small').splitlines()
-    i = out.index("*f802f000 size:   48 previous size:    0  (Allocated) Leak")
-    assert out[i + 1] == "f802f008  00000000"
+    i = out.index("*8442f000 size:   48 previous size:    0  (Allocated) Leak")
+    assert out[i + 1] == "8442f008  00000000"
     assert out[i + 3] == f"{b['np2']:08x}  00000000"
 
 
@@ -163,15 +163,15 @@ def test_ctrl_c_stops_the_scan(x86, monkeypatch, tag):
 
     def interrupted(self, start, end):
         for page, data in real(self, start, end):
-            if page > 0xF802F000:
+            if page > 0x8442F000:
                 raise KeyboardInterrupt
             yield page, data
 
     monkeypatch.setattr(PoolReader, "pages", interrupted)
     out = run(session, f"!poolfind {tag} -small")
-    assert out.endswith("*f802fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
-                        "...terminating - searched pool to f802f000\n"
-                        if tag != "*" else "...terminating - searched pool to f802f000\n")
+    assert out.endswith("*8442fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
+                        "...terminating - searched pool to 8442f000\n"
+                        if tag != "*" else "...terminating - searched pool to 8442f000\n")
     assert sum(line.startswith("*") and line.endswith(" Leak") for line in out.split("\n")) == 3
 
 
@@ -197,9 +197,9 @@ def test_the_pool_is_scanned_as_its_rows_are_printed(x86, monkeypatch):
     result = lookup("!poolfind").func(session, "Leak -small")
     assert scanned == []
     rows = iter(result.searches[0].headers)
-    assert next(rows).address == 0xF802F000
-    assert scanned[-1] == 0xF802F000 and len(scanned) < 0x30 + 1
-    assert [h.address for h in rows] == [0xF802FE48, 0xF802FE70]
+    assert next(rows).address == 0x8442F000
+    assert scanned[-1] == 0x8442F000 and len(scanned) < 0x30 + 1
+    assert [h.address for h in rows] == [0x8442FE48, 0x8442FE70]
 
 
 @given(st.lists(st.tuples(st.integers(0, 8), st.integers(1, 12)), max_size=8),
