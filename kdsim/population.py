@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
-from .pool import NONPAGED, PAGED
+from .pool import MM_ALLOCATION, NONPAGED, PAGED
+from .win32k import populate_sessions
 from .workload import Pattern
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,7 @@ STAYING = (
     ("nt", "Muta", NONPAGED, (0x48,), (0x80,), False, 150, True, ("nt!ObpAllocateObject+0x12c",)),
     ("nt", "Sema", NONPAGED, (0x40,), (0x70,), False, 200, True, ("nt!ObpAllocateObject+0x12c",)),
     ("nt", "CM31", PAGED, (0x30, 0x7F0), (0x40, 0xA00), True, 5000, False, ("nt!CmpAllocateKeyControlBlock+0x3e",)),
-    ("nt", "MmSt", PAGED, (0x40, 0x400), (0x60, 0x600), True, 3000, False, ("nt!MiCreateImageFileMap+0x1f3",)),
+    ("nt", "MmSt", PAGED | MM_ALLOCATION, (0x40, 0x400), (0x60, 0x600), True, 3000, False, ("nt!MiCreateImageFileMap+0x1f3",)),
     ("Ntfs", "Ntff", PAGED, (0x1A0,), (0x2A0,), False, 1500, False, ("Ntfs+0x2f1b4",)),
     ("Ntfs", "NtFs", PAGED, (0x30, 0x200), (0x40, 0x300), True, 1500, False, ("Ntfs+0x2d310",)),
     ("nt", "Toke", PAGED, (0x200, 0x300), (0x300, 0x480), True, 200, True, ("nt!ObpAllocateObject+0x12c",)),
@@ -107,3 +108,4 @@ def populate(machine: "Machine", scale: float = 0.6, settle: int = 3000,
     for pat, _ in stay:
         wl.remove(pat)
     yield "settling", settle
+    yield from populate_sessions(machine, scale)

@@ -29,10 +29,10 @@ def memory_hash(m: Machine) -> str:
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
 # before it was published)
 BOOTS = {
-    ("default", "x86"): "110396378f770611",
-    ("default", "x64"): "2b2f2396fdde1020",
-    ("fragmentation", "x86"): "d45af7c29d0a071b",
-    ("fragmentation", "x64"): "5ff98c127e87e5e3",
+    ("default", "x86"): "2d79ed13ccf07f8e",
+    ("default", "x64"): "755c5662bae8ef00",
+    ("fragmentation", "x86"): "e5c7003171601e52",
+    ("fragmentation", "x64"): "f28a44156e9d94d7",
 }
 
 
