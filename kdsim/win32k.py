@@ -70,43 +70,43 @@ SYSCALL_X64 = ("KiSystemServiceCopyEnd", None, 0x13)
 #  blocks that stay in session 1, share of them in session 0, traffic weight, mean lifetime)
 TAGS = (
     ("Gh05", ("HeavyAllocPool+0x2a", "GreCreateDIBitmapReal+0x1b8", "NtGdiCreateDIBSection+0x12f"),
-     (0x170, 0x2400), (0x1E0, 0x2600), True, 2200, 0.08, 0.6, 3000),
+     (0x170, 0x2400), (0x1E0, 0x2600), True, 2200, 0.08, 0.6, 1000),
     ("Gla5", ("AllocateObject+0xbe", "HmgAlloc+0x56", "NtGdiCreateCompatibleBitmap+0x9c"),
-     (0x168,), (0x270,), False, 600, 0.1, 0.8, 1500),
+     (0x168,), (0x270,), False, 600, 0.1, 0.8, 500),
     ("Gla1", ("AllocateObject+0xbe", "GreCreateDCW+0x8d", "NtGdiCreateCompatibleDC+0x6b"),
-     (0x3D8,), (0x5F0,), False, 250, 0.15, 0.5, 2000),
+     (0x3D8,), (0x5F0,), False, 250, 0.15, 0.5, 666),
     ("Gla4", ("AllocateObject+0xbe", "GreCreateRectRgn+0x3c", "NtGdiCreateRectRgn+0x2a"),
-     (0x88,), (0xD0,), False, 400, 0.1, 1.0, 400),
+     (0x88,), (0xD0,), False, 400, 0.1, 1.0, 133),
     ("Gla8", ("AllocateObject+0xbe", "GreCreatePalette+0x61", "NtGdiCreateCompatibleBitmap+0x9c"),
-     (0x98,), (0xE0,), False, 150, 0.2, 0.2, 2500),
+     (0x98,), (0xE0,), False, 150, 0.2, 0.2, 833),
     ("Glab", ("AllocateObject+0xbe", "GreCreateSolidBrush+0x47", "NtGdiCreateCompatibleDC+0x6b"),
-     (0xA8,), (0x100,), False, 500, 0.1, 0.6, 900),
+     (0xA8,), (0x100,), False, 500, 0.1, 0.6, 300),
     ("Gh04", ("HeavyAllocPool+0x2a", "GreCreateRectRgn+0x8e", "NtGdiCreateRectRgn+0x2a"),
-     (0x40, 0x600), (0x60, 0x800), True, 300, 0.1, 1.2, 250),
+     (0x40, 0x600), (0x60, 0x800), True, 300, 0.1, 1.2, 83),
     ("Gfnt", ("PALLOCMEM+0x1b", "GreAddFontResourceWInternal+0xef", "NtGdiExtTextOutW+0x21b"),
-     (0x200, 0xC00), (0x2C0, 0xF00), True, 300, 0.4, 0.1, 5000),
+     (0x200, 0xC00), (0x2C0, 0xF00), True, 300, 0.4, 0.1, 1666),
     ("Gffv", ("PALLOCMEM+0x1b", "bCreateFontFileView+0x4e", "GreAddFontResourceWInternal+0xb2"),
-     (0x58,), (0x88,), False, 400, 0.5, 0.1, 5000),
+     (0x58,), (0x88,), False, 400, 0.5, 0.1, 1666),
     ("Gpfe", ("PALLOCMEM+0x1b", "PUBLIC_PFTOBJ_bLoadFonts+0x1c8", "GreAddFontResourceWInternal+0xb2"),
-     (0x80, 0x120), (0xC0, 0x1A0), True, 800, 0.5, 0.1, 5000),
+     (0x80, 0x120), (0xC0, 0x1A0), True, 800, 0.5, 0.1, 1666),
     ("Ttfd", ("PALLOCMEM+0x1b", "ttfdSemLoadFontFile+0x8a", "GreExtTextOutWLocked+0x3d0"),
-     (0x40, 0xFF0), (0x60, 0xFE0), True, 350, 0.3, 1.0, 600),
+     (0x40, 0xFF0), (0x60, 0xFE0), True, 350, 0.3, 1.0, 200),
     ("Gcac", ("PALLOCMEM+0x1b", "ttfdQueryFontData+0x5d", "GreExtTextOutWLocked+0x3d0"),
-     (0x100, 0x1000), (0x180, 0x1000), True, 200, 0.2, 0.8, 1200),
+     (0x100, 0x1000), (0x180, 0x1000), True, 200, 0.2, 0.8, 400),
     ("Usti", ("Win32AllocPool+0x13", "AllocateW32Thread+0x28", "xxxCreateThreadInfo+0x41"),
-     (0x1D8,), (0x338,), False, 450, 0.3, 0.3, 2500),
+     (0x1D8,), (0x338,), False, 450, 0.3, 0.3, 833),
     ("Uspi", ("Win32AllocPool+0x13", "AllocateW32Process+0x2b", "xxxInitProcessInfo+0x1e"),
-     (0x148,), (0x260,), False, 60, 0.4, 0.05, 8000),
+     (0x148,), (0x260,), False, 60, 0.4, 0.05, 2666),
     ("Uscu", ("Win32AllocPool+0x13", "_CreateEmptyCursorObject+0x3d", "NtUserCallNoParam+0x7c"),
-     (0x60,), (0xA0,), False, 700, 0.05, 0.3, 3000),
+     (0x60,), (0xA0,), False, 700, 0.05, 0.3, 1000),
     ("Usac", ("Win32AllocPool+0x13", "_CreateAcceleratorTable+0x1e", "NtUserCreateAcceleratorTable+0x7b"),
-     (0x30, 0x400), (0x40, 0x500), True, 120, 0.05, 0.1, 4000),
+     (0x30, 0x400), (0x40, 0x500), True, 120, 0.05, 0.1, 1333),
     ("Ustx", ("Win32AllocPool+0x13", "DefSetText+0x5d", "NtUserDefSetText+0x9a"),
-     (0x20, 0x200), (0x28, 0x220), True, 900, 0.05, 1.0, 1500),
+     (0x20, 0x200), (0x28, 0x220), True, 900, 0.05, 1.0, 500),
     ("Usqm", ("Win32AllocPool+0x13", "AllocQEntry+0x2e", "_PostMessage+0x14b"),
-     (0x30,), (0x50,), False, 40, 0.1, 2.0, 60),
+     (0x30,), (0x50,), False, 40, 0.1, 2.0, 20),
 )
-SESSION0_TRAFFIC = 0.15          # session 0's traffic, as a share of the interactive one's
+SESSION0_TRAFFIC = 0.3           # session 0's traffic, as a share of the interactive one's
 TRAFFIC_RATE = 0.5               # the weights above, against the rest of the machine's traffic
 
 
@@ -162,7 +162,7 @@ def patterns(machine: "Machine", scale: float) -> tuple[list[tuple[Pattern, int]
 
 
 def populate_sessions(machine: "Machine", scale: float = 0.6,
-                      traffic_share: float = 0.25) -> Iterator[tuple[str, int]]:
+                      traffic_share: float = 0.5) -> Iterator[tuple[str, int]]:
     """Create the sessions and win32k, and play win32k's boot in them: its staying blocks
     interleaved with all the traffic running (`traffic_share` of the ticks), after which its
     traffic goes on with the rest.  Yields (phase, ticks) as `population.populate` does."""

@@ -12,6 +12,7 @@ from kdsim.machine import Machine
 from kdsim.pool import QUOTA, PoolSettings
 from kdsim.target import Target
 from tests.commands.ext.pool_lines import DESCRIPTION, HEADER, REAL_POOL, ROW
+from tests.commands.ext.session_blocks import session_machine
 
 PROTECTED = 0x80000000
 PROCESS = {"x86": 0x8507A030, "x64": 0xFFFFFA8001A3B060}
@@ -378,3 +379,22 @@ def test_explain_finds_a_freed_block_that_still_says_allocated(settings, holder)
             and f"pinned (at most 1/8 of the page (0x200 bytes) in use, in at most 4 blocks): "
                 f"the page goes back to the pool only when these are freed: Keep at "
                 f"{kept - 8:08x}, Gone at {gone - 8:08x}" in text)
+
+
+# -- session pool -------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_a_session_page_and_a_large_session_allocation(arch):
+    session, blocks = session_machine(arch)
+    fmt = session.target.arch.fmt_ptr
+    page = run(session, f"!pool {blocks['usac']:x}").splitlines()
+    assert page[0] == f"Pool page {fmt(blocks['usac'])} region is Paged session pool"
+    assert page[1].startswith(f"*{fmt(blocks['usac'] & ~0xFFF)} size: ")
+    assert page[1].endswith("(Allocated) *Usac")
+    assert page[-1].endswith("(Allocated)  Gla1")
+    big = blocks["gh05"]
+    assert run(session, f"!pool {big + 0x1234:x}") == (
+        f"Pool page {fmt(big + 0x1234)} region is Paged session pool\n"
+        f"{fmt(big + 0x1000)} is not a valid large pool allocation, checking large session "
+        "pool...\n"
+        f"*{fmt(big)} : large page allocation, tag is Gh05, size is 0x2000 bytes\n"
+        "\t\tPooltag Gh05 : GDITAG_HMGR_SURF_TYPE, Binary : win32k.sys\n")

@@ -17,6 +17,7 @@ from commands.ext.poolfind import TagScan, finder_of, parse_query
 from commands.poolread import PoolHeader, PoolReader, row_text
 from commands.registry import lookup
 from commands.session import Session
+from commands.sessions import current_session
 from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.layouts import PAGE_SIZE, QUOTA, tag_to_ulong
@@ -26,6 +27,8 @@ from pooltag import tag_matches
 from tests.commands.ext.pool_lines import (
     DESCRIPTION, FIND_LARGE, FIND_ROW, FIND_SCAN, FIND_SEARCH, HEADER, LARGE, REAL_POOLFIND,
 )
+from tests.commands.ext.session_blocks import session_machine
+from tests.support import text
 
 PROTECTED = 0x80000000
 SETTINGS = PoolSettings(lookasides=False, deferred_frees=False)
@@ -458,3 +461,28 @@ def test_what_the_scan_searches_for(pattern, offset, exact):
     finder = finder_of(pattern)
     assert (None if finder is None else (finder.offset, finder.exact)) == \
         (None if offset is None else (offset, exact))
+
+
+# -- session pool -------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_session_pool_searches_the_current_sessions_table_and_pages(arch):
+    session, blocks = session_machine(arch)
+    reader = PoolReader(session.target)
+    current = current_session(session.target)
+    assert current is not None and current.session_id == 1
+    fmt = reader.arch.fmt_ptr
+    table_end = current.big_table + current.big_entries * reader.layouts.big_page.sizeof()
+    table = f"({fmt(current.big_table)} : {fmt(table_end)})"
+    pool = f"({fmt(current.pool_start)} : {fmt(current.pool_end)})"
+    usac = blocks["usac"] - reader.unit
+    size = "108" if arch == "x86" else "110"
+    assert run(session, "!poolfind Usac 4") == text(
+        "", f"Scanning large pool allocation table for Tag: Usac {table}", "",
+        f"Searching Session pool {pool} for Tag: Usac", "",
+        f"*{fmt(usac)} size:  {size} previous size:    0  (Allocated) Usac", "")
+    assert run(session, "!poolfind Gh05 -session") == text(
+        "", f"Scanning large pool allocation table for Tag: Gh05 {table}", "",
+        f"*{fmt(blocks['gh05'])} :large page allocation, Tag  is Gh05, size  is 0x2000 bytes",
+        "", f"Searching Session pool {pool} for Tag: Gh05", "")
+    # the system's pools know none of it
+    assert "Usac" not in run(session, "!poolfind Usac 1").split("for Tag: Usac")[-1]

@@ -18,6 +18,7 @@ from kdsim.layouts import PAGE_SIZE, profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
 from kdsim.target import Target
+from tests.commands.ext.session_blocks import session_machine
 from tests.support import text
 
 
@@ -522,3 +523,27 @@ def test_json_output(machines):
                              "nonpaged": {"allocs": 1, "frees": 0, "outstanding": 1, "used": 8192},
                              "paged": {"allocs": 0, "frees": 0, "outstanding": 0, "used": 0},
                              "description": DESC["Leak"]}]
+
+
+# -- session pool -------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_session_pool_flag_reads_the_current_sessions_tracker(arch):
+    """Session 1's tags (not session 0's Usac, nor the system pools'), as paged usage; the
+    freed Usac shows in the verbose counts."""
+    session, _ = session_machine(arch)
+    usac, gla1 = (264, 72) if arch == "x86" else (272, 80)
+    assert run(session, "!poolused 8") == text(
+        "   Sorting by Session Tag",
+        "",
+        "  Pool Used:",
+        "            NonPaged            Paged",
+        " Tag    Allocs     Used    Allocs     Used",
+        " Gh05        0        0         1     8192 GDITAG_HMGR_SURF_TYPE , Binary: win32k.sys",
+        f" Gla1        0        0         1 {gla1:8d} GDI lookaside: device context objects"
+        " , Binary: win32k.sys",
+        f" Usac        0        0         1 {usac:8d} USERTAG_ACCEL , Binary:"
+        " win32k!_CreateAcceleratorTable",
+        f" TOTAL           0        0         3 {8192 + usac + gla1:8d}",
+    )
+    verbose = run(session, "!poolused 9 Usac").splitlines()
+    assert verbose[5].split()[:9] == ["Usac", "0", "0", "0", "0", "2", "1", "1", str(usac)]

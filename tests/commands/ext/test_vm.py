@@ -396,3 +396,11 @@ def test_json_output(machines):
     assert data["flags"] == 1
     assert data["nonpaged_usage"] == machines["x86"].mm.nonpaged.in_use
     assert data["page_files"][0]["name"] == "\\??\\C:\\pagefile.sys"
+
+
+def test_a_windows_7_kernel_prints_no_xp_pte_lines(machines):
+    """XP's nonpaged PTE pool lines belong to a kernel with nt!MmFreeNonPagedPtes."""
+    for m in machines.values():
+        out = run(session_for(m), "!vm")
+        assert "Free System PTEs:" in out
+        assert "Free NP PTEs" not in out and "Free Special NP" not in out
