@@ -52,6 +52,7 @@ NUMBERS = frozenset({
     "modified_pagefile", "nonpaged_usage", "nonpaged_max", "paged_pools", "paged_max",
     "session_commit", "shared_commit", "special_pool", "process_commit", "kernel_stacks",
     "paged_commit", "driver_commit", "committed", "commit_limit", "pool_failures", "tag_pages", "tag_bytes", "holders", "allocated", "free", "cached", "pinned", "blocks", "tags", "cell", "pages",
+    "session_id", "paged_pool", "nonpaged", "commit",
 })
 
 

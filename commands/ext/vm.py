@@ -19,29 +19,36 @@ paragraph after PagedPool Maximum (its wording and place are not in a public tra
 could read; the Win11 sample's PTE-failure paragraph sets the shape).  The new layout also has
 the Win11 sample's warning when the system commit exceeds the total.
 
-The machine models no processes, sessions or memory-manager threads, so the per-process list
-(flag 0), the thread stacks (2, 0x10), session usage (4), the page-file write log (8) and the
-kernel VA table (0x20) print nothing; `Total Private` is 0 in the new layout.  Counters the
+Flag 4 adds `Terminal Server Memory Usage By Session:` and a paragraph per session on
+nt!MiSessionWsList (nothing on a target without sessions) (formats.md 8.2's `!vm 4`): its paged pool (its descriptor's pages), its
+nonpageable pages and its commit, in Kb ending at column 26.  The machine models no processes
+or memory-manager threads, so the per-process list (flag 0), the thread stacks (2, 0x10), the
+page-file write log (8) and the kernel VA table (0x20) print nothing; `Total Private` is 0 in
+the new layout.  Counters the
 kernel does not keep (Processor Commit, Pages For MDLs, ...) are 0, as on the Win7 sample where
 most of them are.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kdsim.layouts import PAGE_SIZE
+from kdsim.layouts import PAGE_SIZE, field_path_offset
+from kdsim.layouts.session import mm_session_space
 
 from ..errors import couldnt_resolve, nt_global
 from ..expr import evaluate
 from ..registry import command
+from ..sessions import sessions
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kdsim.arch import Arch
     from kdsim.target import Target
 
     from ..session import Session
 
 KB_PER_PAGE = PAGE_SIZE // 1024
+SESSIONS = 0x4                      # flag: the sessions' memory
 MASK64 = (1 << 64) - 1              # the debugger's arithmetic: a garbage count wraps its Kb
 # The kernel does not publish its paging file's name; the one the seed case shows.
 PAGE_FILE_NAME = "\\??\\C:\\pagefile.sys"
@@ -55,6 +62,17 @@ class PageFile:
     free_kb: int
     minimum_kb: int
     maximum_kb: int
+
+
+@dataclass(frozen=True)
+class SessionUsage:
+    """One session's memory, in pages."""
+
+    session_id: int
+    address: int                    # its _MM_SESSION_SPACE
+    paged_pool: int
+    nonpaged: int
+    commit: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,7 @@ class VmUsage:
     committed: int
     commit_limit: int
     pool_failures: int
+    sessions: list[SessionUsage] = field(default_factory=list)     # flag 4
 
     @property
     def paged_usage(self) -> int:
@@ -146,7 +165,22 @@ def read_vm(target: "Target", flags: int = 0) -> VmUsage:
         committed=counter("MmTotalCommittedPages"),
         commit_limit=counter("MmTotalCommitLimit"),
         pool_failures=target.read_u32(_symbol(target, "ExPoolFailures")),
+        sessions=_sessions(target) if flags & SESSIONS else [],
     )
+
+
+def _sessions(target: "Target") -> list[SessionUsage]:
+    layout = mm_session_space(target.profile)
+    pages = (field_path_offset(layout, "PagedPool") + target.profile.offset("descriptor", name)
+             for name in ("TotalPages", "TotalBigPages"))
+    paged = tuple(pages)
+    nonpaged, commit = (field_path_offset(layout, name)
+                        for name in ("NonPagablePages", "CommittedPages"))
+    return [SessionUsage(s.session_id, s.address,
+                         sum(target.read_u32(s.address + off) for off in paged),
+                         target.read_ptr(s.address + nonpaged),
+                         target.read_ptr(s.address + commit))
+            for s in sessions(target)]
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -248,17 +282,30 @@ def _new(vm: VmUsage) -> list[str]:
     return lines
 
 
+def _session_lines(vm: VmUsage, arch: "Arch") -> list[str]:
+    if not vm.sessions:
+        return []
+    lines = ["", "Terminal Server Memory Usage By Session:", ""]
+    for s in vm.sessions:
+        lines += [f"Session ID {s.session_id} @ {arch.fmt_ptr(s.address)}:",
+                  *(f"{label}{_kb(pages):{26 - len(label)}d} Kb" for label, pages in (
+                      ("Paged Pool Usage:", s.paged_pool), ("NonPaged Usage:", s.nonpaged),
+                      ("Commit Usage:", s.commit))), ""]
+    return lines[:-1]
+
+
 def render_vm(result: VmUsage, session: "Session") -> str:
     new = session.settings.get("vm_layout") == "new"
-    return "\n".join(_new(result) if new else _classic(result))
+    lines = _new(result) if new else _classic(result)
+    return "\n".join(lines + _session_lines(result, session.target.arch))
 
 
 @command("!vm", syntax="!vm [Flags]", render=render_vm,
          help="Virtual memory usage: physical pages, page file, pool usage and commit, from "
               "the memory manager's counters.\n"
-              "Flags: 1 omits the per-process list; 2, 4, 8, 0x10 and 0x20 add thread stacks, "
-              "session usage, the page-file write log, working-set owners and kernel VA usage "
-              "(none of which this machine models).\n"
+              "Flags: 1 omits the per-process list; 4 adds each session's memory; 2, 8, 0x10 "
+              "and 0x20 add thread stacks, the page-file write log, working-set owners and "
+              "kernel VA usage (none of which this machine models).\n"
               "The layout follows the vm_layout setting (classic or new).")
 def vm(session: "Session", args: str) -> VmUsage:
     text = args.strip()

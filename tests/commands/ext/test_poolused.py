@@ -14,6 +14,7 @@ from commands.poolread import live_tags
 from commands.session import Session
 from commands.testing import run
 from kdsim.arch import get_arch
+from kdsim.dump import load, save
 from kdsim.layouts import PAGE_SIZE, profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
@@ -547,3 +548,12 @@ def test_session_pool_flag_reads_the_current_sessions_tracker(arch):
     )
     verbose = run(session, "!poolused 9 Usac").splitlines()
     assert verbose[5].split()[:9] == ["Usac", "0", "0", "0", "0", "2", "1", "1", str(usac)]
+
+
+def test_session_pool_reads_the_same_from_a_dump(tmp_path):
+    """The sessions are found through memory and symbols only: a full dump shows them too."""
+    live, _ = session_machine("x64")
+    save(live.target, tmp_path / "s.dmp")
+    dumped = Session(load(tmp_path / "s.dmp"))
+    for command in ("!poolused 8", "!poolfind Usac 4"):
+        assert run(dumped, command) == run(live, command)

@@ -15,6 +15,7 @@ from kdsim.arch import get_arch
 from kdsim.layouts import profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
+from tests.commands.ext.session_blocks import session_machine
 from tests.support import text
 
 
@@ -404,3 +405,23 @@ def test_a_windows_7_kernel_prints_no_xp_pte_lines(machines):
         out = run(session_for(m), "!vm")
         assert "Free System PTEs:" in out
         assert "Free NP PTEs" not in out and "Free Special NP" not in out
+
+
+@pytest.mark.parametrize("layout", ["classic", "new"])
+def test_flag_4_adds_each_sessions_memory(layout):
+    """Session 1 holds a 0x2000-byte large block and a page of small ones, session 0 a page;
+    each session's commit also counts its tracker and big-page table (21 + 3 pages on x64)."""
+    session, _ = session_machine("x64")
+    session.settings["vm_layout"] = layout
+    out = run(session, "!vm 4")
+    assert out.endswith(text(
+        "", "Terminal Server Memory Usage By Session:", "",
+        "Session ID 0 @ fffff900c0000000:",
+        "Paged Pool Usage:        4 Kb",
+        "NonPaged Usage:          0 Kb",
+        "Commit Usage:          100 Kb", "",
+        "Session ID 1 @ fffff900c4000000:",
+        "Paged Pool Usage:       12 Kb",
+        "NonPaged Usage:          0 Kb",
+        "Commit Usage:          108 Kb"))
+    assert "Terminal Server" not in run(session, "!vm 1")
