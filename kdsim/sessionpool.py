@@ -9,10 +9,11 @@ process's session (the interactive one: the debugger looks at it, as at a dump t
 The allocator is the executive's own (`PoolManager`, kdsim/pool.py) over the session's memory:
 a request with the session bit and the paged bit is served by the session's descriptor, and a
 block keeps `PagedPoolSession | in use` (0x23) in its header.  A free finds its session by the
-address (`PoolManager.free_normal` hands it over).  Two simplifications, as assumptions:
-session pool has no lookaside lists here (Windows 7 gives it one list per size up to BlockSize
-0x19, internals.md 6), and the sessions' pools lie side by side in session space, where
-Windows maps each session's pool at the same addresses in the processes of that session.
+address (`PoolManager.free_normal` hands it over).  Simplifications, as assumptions: session
+pool has no lookaside lists here (Windows 7 gives it one list per size up to BlockSize 0x19,
+internals.md 6); the sessions' pools lie side by side in session space, where Windows maps
+each session's pool at the same addresses in the processes of that session; Driver Verifier
+does not track session allocations, and nt!PoolHitTag does not break on a session tag.
 
 Session VA, session s at `Arch.session_start + s * Arch.session_stride`: the structure, the
 session's tables (tracker, big-page table) from TABLES, its paged pool from POOL to the next

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from .pool import SESSION_PAGED
-from .sessionpool import INTERACTIVE, SESSIONS, SessionPools
+from .sessionpool import INTERACTIVE, SessionPools
 from .workload import Pattern
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,7 +87,8 @@ TAGS = (
      (0x200, 0xC00), (0x2C0, 0xF00), True, 300, 0.4, 0.1, 1666),
     ("Gffv", ("PALLOCMEM+0x1b", "bCreateFontFileView+0x4e", "GreAddFontResourceWInternal+0xb2"),
      (0x58,), (0x88,), False, 400, 0.5, 0.1, 1666),
-    ("Gpfe", ("PALLOCMEM+0x1b", "PUBLIC_PFTOBJ_bLoadFonts+0x1c8", "GreAddFontResourceWInternal+0xb2"),
+    ("Gpfe", ("PALLOCMEM+0x1b", "PUBLIC_PFTOBJ_bLoadFonts+0x1c8",
+              "GreAddFontResourceWInternal+0xb2"),
      (0x80, 0x120), (0xC0, 0x1A0), True, 800, 0.5, 0.1, 1666),
     ("Ttfd", ("PALLOCMEM+0x1b", "ttfdSemLoadFontFile+0x8a", "GreExtTextOutWLocked+0x3d0"),
      (0x40, 0xFF0), (0x60, 0xFE0), True, 350, 0.3, 1.0, 200),
@@ -99,7 +100,8 @@ TAGS = (
      (0x148,), (0x260,), False, 60, 0.4, 0.05, 2666),
     ("Uscu", ("Win32AllocPool+0x13", "_CreateEmptyCursorObject+0x3d", "NtUserCallNoParam+0x7c"),
      (0x60,), (0xA0,), False, 700, 0.05, 0.3, 1000),
-    ("Usac", ("Win32AllocPool+0x13", "_CreateAcceleratorTable+0x1e", "NtUserCreateAcceleratorTable+0x7b"),
+    ("Usac", ("Win32AllocPool+0x13", "_CreateAcceleratorTable+0x1e",
+              "NtUserCreateAcceleratorTable+0x7b"),
      (0x30, 0x400), (0x40, 0x500), True, 120, 0.05, 0.1, 1333),
     ("Ustx", ("Win32AllocPool+0x13", "DefSetText+0x5d", "NtUserDefSetText+0x9a"),
      (0x20, 0x200), (0x28, 0x220), True, 900, 0.05, 1.0, 500),
@@ -167,7 +169,6 @@ def populate_sessions(machine: "Machine", scale: float = 0.6,
     interleaved with all the traffic running (`traffic_share` of the ticks), after which its
     traffic goes on with the rest.  Yields (phase, ticks) as `population.populate` does."""
     machine.pool.sessions = SessionPools(machine)
-    assert len(machine.pool.sessions.pools) == SESSIONS
     load_win32k(machine)
     wl = machine.workload
     stay, moving = patterns(machine, scale)

@@ -11,7 +11,8 @@ Where the walk of the page finds a header that cannot be right, the rows stop th
 extension's diagnosis follows (`doesn't look like a valid small pool allocation ...`, the
 large-pool checks, `Bad previous allocation size @...`, the `***` banner) and the `!poolval`
 analysis of the page.  A page that is part of a large allocation prints the big-page table's
-line for it (a session's, after `checking large session pool...`, for session pool); an unreadable page prints the lines of a freed page (formats.md 4.3-4.5).
+line for it (a session's, after `checking large session pool...`, for session pool); an
+unreadable page prints the lines of a freed page (formats.md 4.3-4.5).
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Both syntaxes: `!poolfind TagString|TagValue [PoolType]` (PoolType 0 nonpaged, the default,
 1 paged, 2 special pool, 4 session pool; a TagValue starts with `0x`) and the newer options
-`-tag "AB C"`, `-nonpaged`, `-paged`, `-session`, `-small`, `-large` and `-x "command"`, which runs a
-command for each block found with `@$extret` standing for the block's address.  `?` matches
+`-tag "AB C"`, `-nonpaged`, `-paged`, `-session`, `-small`, `-large` and `-x "command"`,
+which runs a command for each block found with `@$extret` standing for the block's address.  `?` matches
 one character of the tag, `*` any run.
 
 Layout: the Win7-era extension of the seed cases (seeds/001, formats.md 7.2/7.3):
@@ -21,8 +21,8 @@ Searching NonPaged pool (<start> : <end>) for Tag: Leak
 
 Large allocations are listed whatever their pool (the seed's paged `Leak` blocks are found by a
 nonpaged search); small blocks are those of the searched pool's pages.  Session pool (4) is
-the current session's (commands/sessions.py): its own big-page table, then its pages.  Rows carry the leading
-star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the scan with
+the current session's (commands/sessions.py): its own big-page table, then its pages.  Rows
+carry the leading star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the scan with
 `...terminating - searched pool to <page>`.
 
 A pool's blocks are found while they are printed: the pool is scanned SCAN_PAGES readable

@@ -20,13 +20,13 @@ could read; the Win11 sample's PTE-failure paragraph sets the shape).  The new l
 the Win11 sample's warning when the system commit exceeds the total.
 
 Flag 4 adds `Terminal Server Memory Usage By Session:` and a paragraph per session on
-nt!MiSessionWsList (nothing on a target without sessions) (formats.md 8.2's `!vm 4`): its paged pool (its descriptor's pages), its
-nonpageable pages and its commit, in Kb ending at column 26.  The machine models no processes
-or memory-manager threads, so the per-process list (flag 0), the thread stacks (2, 0x10), the
-page-file write log (8) and the kernel VA table (0x20) print nothing; `Total Private` is 0 in
-the new layout.  Counters the
-kernel does not keep (Processor Commit, Pages For MDLs, ...) are 0, as on the Win7 sample where
-most of them are.
+nt!MiSessionWsList (formats.md 8.2's `!vm 4`; nothing on a target without sessions): its
+paged pool (its descriptor's pages), its nonpageable pages and its commit, in Kb ending at
+column 26.  The machine models no processes or memory-manager threads, so the per-process list
+(flag 0), the thread stacks (2, 0x10), the page-file write log (8) and the kernel VA table
+(0x20) print nothing; `Total Private` is 0 in the new layout.  Counters the kernel does not
+keep (Processor Commit, Pages For MDLs, ...) are 0, as on the Win7 sample where most of them
+are.
 """
 from __future__ import annotations
 
