@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kdsim.target import Target
 
 MAX_SESSIONS = 64                # a corrupted list ends the walk here
+MAX_ENTRIES = 1 << 20            # a table size beyond this is corruption, not a table
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,15 @@ class SessionSpace:
 
 
 def _read(target: "Target", space: int) -> SessionSpace:
+    """The session structure at `space`; MemoryFault if it cannot be read or its table sizes
+    are not a kernel's (a corrupted structure is as good as an unreadable one)."""
     layout = mm_session_space(target.profile)
 
     def ptr(name: str) -> int:
         return target.read_ptr(space + field_path_offset(layout, name))
 
+    if max(ptr("PoolTrackTableExpansionSize"), ptr("PoolTrackBigPagesSize")) > MAX_ENTRIES:
+        raise MemoryFault(space)
     return SessionSpace(
         target.read_u32(space + field_path_offset(layout, "SessionId")), space,
         ptr("PagedPoolStart"), ptr("PagedPoolEnd") + 1, ptr("PoolTrackTableExpansion"),

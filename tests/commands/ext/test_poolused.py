@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from commands.ext.poolused import poolused
 from commands.poolread import live_tags
 from commands.session import Session
+from commands.sessions import current_session, sessions
 from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.dump import load, save
-from kdsim.layouts import PAGE_SIZE, profile_for, tag_to_ulong
+from kdsim.layouts import PAGE_SIZE, field_path_offset, profile_for, tag_to_ulong
+from kdsim.layouts.session import mm_session_space
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
 from kdsim.target import Target
@@ -557,3 +559,16 @@ def test_session_pool_reads_the_same_from_a_dump(tmp_path):
     dumped = Session(load(tmp_path / "s.dmp"))
     for command in ("!poolused 8", "!poolfind Usac 4"):
         assert run(dumped, command) == run(live, command)
+
+
+def test_a_corrupted_session_structure_reads_as_no_session():
+    """A table size no kernel keeps is corruption: no session to read, no huge read."""
+    session, _ = session_machine("x86")
+    target = session.target
+    current = current_session(target)
+    assert current is not None
+    layout = mm_session_space(target.profile)
+    size_at = current.address + field_path_offset(layout, "PoolTrackTableExpansionSize")
+    target.write(size_at, (0x7FFFFFFF).to_bytes(4, "little"))
+    assert current_session(target) is None and len(sessions(target)) == 1
+    assert run(session, "!poolused 8").splitlines()[-1].split() == ["TOTAL", "0", "0", "0", "0"]
