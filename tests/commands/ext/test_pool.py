@@ -398,3 +398,10 @@ def test_a_session_page_and_a_large_session_allocation(arch):
         "pool...\n"
         f"*{fmt(big)} : large page allocation, tag is Gh05, size is 0x2000 bytes\n"
         "\t\tPooltag Gh05 : GDITAG_HMGR_SURF_TYPE, Binary : win32k.sys\n")
+
+
+def test_explain_finds_a_session_chunk_on_its_sessions_list():
+    session, blocks = session_machine("x86")
+    run(session, ".settings set explain=on")
+    out = run(session, f"!pool {blocks['usac']:x}")
+    assert "-- free: on ListHeads[469] of session 1's PagedPool (entry 1 of 1)" in out
