@@ -20,8 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kdsim.layouts import PAGED, POOL_SMALL_LISTS, struct_of
+from kdsim.layouts import PAGED, POOL_SMALL_LISTS, field_path_offset, struct_of
+from kdsim.layouts.session import mm_session_space
 from kdsim.target import MemoryFault
+
+from .sessions import session_pool_at
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.target import Target
@@ -112,8 +115,14 @@ def descriptors(target: "Target") -> list[Descriptor]:
 
 def descriptor_of(target: "Target", header: "PoolHeader",
                   known: list[Descriptor] | None = None) -> Descriptor | None:
-    """The descriptor whose lists a block of this header goes to: nonpaged pool's, or the paged
-    pool its PoolIndex names (None for an index no paged pool has)."""
+    """The descriptor whose lists a block of this header goes to: a session pool's own (the
+    block lies in it), nonpaged pool's, or the paged pool its PoolIndex names (None for an
+    index no paged pool has)."""
+    space = session_pool_at(target, header.address)
+    if space is not None:
+        layout = mm_session_space(target.profile)
+        return Descriptor(space.address + field_path_offset(layout, "PagedPool"), True, 0,
+                          f"session {space.session_id}'s PagedPool")
     paged = bool(header.pool_type & PAGED)
     for d in known if known is not None else descriptors(target):
         if d.paged == paged and (not paged or d.index == header.pool_index):

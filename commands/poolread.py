@@ -26,6 +26,7 @@ from pooltag import display_tag, printable, tag_from_ulong
 from pooltag.tags import printable_bytes
 
 from .errors import nt_global
+from .sessions import session_pool_at
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 NONPAGED_REGION = "Nonpaged pool"
 PAGED_REGION = "Paged pool"
 SPECIAL_REGION = "Special pool"
+SESSION_REGION = "Paged session pool"
 UNKNOWN_REGION = "Unknown"
 
 # Ways a small-pool walk stops (the three checks the extension makes, in its order).
@@ -404,9 +406,9 @@ class PoolReader:
                           (g("MmSpecialPoolStart"), g("MmSpecialPoolEnd")))
 
     def region(self, address: int) -> str:
-        """The region `!pool` names: special pool by its reserved range; nonpaged or paged
-        pool for a page that is in use in that pool's range; anything else is Unknown (a
-        freed pool page, like any unused system VA, belongs to no pool)."""
+        """The region `!pool` names: special pool by its reserved range; nonpaged, paged or
+        a session's paged pool for a page that is in use in that pool's range; anything else
+        is Unknown (a freed pool page, like any unused system VA, belongs to no pool)."""
         r = self.ranges()
         if r.special[0] <= address < r.special[1]:
             return SPECIAL_REGION
@@ -416,6 +418,8 @@ class PoolReader:
             return NONPAGED_REGION
         if r.paged[0] <= address < r.paged[1]:
             return PAGED_REGION
+        if session_pool_at(self.target, address) is not None:
+            return SESSION_REGION
         return UNKNOWN_REGION
 
     def valid_runs(self, start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -436,9 +440,10 @@ class PoolReader:
         table, entries = self.big_table()
         return table, table + entries * self.layouts.big_page.sizeof()
 
-    def big_pages(self) -> list[BigPage]:
-        """The live entries, in table order."""
-        table, entries = self.big_table()
+    def big_pages(self, where: tuple[int, int] | None = None) -> list[BigPage]:
+        """The live entries, in table order, of nt!PoolBigPageTable or of the table of
+        `where` (address, entries: a session's)."""
+        table, entries = where or self.big_table()
         layout = struct_of(self.layouts.big_page)
         try:
             raw = self.target.read(table, entries * layout.size)
@@ -469,8 +474,12 @@ def _tracker_format(profile: Profile) -> tuple[struct.Struct, tuple[int, ...]]:
 def tracker_rows(target: "Target", table_name: str = "PoolTrackTable") -> list[tuple[int, ...]]:
     """TRACKER_COUNTERS of every used slot of nt!PoolTrackTable (or of another tracker table
     of the same layout, whose size is at nt!<table_name>Size), the tag ULONG first."""
-    table = nt_global(target, table_name)
-    size = nt_global(target, f"{table_name}Size")
+    return tracker_rows_at(target, nt_global(target, table_name),
+                           nt_global(target, f"{table_name}Size"))
+
+
+def tracker_rows_at(target: "Target", table: int, size: int) -> list[tuple[int, ...]]:
+    """`tracker_rows` of the table of `size` entries at `table` (a session's)."""
     entry, fields = _tracker_format(target.profile)
     raw = target.read(table, size * entry.size)
     key = fields[0]

@@ -22,6 +22,13 @@ class Arch:
     nonpaged_start: int           # MmNonPagedPoolStart
     paged_start: int              # MmPagedPoolStart
     special_start: int            # MmSpecialPoolStart
+    # VA each pool's region spans where it is smaller than the pool's maximum (x86: the 2 GB
+    # kernel space is shared; None: the region is as large as the maximum)
+    nonpaged_span: int | None
+    paged_span: int | None
+    session_start: int            # the sessions' pools: session s at session_start + s * ...
+    session_stride: int           # ... session_stride (its MM_SESSION_SPACE, tables, pool)
+    win32k_base: int              # win32k.sys, the session image
 
     @property
     def header(self) -> int:
@@ -56,21 +63,39 @@ class Arch:
         return value - (top << 1) if value & top else value
 
 
-# x86 keeps the seed case's layout: nonpaged pool high in the 2 GB kernel space (the first seed
-# case shows pages at f8feb000..fe593000), paged pool at the WRK default 0xE1000000.
+# x86 follows Windows 7's dynamic system VA (internals.md 16.2).  Windows carves pool, system
+# PTEs and session space out of the 2 GB kernel space on demand, in page-directory-sized
+# chunks; the simulator gives each use one contiguous region where published Windows 7 x86
+# addresses put it (an assumption: the real carving interleaves them):
+#   82a0f000  ntoskrnl
+#   84400000  nonpaged pool, 106 MB of VA (observed blocks 85xxxxxx-86xxxxxx)
+#   8ae00000  hal and the drivers, then (90200000) the kernel stacks in system PTE space
+#   91000000  paged pool, 240 MB of VA (observed blocks 91c26130, 9655d468)
+#   b0000000  special pool, in the dynamic VA left free
+#   fc000000  session space: win32k.sys, then each session's MM_SESSION_SPACE, its tables and
+#             its paged pool, session s at fc800000 + s * 24 MB (observed session blocks fexxxxxx)
+# The pools' maxima are the memory manager's (kdsim/mm.py); the regions bound what they can use.
 X86 = Arch(
     name="x86", ptr_size=4, block=8, block_shift=3, max_small=0xFF0,
     nt_base=0x82A0F000, driver_base=0x8B200000,
-    nonpaged_start=0xF8000000, paged_start=0xE1000000, special_start=0xB0000000,
+    nonpaged_start=0x84400000, paged_start=0x91000000, special_start=0xB0000000,
+    nonpaged_span=0x8AE00000 - 0x84400000, paged_span=0xA0000000 - 0x91000000,
+    session_start=0xFC800000, session_stride=0x1800000, win32k_base=0xFC000000,
 )
 
-# x64 follows the Windows 7 x64 kernel VA layout: paged pool at FFFFF8A0`00000000, nonpaged at
-# FFFFFA80`00000000, special pool in the dynamic kernel VA at FFFFF980`00000000.
+# x64 follows the Windows 7 x64 kernel VA layout (internals.md 16.3): paged pool at
+# FFFFF8A0`00000000, nonpaged at FFFFFA80`00000000, special pool in the dynamic kernel VA at
+# FFFFF980`00000000, session space at FFFFF900`00000000 with win32k.sys at FFFFF960`00000000
+# and the sessions' paged pools from FFFFF900`C0000000 (observed session blocks fffff900c...);
+# each session gets 64 MB of it (an assumption: Windows maps every session's pool at the same
+# VA, per process, which one flat address space cannot show).
 X64 = Arch(
     name="x64", ptr_size=8, block=16, block_shift=4, max_small=0xFE0,
     nt_base=0xFFFFF80001409000, driver_base=0xFFFFF88000E00000,
     nonpaged_start=0xFFFFFA8000C00000, paged_start=0xFFFFF8A000000000,
-    special_start=0xFFFFF98000000000,
+    special_start=0xFFFFF98000000000, nonpaged_span=None, paged_span=None,
+    session_start=0xFFFFF900C0000000, session_stride=0x4000000,
+    win32k_base=0xFFFFF96000000000,
 )
 
 ARCHES: dict[str, Arch] = {"x86": X86, "x64": X64}

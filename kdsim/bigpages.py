@@ -19,7 +19,9 @@ def big_hash(va: int, mask: int) -> int:
 
 class BigPageTable:
     def __init__(self, arch: Arch, memory: AddressSpace, g: KernelGlobals, mm: MemoryManager,
-                 entries: int = DEFAULT_ENTRIES):
+                 entries: int = DEFAULT_ENTRIES, where: tuple[int, int, int] | None = None):
+        """The kernel's table, published as nt!PoolBigPageTable; or, with `where` (where its
+        pointer, size and entries in use are kept in a session's structure), a session's."""
         self.arch = arch
         self.memory = memory
         self.mm = mm
@@ -35,9 +37,9 @@ class BigPageTable:
         self.entry, order = field_run(L.big_page, ("Va", "Key", "PoolType", "NumberOfBytes"))
         assert list(order.values()) == [0, 1, 2, 3] and self.entry.size == self.esize
         self.key_bytes = field_run(L.big_page, ("Key", "NumberOfBytes"))[0]
-        self.sym_table = g.var("PoolBigPageTable")
-        self.sym_size = g.var("PoolBigPageTableSize")
-        self.sym_in_use = g.var("ExpPoolBigEntriesInUse")
+        self.sym_table, self.sym_size, self.sym_in_use = where or (
+            g.var("PoolBigPageTable"), g.var("PoolBigPageTableSize"),
+            g.var("ExpPoolBigEntriesInUse"))
         self._in_use_page = memory.pages[self.sym_in_use >> 12]       # nt's .data: mapped
         self.table, self.entries = self._new_table(entries)
         self.in_use = 0

@@ -21,20 +21,23 @@ BITMAP_CAP = 1 << 20             # VA we model per pool (4 GB); the reported max
 
 
 class PoolPages:
-    """Page-granular allocator for one pool's VA range."""
+    """Page-granular allocator for one pool's VA range: `span_pages` of VA (the pool's region,
+    by default as large as its maximum), of which at most `max_pages` are in use at once."""
 
-    def __init__(self, memory: AddressSpace, start: int, max_pages: int):
+    def __init__(self, memory: AddressSpace, start: int, max_pages: int,
+                 span_pages: int | None = None):
         self.memory = memory
         self.start = start
         self.max_pages = max_pages
-        self.used = bytearray(min(max_pages, BITMAP_CAP))
+        self.span_pages = max_pages if span_pages is None else span_pages
+        self.used = bytearray(min(self.span_pages, BITMAP_CAP))
         self.runs: dict[int, int] = {}        # first page index -> pages
         self.in_use = 0
         self._zeros: dict[int, bytes] = {}
 
     @property
     def end(self) -> int:
-        return self.start + self.max_pages * PAGE_SIZE
+        return self.start + self.span_pages * PAGE_SIZE
 
     def contains(self, va: int) -> bool:
         return self.start <= va < self.end
@@ -79,7 +82,8 @@ class PoolPages:
 
 @dataclass
 class MachineMemory:
-    """What the machine was built with (the first seed case's figures are the x86 default)."""
+    """What the machine was built with: the RAM it claims and the limits Windows 7 derives
+    from it (DEFAULT_MEMORY)."""
 
     physical_pages: int
     nonpaged_max_pages: int
@@ -89,16 +93,28 @@ class MachineMemory:
     boot_used_pages: int          # pages used by everything that is not pool
     boot_commit_pages: int
     commit_limit_pages: int
+    free_system_ptes: int
 
 
+# The default machines, each a real Windows 7 SP1 box of the RAM it claims.
+# x86: 3.5 GB (917368 pages, the first seed case's RAM and page file).  With dynamic system VA
+# the pools' maxima are about 2 GB each on a 32-bit machine with that much RAM; the maxima are
+# those Windows Internals (6th ed., ch. 10) reads from a 4 GB 32-bit Windows 7 system
+# (MmMaximumNonPagedPoolInBytes 0x7f880000, MmSizeOfPagedPoolInBytes 0x7fc00000) and its
+# 307168 system PTEs (most of them free).  What the pools can really use is bounded by their
+# regions of the 2 GB kernel space (kdsim/arch.py).
+# x64: 4 GB (1048446 pages), with the maxima, page file, commit limit and free system PTEs of
+# the Windows 7 x64 4 GB `!vm` sample (formats.md 8.2): nonpaged max ~74 % of RAM, paged max
+# 128 GB.
 DEFAULT_MEMORY = {
-    "x86": MachineMemory(physical_pages=917368, nonpaged_max_pages=32647, paged_max_pages=60416,
-                         special_max_pages=8192, pagefile_kb=4190208, boot_used_pages=210000,
-                         boot_commit_pages=150000, commit_limit_pages=1929623),
+    "x86": MachineMemory(physical_pages=917368, nonpaged_max_pages=522368,
+                         paged_max_pages=523264, special_max_pages=8192, pagefile_kb=4190208,
+                         boot_used_pages=210000, boot_commit_pages=150000,
+                         commit_limit_pages=1929623, free_system_ptes=290911),
     "x64": MachineMemory(physical_pages=1048446, nonpaged_max_pages=774140,
                          paged_max_pages=33554432, special_max_pages=16384,
                          pagefile_kb=4193784, boot_used_pages=180000, boot_commit_pages=160000,
-                         commit_limit_pages=2096416),
+                         commit_limit_pages=2096416, free_system_ptes=33494979),
 }
 
 # The counters, as nt globals (pointer-sized).  `!vm` reads exactly these.
@@ -110,10 +126,14 @@ COUNTERS = (
     "MmSpecialPoolStart", "MmSpecialPoolEnd", "MmSpecialPagesInUse", "MmSharedCommit",
     "MmDriverCommit", "MmProcessCommit", "MmSessionCommit", "MmKernelStackPages",
     "MmModifiedPageCount", "MmModifiedPFPageCount", "MmLockedIoPages", "MmFreeSystemPtes",
-    "MmFreeNonPagedPtes", "MmFreeSpecialNonPagedPtes", "MmPagingFileCurrentKb",
+    "MmFreeSpecialNonPagedPtes", "MmPagingFileCurrentKb",
     "MmPagingFileFreeKb", "MmPagingFileMinimumKb", "MmPagingFileMaximumKb",
     "ExPoolFailures", "MmNonPagedPoolFailures", "MmPagedPoolFailures",
 )
+
+
+def _pages(span: int | None) -> int | None:
+    return None if span is None else span // PAGE_SIZE
 
 
 class MemoryManager:
@@ -127,8 +147,10 @@ class MemoryManager:
         self.addr = {name: globals_.var(name) for name in COUNTERS}
         self._ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self._ptr_mask = arch.ptr_mask
-        self.nonpaged = PoolPages(memory, arch.nonpaged_start, config.nonpaged_max_pages)
-        self.paged = PoolPages(memory, arch.paged_start, config.paged_max_pages)
+        self.nonpaged = PoolPages(memory, arch.nonpaged_start, config.nonpaged_max_pages,
+                                  _pages(arch.nonpaged_span))
+        self.paged = PoolPages(memory, arch.paged_start, config.paged_max_pages,
+                               _pages(arch.paged_span))
         self._boot()
 
     def _boot(self) -> None:
@@ -155,8 +177,7 @@ class MemoryManager:
             "MmModifiedPageCount": 791,
             "MmModifiedPFPageCount": 785,
             "MmLockedIoPages": 210,
-            "MmFreeSystemPtes": 14629 if a.ptr_size == 4 else 33494979,
-            "MmFreeNonPagedPtes": 4230,
+            "MmFreeSystemPtes": c.free_system_ptes,
             "MmFreeSpecialNonPagedPtes": 0,
             "MmPagingFileCurrentKb": c.pagefile_kb,
             "MmPagingFileFreeKb": c.pagefile_kb - c.pagefile_kb // 40,

@@ -32,7 +32,7 @@ from .bugcheck import (
 )
 from .layouts import (
     IN_USE, NONPAGED, PAGE_MASK, PAGE_SIZE, PAGED, POOL_SMALL_LISTS, PROTECTED_POOL, QUOTA,
-    TYPE_BITS, Profile, field_run, profile_for, tag_to_ulong,
+    SESSION, TYPE_BITS, Profile, field_run, profile_for, tag_to_ulong,
 )
 from .layouts.constants import MAXIMUM_PROCESSORS
 from .memory import AddressSpace, MemoryFault
@@ -42,6 +42,7 @@ from .stop import raised_in
 from .tracker import TagTracker
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .sessionpool import SessionPools
     from .verifier import Verifier
 
 LOOKASIDE_MAX_DEPTH = 256
@@ -52,6 +53,11 @@ DISPATCH_LEVEL = 2             # the IRQL the nonpaged pool's spin lock raises t
 DOUBLE_FREE_LINE = 0x1297      # BAD_POOL_CALLER 7's P2, a source line in the real kernel
 STATUS_ACCESS_VIOLATION = 0xC0000005
 X64_CANONICAL_GAP = (0x0000800000000000, 0xFFFF800000000000)   # addresses no x64 CPU takes
+SESSION_PAGED = SESSION | PAGED   # PagedPoolSession: the current session's paged pool
+# POOL_MM_ALLOCATION: the memory manager's own paged requests (a section's prototype PTEs,
+# `MmSt`) go to paged descriptor 0, with the paged big allocations; this is why `!vm` shows
+# PagedPool 0 as the largest (internals.md 3, 4.2).  Not a PoolType bit: not in the header.
+MM_ALLOCATION = 0x80000000
 
 
 @dataclass
@@ -118,6 +124,7 @@ class PoolManager:
         self.processors = processors
         self.settings = settings or PoolSettings()
         self.hook: Verifier | None = None   # Driver Verifier / special pool, when enabled
+        self.sessions: SessionPools | None = None   # session space, once the sessions exist
         self.hit_site: tuple[str, int, tuple[int, ...]] | None = None   # where PoolHitTag hit
         L = self.layouts = profile_for(arch)
         self.codec = L.codec
@@ -559,6 +566,8 @@ class PoolManager:
     def allocate(self, pool_type: int, nbytes: int, tag: int, cpu: int = 0,
                  stack: tuple[int, ...] = (), process: int = 0) -> int:
         """ExAllocatePoolWithTag: the block's address, or 0 when the pool is exhausted."""
+        if pool_type & SESSION_PAGED == SESSION_PAGED and self.sessions is not None:
+            return self.sessions.allocate(pool_type, nbytes, tag, cpu, stack, process)
         try:
             if self.hook is not None:
                 address = self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
@@ -583,14 +592,17 @@ class PoolManager:
         shift = self.shift
         need = ((nbytes if nbytes > 1 else 1) + (self.G << 1) - 1) >> shift
         ptype = (pool_type & TYPE_BITS) | IN_USE
-        if need <= POOL_SMALL_LISTS:
+        if need <= POOL_SMALL_LISTS and not pool_type & MM_ALLOCATION:
             e = self._lookaside_pop(cpu, paged, need, ptype, tag)
             if e:
                 self.tracker.update(tag, need << shift, paged, 1)
                 return self._finish(e, need, pool_type, process) if process else e + self.G
         if paged:
-            self.rr = self.rr % self.settings.paged_pools + 1
-            desc = self.paged_desc[self.rr]
+            if pool_type & MM_ALLOCATION:         # prototype pool: paged descriptor 0
+                desc = self.paged_desc[0]
+            else:
+                self.rr = self.rr % self.settings.paged_pools + 1
+                desc = self.paged_desc[self.rr]
         else:
             desc = self.descriptors[0]
         e = self._from_lists(desc, need, ptype, tag) or self._new_page(desc, need, ptype, tag)
@@ -721,6 +733,8 @@ class PoolManager:
             raw = self.memory.read(desc.lists, self.nlists * size)
             desc.bitmap = sum(1 << k for k, (flink, _) in enumerate(self.pair.iter_unpack(raw))
                               if flink != desc.lists + k * size)
+        if self.sessions is not None:
+            self.sessions.rescan_lists()
 
     def _carve_any(self, desc: Descriptor, e: int, need: int, ptype: int, tag: int) -> int:
         """`_from_lists` for a chunk whose header is not where a chunk's can be (a wild Flink)
@@ -937,7 +951,8 @@ class PoolManager:
 
     def _in_paged(self, address: int) -> bool:
         lo, hi = self.p_range
-        return lo <= address & self.pmask < hi
+        a = address & self.pmask
+        return lo <= a < hi or self.sessions is not None and self.sessions.owns(a)
 
     def take_hit(self) -> tuple[int, int, str, int, tuple[int, ...]] | None:
         """The PoolHitTag hit the last operation made, as (tag, sign, routine, cpu, caller
@@ -965,6 +980,8 @@ class PoolManager:
         if not in_paged:
             lo, hi = self.np_range
             if not lo <= P < hi:
+                if self.sessions is not None and self.sessions.owns(P):
+                    return self.sessions.free(P, tag, cpu)        # session pool's own free
                 raise BugCheck(BAD_POOL_CALLER, 0x42, P, 0, 0)
         if not P & PAGE_MASK:
             return self._free_big(P, in_paged, tag)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .arch import get_arch
 from .catalogue import Entry, load
+from .win32k import populate_sessions
 from .workload import Pattern
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,3 +77,4 @@ def populate(machine: "Machine", scale: float = 1.0, settle: int | None = None,
     for pat, _ in stay:
         wl.remove(pat)
     yield "settling", int(SETTLE_TICKS * scale) if settle is None else settle
+    yield from populate_sessions(machine, scale)

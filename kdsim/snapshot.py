@@ -348,6 +348,8 @@ def _restore(written_by: str, state: Any, body: Any, loading: "dump.Loading",
     except StateError as exc:
         raise _damaged(name, str(exc)) from None
     _load_memory(machine, memory)
+    if machine.pool.sessions is not None:      # session pool's page runs, from memory
+        machine.pool.sessions.reload()
     why = dump.stop_problem(machine.target())
     if why:
         raise _damaged(name, why)

@@ -30,7 +30,11 @@ def tracker_hash(key: int, mask: int) -> int:
 
 
 class TagTracker:
-    def __init__(self, arch: Arch, memory: AddressSpace, g: KernelGlobals, mm: MemoryManager):
+    def __init__(self, arch: Arch, memory: AddressSpace, g: KernelGlobals, mm: MemoryManager,
+                 where: tuple[int, int] | None = None):
+        """The kernel's table, published as nt!PoolTrackTable; or, with `where` (the addresses
+        of a table pointer and its size, in a session's structure), a session pool's table,
+        which counts the same nt!PoolHitTag."""
         self.memory = memory
         self.pages = memory.pages
         L = profile_for(arch)
@@ -57,21 +61,28 @@ class TagTracker:
             ("PagedAllocs", "PagedFrees", "PagedBytes")))
         pages = -(-self.size * self.entry_size // PAGE_SIZE)
         self.table = mm.allocate_pool_pages(False, pages)
-        g.write_ptr(g.var("PoolTrackTable"), self.table)
-        g.write_ptr(g.var("PoolTrackTableSize"), self.size)
-        g.write_ptr(g.var("PoolTrackTableMask"), self.mask)
+        if where is None:
+            g.write_ptr(g.var("PoolTrackTable"), self.table)
+            g.write_ptr(g.var("PoolTrackTableSize"), self.size)
+            g.write_ptr(g.var("PoolTrackTableMask"), self.mask)
+        else:
+            g.write_ptr(where[0], self.table)
+            g.write_ptr(where[1], self.size)
         # (tag | paged << 31) -> (page, offset of the entry, its Key+counters run, the counters'
         # offset, their run), for entries whose Key and counters lie on one page; tag -> the
         # address of an entry whose counters do not
         self._spots: dict[int, tuple] = {}
         self._straddling: dict[int, int] = {}
         # nt!PoolHitTag: the tracker breaks into the debugger when it counts this tag
-        self.sym_hit = g.var("PoolHitTag", 4)
-        g.write_u32(self.sym_hit, POOL_HIT_TAG_NONE)
+        if where is None:
+            self.sym_hit = g.var("PoolHitTag", 4)
+            g.write_u32(self.sym_hit, POOL_HIT_TAG_NONE)
+        else:
+            self.sym_hit = g.nt.symbols["PoolHitTag"]
         self._hit_page = self.pages[self.sym_hit >> 12]
         self._hit_off = self.sym_hit & PAGE_MASK
         self.hit: tuple[int, int] | None = None      # (tag, sign) of a pending hit
-        for tag in HOT_TAGS:
+        for tag in HOT_TAGS if where is None else ():
             self.slot(tag_to_ulong(tag))
 
     def _r32(self, a: int) -> int:

@@ -11,7 +11,8 @@ Where the walk of the page finds a header that cannot be right, the rows stop th
 extension's diagnosis follows (`doesn't look like a valid small pool allocation ...`, the
 large-pool checks, `Bad previous allocation size @...`, the `***` banner) and the `!poolval`
 analysis of the page.  A page that is part of a large allocation prints the big-page table's
-line for it; an unreadable page prints the lines of a freed page (formats.md 4.3-4.5).
+line for it (a session's, after `checking large session pool...`, for session pool); an
+unreadable page prints the lines of a freed page (formats.md 4.3-4.5).
 """
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from ..explain import (BLOCK, Note, explain_large, explain_small, explain_specia
                        explain_unreadable, note_lines, notes_for)
 from ..expr import address_and_number
 from ..freelists import cached_blocks
-from ..poolread import (PREVIOUS, SPECIAL_REGION, TOO_LARGE, BigPage, PageCheck, PoolHeader,
-                        PoolReader, SpecialBlock, WalkError, row_text, special_line)
+from ..poolread import (PREVIOUS, SESSION_REGION, SPECIAL_REGION, TOO_LARGE, BigPage, PageCheck,
+                        PoolHeader, PoolReader, SpecialBlock, WalkError, row_text, special_line)
 from ..registry import command
+from ..sessions import session_pool_at
 from ..tagdb import tag_database
 from .poolval import analysis_lines
 
@@ -68,6 +70,7 @@ class PoolPage:
     rows: list[PoolRow] = field(default_factory=list)
     description: str | None = None     # for the starred entry (or the large allocation)
     large: BigPage | None = None
+    session_large: bool = False        # found in the session's big-page table
     special: SpecialBlock | None = None
     unreadable: bool = False
     error: WalkError | None = None
@@ -96,6 +99,9 @@ def inspect_page(session: "Session", address: int, flags: int = 0) -> PoolPage:
     walk = reader.walk(page, data)
     if walk.error is not None:
         result.large = reader.big_page_at(address)
+        if result.large is None and result.region == SESSION_REGION:
+            result.large = _session_big_page(target, reader, address)
+            result.session_large = result.large is not None
         if result.large is not None:
             if describe:
                 result.description = describe_for_pool(session, result.large.tag)
@@ -111,6 +117,15 @@ def inspect_page(session: "Session", address: int, flags: int = 0) -> PoolPage:
         if marked and describe:
             result.description = describe_for_pool(session, h.tag)
     return result
+
+
+def _session_big_page(target: "Target", reader: PoolReader, address: int) -> BigPage | None:
+    """The large allocation of the session's big-page table that holds `address`."""
+    space = session_pool_at(target, address)
+    if space is None:
+        return None
+    return next((b for b in reader.big_pages((space.big_table, space.big_entries))
+                 if b.contains(address)), None)
 
 
 def explain_page(target: "Target", result: PoolPage) -> list[Note]:
@@ -196,6 +211,9 @@ def render_pool(result: PoolPage, session: "Session") -> str:
     if result.special is not None:
         lines.append(special_line(arch, result.special))
     elif result.large is not None:
+        if result.session_large:
+            lines.append(f"{arch.fmt_ptr(result.page)} is not a valid large pool allocation, "
+                         "checking large session pool...")
         lines.append(large_line(arch, result.large))
     elif result.unreadable:
         lines += freed_lines(arch, result.page, result.live)

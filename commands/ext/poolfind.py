@@ -2,8 +2,8 @@
 
 Both syntaxes: `!poolfind TagString|TagValue [PoolType]` (PoolType 0 nonpaged, the default,
 1 paged, 2 special pool, 4 session pool; a TagValue starts with `0x`) and the newer options
-`-tag "AB C"`, `-nonpaged`, `-paged`, `-small`, `-large` and `-x "command"`, which runs a
-command for each block found with `@$extret` standing for the block's address.  `?` matches
+`-tag "AB C"`, `-nonpaged`, `-paged`, `-session`, `-small`, `-large` and `-x "command"`,
+which runs a command for each block found with `@$extret` standing for the block's address.  `?` matches
 one character of the tag, `*` any run.
 
 Layout: the Win7-era extension of the seed cases (seeds/001, formats.md 7.2/7.3):
@@ -20,8 +20,9 @@ Searching NonPaged pool (<start> : <end>) for Tag: Leak
 ```
 
 Large allocations are listed whatever their pool (the seed's paged `Leak` blocks are found by a
-nonpaged search); small blocks are those of the searched pool's pages.  Rows carry the leading
-star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the scan with
+nonpaged search); small blocks are those of the searched pool's pages.  Session pool (4) is
+the current session's (commands/sessions.py): its own big-page table, then its pages.  Rows
+carry the leading star and the ` (Protected)` suffix of the Win7 x64 transcript.  ^C stops the scan with
 `...terminating - searched pool to <page>`.
 
 A pool's blocks are found while they are printed: the pool is scanned SCAN_PAGES readable
@@ -52,6 +53,7 @@ from ..expr import MASK64, decimal, parse_number
 from ..poolread import (BigPage, HeaderRows, PoolHeader, PoolReader, SpecialBlock,
                         special_line)
 from ..registry import command
+from ..sessions import current_session
 from ..render import Rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,16 +62,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
 POOL_TYPES = {0: "NonPaged", 1: "Paged", 2: "Special", 4: "Session"}
+SESSION_POOL = 4
 # Longer argument text is refused before it is split (shlex costs microseconds a character):
 # a search needs a tag, a pool and perhaps a `-x` command, far below this.
 MAX_ARGUMENTS = 4096
 SCAN_PAGES = 8192                             # pages scanned before their rows are printed
 USAGE = """\
 !poolfind TagString|TagValue [PoolType]
-!poolfind TagString|TagValue [-nonpaged|-paged] [-small|-large] [-x "command"]
+!poolfind TagString|TagValue [-nonpaged|-paged|-session] [-small|-large] [-x "command"]
   PoolType: 0 nonpaged (default), 1 paged, 2 special pool, 4 session pool
   !poolfind Mm*               - Find all Mm allocations in nonpaged pool.
   !poolfind MmSt -paged       - Find MmSt allocations in paged pool.
+  !poolfind Gla1 -session     - Find Gla1 allocations in session pool.
   !poolfind -tag "AB C"       - Find pool tag which contains a space.
   !poolfind -x "dt nt!_MDL @$extret" Mdl  - Find and print MDL allocations."""
 
@@ -142,8 +146,8 @@ def parse_query(args: str) -> Query:
     rest = iter(words)
     for word in rest:
         low = word.lower()
-        if low in ("-nonpaged", "-paged"):
-            pool_type = 1 if low == "-paged" else 0
+        if low in ("-nonpaged", "-paged", "-session"):
+            pool_type = {"-nonpaged": 0, "-paged": 1, "-session": SESSION_POOL}[low]
         elif low in ("-small", "-large"):
             small, large = low == "-small", low == "-large"
         elif low in ("-tag", "-x"):
@@ -298,8 +302,13 @@ def find(session: "Session", query: Query) -> PoolFind:
     reader = PoolReader(session.target)
     result = PoolFind(query.pattern, None)
     if query.large:
-        result.table = reader.big_table_span()
-        result.large = [b for b in reader.big_pages()
+        table = _session_table(session) if query.pool_type == SESSION_POOL else None
+        if table is None:
+            result.table = reader.big_table_span()
+        else:
+            start, entries = table
+            result.table = (start, start + entries * reader.layouts.big_page.sizeof())
+        result.large = [b for b in reader.big_pages(table)
                         if tag_matches(query.pattern, b.tag & ~PROTECTED_POOL)]
     if query.small:
         result.searches.append(_search_small(reader, query, result))
@@ -309,6 +318,12 @@ def find(session: "Session", query: Query) -> PoolFind:
         for address in block_addresses(result, reader.unit):
             result.output[address] = _run_for(session, query.command, address)
     return result
+
+
+def _session_table(session: "Session") -> tuple[int, int] | None:
+    """The current session's big-page table (address, entries), if there are sessions."""
+    current = current_session(session.target)
+    return None if current is None else (current.big_table, current.big_entries)
 
 
 def block_addresses(result: PoolFind, unit: int) -> list[int]:
@@ -323,7 +338,11 @@ def block_addresses(result: PoolFind, unit: int) -> list[int]:
 def _search_small(reader: PoolReader, query: Query, result: PoolFind) -> PoolSearch:
     ranges = reader.ranges()
     pool = POOL_TYPES[query.pool_type]
-    span = {0: ranges.nonpaged, 1: ranges.paged, 2: ranges.special}.get(query.pool_type)
+    spans = {0: ranges.nonpaged, 1: ranges.paged, 2: ranges.special}
+    current = current_session(reader.target) if query.pool_type == SESSION_POOL else None
+    if current is not None:
+        spans[SESSION_POOL] = (current.pool_start, current.pool_end)
+    span = spans.get(query.pool_type)
     if span is None:                          # no session space on this machine
         return PoolSearch(pool, 0, 0)
     search = PoolSearch(pool, *span)
@@ -438,11 +457,12 @@ def render_poolfind(result: PoolFind, session: "Session") -> Iterator[str]:
 
 
 @command("!poolfind", syntax='!poolfind TagString|TagValue [PoolType] | [-tag "Tag"] '
-                               '[-nonpaged|-paged] [-small|-large] [-x "command"]',
+                               '[-nonpaged|-paged|-session] [-small|-large] [-x "command"]',
          render=render_poolfind,
          help="Find every pool block of a tag: first in the large-allocation table, then in "
-              "the pages of nonpaged pool (PoolType 0, -nonpaged), paged pool (1, -paged) or "
-              "special pool (2).  ? and * are wildcards; a TagValue starts with 0x.  "
+              "the pages of nonpaged pool (PoolType 0, -nonpaged), paged pool (1, -paged), "
+              "special pool (2) or the current session's pool (4).  ? and * are wildcards; "
+              "a TagValue starts with 0x.  "
               "-x runs a command for each block, @$extret being its address.")
 def poolfind(session: "Session", args: str) -> PoolFind:
     query = parse_query(args)

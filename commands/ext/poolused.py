@@ -13,8 +13,10 @@ allocations are Allocs - Frees, Used is Bytes.  Two layouts (session setting poo
 
 Tags with nothing outstanding in any shown pool are left out (every real sample row has a
 non-zero count); TOTAL sums every matching tag, printed or not (seed 000's `/t5` TOTAL).
-Flag 8 asks for session pool: the machine models no session space, so it prints the session
-headings over an empty table.  `/t N` (seed 000, undocumented) keeps the first N rows.
+Flag 8 asks for session pool: the tags of the current session's tracker table (the session
+nt!MmSessionSpace points at, commands/sessions.py), under the session headings; a target
+without sessions prints them over an empty table.  `/t N` (seed 000, undocumented) keeps the
+first N rows.
 """
 from __future__ import annotations
 
@@ -26,8 +28,9 @@ from pooltag import display_tag, poolused_description, tag_matches
 from .. import hints
 from ..errors import numeric_missing, syntax_error_at
 from ..expr import evaluate
-from ..poolread import tracker_rows
+from ..poolread import tracker_rows, tracker_rows_at
 from ..registry import command
+from ..sessions import current_session
 from ..tagdb import tag_database
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,8 +85,20 @@ def tracker_entries(target: "Target", table_name: str = "PoolTrackTable"
                     ) -> list[tuple[int, PoolCount, PoolCount]]:
     """(tag ULONG, nonpaged, paged) for every used slot of nt!PoolTrackTable (or another
     tracker table: `tracker_rows`)."""
+    return _entries(tracker_rows(target, table_name))
+
+
+def session_entries(target: "Target") -> list[tuple[int, PoolCount, PoolCount]]:
+    """`tracker_entries` of the current session's table (none without sessions)."""
+    session = current_session(target)
+    if session is None:
+        return []
+    return _entries(tracker_rows_at(target, session.tracker, session.tracker_size))
+
+
+def _entries(rows: list[tuple[int, ...]]) -> list[tuple[int, PoolCount, PoolCount]]:
     return [(key, _pool_count(npa, npf, npb), _pool_count(pa, pf, pb))
-            for key, npa, npf, npb, pa, pf, pb in tracker_rows(target, table_name)]
+            for key, npa, npf, npb, pa, pf, pb in rows]
 
 
 def _sum(counts: list[PoolCount]) -> PoolCount:
@@ -212,7 +227,7 @@ def poolused(session: "Session", args: str) -> PoolUsed:
     hints.say(session, hints.tag_case(session, pattern or ""))
     sort = _sort_of(flags)
     session_pool = bool(flags & SESSION_POOL)
-    entries = [] if session_pool else tracker_entries(session.target)
+    entries = session_entries(session.target) if session_pool else tracker_entries(session.target)
     if pattern is not None:
         entries = [e for e in entries if tag_matches(pattern, e[0])]
     shown = sorted((e for e in entries if not (e[1].empty and e[2].empty)),

@@ -8,7 +8,9 @@ allocations), failed pool allocations from nt!ExPoolFailures.
 * classic (the first seed case's set of lines, formats.md 8.2 old-debugger columns): a blank
   line and `*** Virtual Memory Usage ***`, then lines indented by six blanks, as both the seed
   and the docs' `!vm 1` sample have them; label and page count fill 26 columns, then
-  `   (%8d Kb)`; the page-file lines as the seed has them, `Kb` after a blank.
+  `   (%8d Kb)`; the page-file lines as the seed has them, `Kb` after a blank.  The seed's
+  `Free NP PTEs` / `Free Special NP` lines belong to XP's static system VA: they are printed
+  only for a kernel that has nt!MmFreeNonPagedPtes, which Windows 7's has not.
 * new (Win7 target under the Win8+ debugger, formats.md 8.3): page files first, then each
   counter's pages ending at column 33 and the Kb in 11 columns.
 
@@ -17,29 +19,36 @@ paragraph after PagedPool Maximum (its wording and place are not in a public tra
 could read; the Win11 sample's PTE-failure paragraph sets the shape).  The new layout also has
 the Win11 sample's warning when the system commit exceeds the total.
 
-The machine models no processes, sessions or memory-manager threads, so the per-process list
-(flag 0), the thread stacks (2, 0x10), session usage (4), the page-file write log (8) and the
-kernel VA table (0x20) print nothing; `Total Private` is 0 in the new layout.  Counters the
-kernel does not keep (Processor Commit, Pages For MDLs, ...) are 0, as on the Win7 sample where
-most of them are.
+Flag 4 adds `Terminal Server Memory Usage By Session:` and a paragraph per session on
+nt!MiSessionWsList (formats.md 8.2's `!vm 4`; nothing on a target without sessions): its
+paged pool (its descriptor's pages), its nonpageable pages and its commit, in Kb ending at
+column 26.  The machine models no processes or memory-manager threads, so the per-process list
+(flag 0), the thread stacks (2, 0x10), the page-file write log (8) and the kernel VA table
+(0x20) print nothing; `Total Private` is 0 in the new layout.  Counters the kernel does not
+keep (Processor Commit, Pages For MDLs, ...) are 0, as on the Win7 sample where most of them
+are.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kdsim.layouts import PAGE_SIZE
+from kdsim.layouts import PAGE_SIZE, field_path_offset
+from kdsim.layouts.session import mm_session_space
 
 from ..errors import couldnt_resolve, nt_global
 from ..expr import evaluate
 from ..registry import command
+from ..sessions import sessions
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kdsim.arch import Arch
     from kdsim.target import Target
 
     from ..session import Session
 
 KB_PER_PAGE = PAGE_SIZE // 1024
+SESSIONS = 0x4                      # flag: the sessions' memory
 MASK64 = (1 << 64) - 1              # the debugger's arithmetic: a garbage count wraps its Kb
 # The kernel does not publish its paging file's name; the one the seed case shows.
 PAGE_FILE_NAME = "\\??\\C:\\pagefile.sys"
@@ -56,6 +65,17 @@ class PageFile:
 
 
 @dataclass(frozen=True)
+class SessionUsage:
+    """One session's memory, in pages."""
+
+    session_id: int
+    address: int                    # its _MM_SESSION_SPACE
+    paged_pool: int
+    nonpaged: int
+    commit: int
+
+
+@dataclass(frozen=True)
 class VmUsage:
     """Page counts (pages of 4 KB) unless the name says Kb."""
 
@@ -66,8 +86,8 @@ class VmUsage:
     resident_available: int
     locked_io: int
     free_system_ptes: int
-    free_nonpaged_ptes: int
-    free_special_nonpaged: int
+    free_nonpaged_ptes: int | None       # XP's nonpaged PTE pool: None on a Windows 7 kernel
+    free_special_nonpaged: int | None    # printed with it (the XP-era pair of lines)
     modified: int
     modified_pagefile: int
     nonpaged_usage: int
@@ -84,6 +104,7 @@ class VmUsage:
     committed: int
     commit_limit: int
     pool_failures: int
+    sessions: list[SessionUsage] = field(default_factory=list)     # flag 4
 
     @property
     def paged_usage(self) -> int:
@@ -112,6 +133,10 @@ def read_vm(target: "Target", flags: int = 0) -> VmUsage:
         descriptor = target.read_ptr(array + index * target.arch.ptr_size)
         paged.append(target.read_u32(descriptor + total_pages)
                      + target.read_u32(descriptor + total_big))
+    # XP / Server 2003 kept nonpaged pool expansion in its own PTE pool; a kernel with dynamic
+    # system VA (Windows 7) has no nt!MmFreeNonPagedPtes, and the debugger leaves out the two
+    # lines it printed for that pool
+    static_va = target.resolve("nt!MmFreeNonPagedPtes") is not None
     page_file = PageFile(PAGE_FILE_NAME, counter("MmPagingFileCurrentKb"),
                          counter("MmPagingFileFreeKb"), counter("MmPagingFileMinimumKb"),
                          counter("MmPagingFileMaximumKb"))
@@ -122,8 +147,8 @@ def read_vm(target: "Target", flags: int = 0) -> VmUsage:
         resident_available=counter("MmResidentAvailablePages"),
         locked_io=counter("MmLockedIoPages"),
         free_system_ptes=counter("MmFreeSystemPtes"),
-        free_nonpaged_ptes=counter("MmFreeNonPagedPtes"),
-        free_special_nonpaged=counter("MmFreeSpecialNonPagedPtes"),
+        free_nonpaged_ptes=counter("MmFreeNonPagedPtes") if static_va else None,
+        free_special_nonpaged=counter("MmFreeSpecialNonPagedPtes") if static_va else None,
         modified=counter("MmModifiedPageCount"),
         modified_pagefile=counter("MmModifiedPFPageCount"),
         nonpaged_usage=counter("MmAllocatedNonPagedPool"),
@@ -140,7 +165,22 @@ def read_vm(target: "Target", flags: int = 0) -> VmUsage:
         committed=counter("MmTotalCommittedPages"),
         commit_limit=counter("MmTotalCommitLimit"),
         pool_failures=target.read_u32(_symbol(target, "ExPoolFailures")),
+        sessions=_sessions(target) if flags & SESSIONS else [],
     )
+
+
+def _sessions(target: "Target") -> list[SessionUsage]:
+    layout = mm_session_space(target.profile)
+    pages = (field_path_offset(layout, "PagedPool") + target.profile.offset("descriptor", name)
+             for name in ("TotalPages", "TotalBigPages"))
+    paged = tuple(pages)
+    nonpaged, commit = (field_path_offset(layout, name)
+                        for name in ("NonPagablePages", "CommittedPages"))
+    return [SessionUsage(s.session_id, s.address,
+                         sum(target.read_u32(s.address + off) for off in paged),
+                         target.read_ptr(s.address + nonpaged),
+                         target.read_ptr(s.address + commit))
+            for s in sessions(target)]
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -170,10 +210,12 @@ def _classic(vm: VmUsage) -> list[str]:
     lines += [line("Available Pages:", vm.available),
               line("ResAvail Pages:", vm.resident_available),
               line("Locked IO Pages:", vm.locked_io),
-              line("Free System PTEs:", vm.free_system_ptes),
-              line("Free NP PTEs:", vm.free_nonpaged_ptes),
-              line("Free Special NP:", vm.free_special_nonpaged),
-              line("Modified Pages:", vm.modified),
+              line("Free System PTEs:", vm.free_system_ptes)]
+    if vm.free_nonpaged_ptes is not None:
+        lines.append(line("Free NP PTEs:", vm.free_nonpaged_ptes))
+    if vm.free_special_nonpaged is not None:
+        lines.append(line("Free Special NP:", vm.free_special_nonpaged))
+    lines += [line("Modified Pages:", vm.modified),
               line("Modified PF Pages:", vm.modified_pagefile),
               line("NonPagedPool Usage:", vm.nonpaged_usage),
               line("NonPagedPool Max:", vm.nonpaged_max)]
@@ -240,17 +282,30 @@ def _new(vm: VmUsage) -> list[str]:
     return lines
 
 
+def _session_lines(vm: VmUsage, arch: "Arch") -> list[str]:
+    if not vm.sessions:
+        return []
+    lines = ["", "Terminal Server Memory Usage By Session:", ""]
+    for s in vm.sessions:
+        lines += [f"Session ID {s.session_id} @ {arch.fmt_ptr(s.address)}:",
+                  *(f"{label}{_kb(pages):{26 - len(label)}d} Kb" for label, pages in (
+                      ("Paged Pool Usage:", s.paged_pool), ("NonPaged Usage:", s.nonpaged),
+                      ("Commit Usage:", s.commit))), ""]
+    return lines[:-1]
+
+
 def render_vm(result: VmUsage, session: "Session") -> str:
     new = session.settings.get("vm_layout") == "new"
-    return "\n".join(_new(result) if new else _classic(result))
+    lines = _new(result) if new else _classic(result)
+    return "\n".join(lines + _session_lines(result, session.target.arch))
 
 
 @command("!vm", syntax="!vm [Flags]", render=render_vm,
          help="Virtual memory usage: physical pages, page file, pool usage and commit, from "
               "the memory manager's counters.\n"
-              "Flags: 1 omits the per-process list; 2, 4, 8, 0x10 and 0x20 add thread stacks, "
-              "session usage, the page-file write log, working-set owners and kernel VA usage "
-              "(none of which this machine models).\n"
+              "Flags: 1 omits the per-process list; 4 adds each session's memory; 2, 8, 0x10 "
+              "and 0x20 add thread stacks, the page-file write log, working-set owners and "
+              "kernel VA usage (none of which this machine models).\n"
               "The layout follows the vm_layout setting (classic or new).")
 def vm(session: "Session", args: str) -> VmUsage:
     text = args.strip()

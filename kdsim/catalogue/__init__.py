@@ -17,8 +17,11 @@ from typing import Any
 
 from ..arch import get_arch
 from ..layouts import NONPAGED, PAGED
+from ..pool import MM_ALLOCATION
 
-POOLS = {"nonpaged": NONPAGED, "paged": PAGED}
+# "paged-mm": the memory manager's own paged requests, which Windows 7 serves from paged pool 0
+# (kdsim/pool.py MM_ALLOCATION)
+POOLS = {"nonpaged": NONPAGED, "paged": PAGED, "paged-mm": PAGED | MM_ALLOCATION}
 ARCHES = ("x86", "x64")
 MAX_SIZE = 0x1000000                   # 16 MB: no single Windows 7 allocation here is larger
 FRAME = re.compile(r"(?P<module>[A-Za-z0-9_.]+)(?:!(?P<symbol>[A-Za-z_][\w:~]*))?"

@@ -25,11 +25,12 @@ def test_the_boot_reports_every_tick_of_its_phases():
     assert [r[2] for r in reports] == [total] * len(reports)
     done = [r[1] for r in reports]
     assert done == sorted(done) and done[-1] == total
-    assert [p for p, _, _ in reports if p not in ("boot objects", "settling", "load peak",
-                                                  "after the peak")] == []
+    assert [p for p, _, _ in reports if p not in ("boot objects", "settling", "session pool",
+                                                  "load peak", "after the peak")] == []
     phases = get_scenario("fragmentation").assemble(
         get_scenario("fragmentation").machine("x86", 2, 0.05))
-    assert [p for p, _ in phases] == ["boot objects", "settling", "load peak", "after the peak"]
+    assert [p for p, _ in phases] == ["boot objects", "settling", "session pool", "load peak",
+                                      "after the peak"]
     assert sum(t for _, t in phases) == total
 
 

@@ -21,7 +21,7 @@ from tests.support import double_free
 def test_fatal_error_banner() -> None:
     assert fatal_error_text(double_free("x86").target()) == """\
 *** Fatal System Error: 0x000000c2
-                       (0x00000007,0x00001297,0x00000000,0xF8035008)
+                       (0x00000007,0x00001297,0x00000000,0x84435008)
 
 Break instruction exception - code 80000003 (first chance)
 

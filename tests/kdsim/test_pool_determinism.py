@@ -29,10 +29,10 @@ def memory_hash(m: Machine) -> str:
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
 # before it was published; then the full-size population of kdsim/catalogue/ changed them)
 BOOTS = {
-    ("default", "x86"): "2c7f5375fa29f79f",
-    ("default", "x64"): "1087439f76312faa",
-    ("fragmentation", "x86"): "9a783601f6c02685",
-    ("fragmentation", "x64"): "a9b56563551b2f41",
+    ("default", "x86"): "63031d9edc9679cc",
+    ("default", "x64"): "6a9ae509363bfe22",
+    ("fragmentation", "x86"): "2aaff4b024743366",
+    ("fragmentation", "x64"): "0c5c88d27f701c6c",
 }
 
 

@@ -11,7 +11,7 @@ def test_the_stop_is_recorded_with_its_stack_in_memory() -> None:
     m = double_free("x86")
     s = Session(m.target())
     assert run(s, ".bugcheck") == ("Bugcheck code 000000C2\n"
-                                   "Arguments 00000007 00001297 00000000 f8035008\n")
+                                   "Arguments 00000007 00001297 00000000 84435008\n")
     assert run(s, "k") == """\
 ChildEBP RetAddr  
 90205c30 82a8f61c nt!RtlpBreakWithStatusInstruction

@@ -41,7 +41,7 @@ REAL_POOL = {
           "*85246428 size:  200 previous size:   b8  (Allocated) *Hack",
           " 85246b98 size:   b8 previous size:  1b8  (Allocated)  File (Protected)",
           "*8628a000 size:   40 previous size:    0  (Allocated) *Even (Protected)",
-          " e1001040 size:   10 previous size:   40  (Free)       Mm  ",
+          " 91001040 size:   10 previous size:   40  (Free)       Mm  ",
           "*fffffa8016990000 size:  540 previous size:    0  (Allocated) *Thre",
           " fffffa8016990540 size:   30 previous size:  540  (Allocated)  AlSe",
           "*ffffbd06d46dffe0 size: 8020 previous size:    0  (Free)      *>.g."],
@@ -59,5 +59,5 @@ REAL_POOLFIND = {
                 "fffffa8002f80000)",
                 "Scanning large pool allocation table for Tag: SeSd (827d1000 : 827e9000)"],
     FIND_SEARCH: ["Searching NonPaged pool (823b1000 : 82800000) for Tag: SeSd",
-                  "Searching Paged pool (e1000000 : e4400000) for Tag: SeSd"],
+                  "Searching Paged pool (91000000 : 94400000) for Tag: SeSd"],
 }

@@ -85,8 +85,8 @@ the problem, and then special pool applied to the suspect tags or the driver
 verifier to a suspect driver.
 Arguments:
 Arg1: 00000020, a pool block header size is corrupt.
-Arg2: f8035e00, The pool entry we were looking for within the page.
-Arg3: f8036030, The next pool entry.
+Arg2: 84435e00, The pool entry we were looking for within the page.
+Arg3: 84436030, The next pool entry.
 Arg4: 46464646, (reserved)
 
 Debugging Details:
@@ -95,7 +95,7 @@ Debugging Details:
 
 BUGCHECK_STR:  0x19_20
 
-POOL_ADDRESS:  f8035e00 Nonpaged pool
+POOL_ADDRESS:  84435e00 Nonpaged pool
 
 DEFAULT_BUCKET_ID:  VISTA_DRIVER_FAULT
 
@@ -104,7 +104,7 @@ PROCESS_NAME:  System
 LAST_CONTROL_TRANSFER:  from 82bb8de1 to 82a8f01e
 
 STACK_TEXT:  
-90205cd0 82bb8de1 00000019 00000020 f8035e00 nt!KeBugCheckEx+0x1e
+90205cd0 82bb8de1 00000019 00000020 84435e00 nt!KeBugCheckEx+0x1e
 90205d20 8e712c10 00000000 00000000 00000000 nt!ExFreePoolWithTag+0x1b1
 90205dc0 82be1063 00000000 00000000 00000000 DrvB+0x2c10
 90205e10 82da9a97 00000000 00000000 00000000 nt!IofCallDriver+0x63
@@ -140,7 +140,7 @@ def test_without_special_pool_the_victim_is_blamed(tmp_path, capsys) -> None:
     out = kdsim(tmp_path, capsys, "--scenario", "test-overrun", "--seed", "1",
                 script=("g", "!analyze -v"))
     assert out.startswith("0: kd> g\n*** Fatal System Error: 0x00000019\n"
-                          "                       (0x00000020,0xF8035E00,0xF8036030,0x46464646)\n")
+                          "                       (0x00000020,0x84435E00,0x84436030,0x46464646)\n")
     assert X86_OVERRUN_ANALYSIS in out
 
 
@@ -191,7 +191,7 @@ def test_analyze_show_describes_a_code() -> None:
 
 
 def test_kernel_only_pool_stack_is_pool_corruption() -> None:
-    s = stopped("x86", BugCheck(0x19, 3, 0xF8001000, 0, 0), routine="ExAllocatePoolWithTag")
+    s = stopped("x86", BugCheck(0x19, 3, 0x84401000, 0, 0), routine="ExAllocatePoolWithTag")
     out = run(s, "!analyze -v")
     for line in ("Arg1: 00000003, the pool freelist is corrupt.",
                  "SYMBOL_NAME:  nt!ExAllocatePoolWithTag+4f1", "FOLLOWUP_NAME:  Pool_corruption",
@@ -233,6 +233,6 @@ def test_banner_lines_are_79_columns(arch: str) -> None:
 
 def test_opening_a_crash_dump_prints_the_short_analysis() -> None:
     from commands.ext.analyze import crash_dump_text
-    s = stopped("x86", BugCheck(0x19, 3, 0xF8001000, 0, 0), routine="ExAllocatePoolWithTag")
+    s = stopped("x86", BugCheck(0x19, 3, 0x84401000, 0, 0), routine="ExAllocatePoolWithTag")
     assert crash_dump_text(s.target) + "\n" == run(s, "!analyze")
     assert crash_dump_text(Machine(get_arch("x86"), 3).target()) == ""

@@ -12,6 +12,7 @@ from kdsim.machine import Machine
 from kdsim.pool import QUOTA, PoolSettings
 from kdsim.target import Target
 from tests.commands.ext.pool_lines import DESCRIPTION, HEADER, REAL_POOL, ROW
+from tests.commands.ext.session_blocks import session_machine
 
 PROTECTED = 0x80000000
 PROCESS = {"x86": 0x8507A030, "x64": 0xFFFFFA8001A3B060}
@@ -47,14 +48,14 @@ def x64() -> tuple[Session, dict[str, int]]:
 
 
 X86_PAGE = """\
-Pool page f802fdd8 region is Nonpaged pool
- f802f000 size:   c8 previous size:    0  (Allocated)  Ntfx
- f802f0c8 size:  c58 previous size:   c8  (Free)       ....
- f802fd20 size:   38 previous size:  c58  (Allocated)  Irp 
- f802fd58 size:   68 previous size:   38  (Allocated)  NpFn Process: 8507a030
-*f802fdc0 size:  200 previous size:   68  (Allocated) *Hack
+Pool page 8442fdd8 region is Nonpaged pool
+ 8442f000 size:   c8 previous size:    0  (Allocated)  Ntfx
+ 8442f0c8 size:  c58 previous size:   c8  (Free)       ....
+ 8442fd20 size:   38 previous size:  c58  (Allocated)  Irp 
+ 8442fd58 size:   68 previous size:   38  (Allocated)  NpFn Process: 8507a030
+*8442fdc0 size:  200 previous size:   68  (Allocated) *Hack
 \t\tOwning component : Unknown (update pooltag.txt)
- f802ffc0 size:   40 previous size:  200  (Free)       Eve.
+ 8442ffc0 size:   40 previous size:  200  (Free)       Eve.
 """
 
 X64_PAGE = """\
@@ -71,8 +72,8 @@ Pool page fffffa8000c3fdc0 region is Nonpaged pool
 
 def test_x86_page(x86):
     session, b = x86
-    assert b["Hack"] == 0xF802FDC8
-    assert run(session, "!pool f802fdd8") == X86_PAGE
+    assert b["Hack"] == 0x8442FDC8
+    assert run(session, "!pool 8442fdd8") == X86_PAGE
 
 
 def test_x64_page(x64):
@@ -83,44 +84,44 @@ def test_x64_page(x64):
 
 def test_argument_is_an_expression_and_the_header_prints_its_value(x86):
     session, _ = x86
-    out = run(session, "!pool f802ffc8-0x1000+0x1000")
-    assert out.splitlines()[0] == "Pool page f802ffc8 region is Nonpaged pool"
-    assert out.endswith("*f802ffc0 size:   40 previous size:  200  (Free)      *Eve.\n"
+    out = run(session, "!pool 8442ffc8-0x1000+0x1000")
+    assert out.splitlines()[0] == "Pool page 8442ffc8 region is Nonpaged pool"
+    assert out.endswith("*8442ffc0 size:   40 previous size:  200  (Free)      *Eve.\n"
                         "\t\tPooltag Even : Event objects\n")
 
 
 def test_star_marks_the_header_itself_and_protected_blocks(x86):
     session, b = x86
     session.target.write(b["Irp"] - 4, (tag_to_ulong("Even") | PROTECTED).to_bytes(4, "little"))
-    out = run(session, "!pool f802fd20")
-    assert ("*f802fd20 size:   38 previous size:  c58  (Allocated) *Even (Protected)\n"
+    out = run(session, "!pool 8442fd20")
+    assert ("*8442fd20 size:   38 previous size:  c58  (Allocated) *Even (Protected)\n"
             "\t\tPooltag Even : Event objects\n") in out
 
 
 def test_flag_2_prints_only_the_entry(x86):
     session, _ = x86
-    assert run(session, "!pool f802fdd8 2") == (
-        "Pool page f802fdd8 region is Nonpaged pool\n"
-        "*f802fdc0 size:  200 previous size:   68  (Allocated) *Hack\n"
+    assert run(session, "!pool 8442fdd8 2") == (
+        "Pool page 8442fdd8 region is Nonpaged pool\n"
+        "*8442fdc0 size:  200 previous size:   68  (Allocated) *Hack\n"
         "\t\tOwning component : Unknown (update pooltag.txt)\n")
 
 
 def test_flag_80000000_drops_the_description(x86):
     session, _ = x86
-    out = run(session, "!pool f802fdd8 0x80000002")
-    assert out == ("Pool page f802fdd8 region is Nonpaged pool\n"
-                   "*f802fdc0 size:  200 previous size:   68  (Allocated) *Hack\n")
+    out = run(session, "!pool 8442fdd8 0x80000002")
+    assert out == ("Pool page 8442fdd8 region is Nonpaged pool\n"
+                   "*8442fdc0 size:  200 previous size:   68  (Allocated) *Hack\n")
 
 
 def test_flag_1_dumps_the_start_of_each_block(x86):
     session, b = x86
     session.target.write(b["Hack"], bytes(range(0x20)))
-    assert run(session, "!pool f802fdd8 3") == (
-        "Pool page f802fdd8 region is Nonpaged pool\n"
-        "*f802fdc0 size:  200 previous size:   68  (Allocated) *Hack\n"
+    assert run(session, "!pool 8442fdd8 3") == (
+        "Pool page 8442fdd8 region is Nonpaged pool\n"
+        "*8442fdc0 size:  200 previous size:   68  (Allocated) *Hack\n"
         "\t\tOwning component : Unknown (update pooltag.txt)\n"
-        " f802fdc8  03020100 07060504 0b0a0908 0f0e0d0c\n"
-        "    f802fdd8  13121110 17161514 1b1a1918 1f1e1d1c\n"
+        " 8442fdc8  03020100 07060504 0b0a0908 0f0e0d0c\n"
+        "    8442fdd8  13121110 17161514 1b1a1918 1f1e1d1c\n"
         "\n")
 
 
@@ -129,7 +130,7 @@ def test_description_comes_from_the_session_pooltag_file(x86, tmp_path):
     tags = tmp_path / "pooltag.txt"
     tags.write_text("rem test\nHack - hevd.sys      - HEVD pool overflow buffer\n")
     session.settings["pooltag_file"] = str(tags)
-    out = run(session, "!pool f802fdd8 2")
+    out = run(session, "!pool 8442fdd8 2")
     assert out.endswith("\t\tPooltag Hack : HEVD pool overflow buffer, Binary : hevd.sys\n")
 
 
@@ -157,9 +158,9 @@ def test_unreadable_page_live_and_in_a_dump(x86):
     m = session.target.control.machine
     freed = b["Ntfx"] + 0x3000                      # in nonpaged pool's range, never mapped
     expected = (f"Pool page {freed:08x} region is Unknown\n"
-                f"f8032000 is not a valid large pool allocation, checking large session pool...\n"
-                f"f8032000 is not valid pool. Checking for freed (or corrupt) pool\n"
-                "Address f8032000 could not be read. It may be a freed, invalid or paged out "
+                f"84432000 is not a valid large pool allocation, checking large session pool...\n"
+                f"84432000 is not valid pool. Checking for freed (or corrupt) pool\n"
+                "Address 84432000 could not be read. It may be a freed, invalid or paged out "
                 "page\n")
     assert run(session, f"!pool {freed:x}") == expected
     dump = Session(Target(m.arch, m.memory, m.symbols, m.processors))
@@ -178,7 +179,7 @@ def test_no_argument_and_user_addresses(x86):
 
 @pytest.mark.parametrize("args, error", [
     ("nosuchsymbol", "Couldn't resolve error at 'nosuchsymbol'"),
-    ("f802fdd8 )", "Numeric expression missing from ')'"),
+    ("8442fdd8 )", "Numeric expression missing from ')'"),
 ])
 def test_bad_arguments_print_the_evaluator_error(x86, args, error):
     session, _ = x86
@@ -186,36 +187,36 @@ def test_bad_arguments_print_the_evaluator_error(x86, args, error):
 
 
 X86_OVERRUN = """\
-Pool page f802fdd8 region is Nonpaged pool
- f802f000 size:   c8 previous size:    0  (Allocated)  Ntfx
- f802f0c8 size:  c58 previous size:   c8  (Free)       ....
- f802fd20 size:   38 previous size:  c58  (Allocated)  Irp 
- f802fd58 size:   68 previous size:   38  (Allocated)  NpFn Process: 8507a030
-*f802fdc0 size:  200 previous size:   68  (Allocated) *Hack
+Pool page 8442fdd8 region is Nonpaged pool
+ 8442f000 size:   c8 previous size:    0  (Allocated)  Ntfx
+ 8442f0c8 size:  c58 previous size:   c8  (Free)       ....
+ 8442fd20 size:   38 previous size:  c58  (Allocated)  Irp 
+ 8442fd58 size:   68 previous size:   38  (Allocated)  NpFn Process: 8507a030
+*8442fdc0 size:  200 previous size:   68  (Allocated) *Hack
 \t\tOwning component : Unknown (update pooltag.txt)
-f802ffc0 doesn't look like a valid small pool allocation, checking to see
+8442ffc0 doesn't look like a valid small pool allocation, checking to see
 if the entire page is actually part of a large page allocation...
 
-f802f000 is not a valid large pool allocation, checking large session pool...
-f802f000 is freed (or corrupt) pool
-Bad previous allocation size @f802ffc0, last size was 40
+8442f000 is not a valid large pool allocation, checking large session pool...
+8442f000 is freed (or corrupt) pool
+Bad previous allocation size @8442ffc0, last size was 40
 
 ***
 *** An error (or corruption) in the pool was detected;
 *** Attempting to diagnose the problem.
 ***
-*** Use !poolval f802f000 for more details.
+*** Use !poolval 8442f000 for more details.
 
 
-Pool page [ f802f000 ] is INVALID.
+Pool page [ 8442f000 ] is INVALID.
 
 Analyzing linked list...
-[ f802ffc0 ]: invalid previous size [ 0x41 ] should be [ 0x40 ]
+[ 8442ffc0 ]: invalid previous size [ 0x41 ] should be [ 0x40 ]
 
 
 Scanning for single bit errors...
 
-[ f802ffc0 ]: single bit error in previous size [ 0x41 ] should be [ 0x40 ]
+[ 8442ffc0 ]: single bit error in previous size [ 0x41 ] should be [ 0x40 ]
 """
 
 
@@ -223,7 +224,7 @@ def test_overrun_into_the_next_header_is_reported(x86):
     """Hack writes one byte past its 0x1f8 bytes: the low byte of the next PreviousSize."""
     session, b = x86
     session.target.write(b["Hack"], b"A" * 0x1F9)
-    assert run(session, "!pool f802fdd8") == X86_OVERRUN
+    assert run(session, "!pool 8442fdd8") == X86_OVERRUN
 
 
 def test_zero_size_header_x64(x64):
@@ -245,9 +246,9 @@ def test_block_reaching_past_the_page_is_too_large(x86):
     ulong1 = int.from_bytes(session.target.read(hdr, 4), "little")
     ulong1 = (ulong1 & ~(0x1FF << 16)) | (0x1F0 << 16)          # BlockSize 0xf80 bytes
     session.target.write(hdr, ulong1.to_bytes(4, "little"))
-    out = run(session, "!pool f802fd28")
-    assert "Bad allocation size @f802fd20, too large" in out
-    assert "*f802fd20" not in out
+    out = run(session, "!pool 8442fd28")
+    assert "Bad allocation size @8442fd20, too large" in out
+    assert "*8442fd20" not in out
 
 
 def test_large_allocation_wins_over_a_broken_walk(x86):
@@ -349,18 +350,18 @@ def test_every_line_of_pool_has_the_real_layout(session, tag, pool):
 def test_explain_adds_lines_after_the_rows_and_nothing_else(x86):
     session, _ = x86
     run(session, ".settings set explain=on")
-    explained = run(session, "!pool f802fdd8").splitlines()
+    explained = run(session, "!pool 8442fdd8").splitlines()
     notes = [line for line in explained if line.startswith("    -- ")]
     assert [line for line in explained if line not in notes] == X86_PAGE.splitlines()
     assert explained[3] == (
         "    -- free: on ListHeads[394] of nt!NonPagedPoolDescriptor (entry 1 of 1), the list "
         "of free 0xc58-byte chunks; an allocation of up to 0xc50 bytes may be cut from it")
     assert notes[-2:] == [
-        "    -- page f802f000: 0x368 of 0x1000 bytes in use (21 %) by 4 blocks, 0xc98 free in "
+        "    -- page 8442f000: 0x368 of 0x1000 bytes in use (21 %) by 4 blocks, 0xc98 free in "
         "2 chunks",
         "    -- the page goes back to the pool when its last 4 blocks are freed"]
     run(session, ".settings set explain=off")
-    assert run(session, "!pool f802fdd8") == X86_PAGE
+    assert run(session, "!pool 8442fdd8") == X86_PAGE
 
 
 @pytest.mark.parametrize("settings, holder", [
@@ -383,3 +384,29 @@ def test_explain_finds_a_freed_block_that_still_says_allocated(settings, holder)
             and f"pinned (at most 1/8 of the page (0x200 bytes) in use, in at most 4 blocks): "
                 f"the page goes back to the pool only when these are freed: Keep at "
                 f"{kept - 8:08x}, Gone at {gone - 8:08x}" in text)
+
+
+# -- session pool -------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_a_session_page_and_a_large_session_allocation(arch):
+    session, blocks = session_machine(arch)
+    fmt = session.target.arch.fmt_ptr
+    page = run(session, f"!pool {blocks['usac']:x}").splitlines()
+    assert page[0] == f"Pool page {fmt(blocks['usac'])} region is Paged session pool"
+    assert page[1].startswith(f"*{fmt(blocks['usac'] & ~0xFFF)} size: ")
+    assert page[1].endswith("(Allocated) *Usac")
+    assert page[-1].endswith("(Allocated)  Gla1")
+    big = blocks["gh05"]
+    assert run(session, f"!pool {big + 0x1234:x}") == (
+        f"Pool page {fmt(big + 0x1234)} region is Paged session pool\n"
+        f"{fmt(big + 0x1000)} is not a valid large pool allocation, checking large session "
+        "pool...\n"
+        f"*{fmt(big)} : large page allocation, tag is Gh05, size is 0x2000 bytes\n"
+        "\t\tPooltag Gh05 : GDITAG_HMGR_SURF_TYPE, Binary : win32k.sys\n")
+
+
+def test_explain_finds_a_session_chunk_on_its_sessions_list():
+    session, blocks = session_machine("x86")
+    run(session, ".settings set explain=on")
+    out = run(session, f"!pool {blocks['usac']:x}")
+    assert "-- free: on ListHeads[469] of session 1's PagedPool (entry 1 of 1)" in out

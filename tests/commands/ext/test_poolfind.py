@@ -17,6 +17,7 @@ from commands.ext.poolfind import TagScan, finder_of, parse_query
 from commands.poolread import PoolHeader, PoolReader, row_text
 from commands.registry import lookup
 from commands.session import Session
+from commands.sessions import current_session
 from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.layouts import PAGE_SIZE, QUOTA, tag_to_ulong
@@ -26,6 +27,8 @@ from pooltag import tag_matches
 from tests.commands.ext.pool_lines import (
     DESCRIPTION, FIND_LARGE, FIND_ROW, FIND_SCAN, FIND_SEARCH, HEADER, LARGE, REAL_POOLFIND,
 )
+from tests.commands.ext.session_blocks import session_machine
+from tests.support import text
 
 PROTECTED = 0x80000000
 SETTINGS = PoolSettings(lookasides=False, deferred_frees=False)
@@ -58,16 +61,16 @@ def x64() -> tuple[Session, dict[str, int]]:
 
 
 X86_NONPAGED = """
-Scanning large pool allocation table for Tag: Leak (f8015000 : f8025000)
+Scanning large pool allocation table for Tag: Leak (84415000 : 84425000)
 
-*e1001000 :large page allocation, Tag  is Leak, size  is 0x3000 bytes
-*f8030000 :large page allocation, Tag  is Leak, size  is 0x5000 bytes
+*91001000 :large page allocation, Tag  is Leak, size  is 0x3000 bytes
+*84430000 :large page allocation, Tag  is Leak, size  is 0x5000 bytes
 
-Searching NonPaged pool (f8000000 : fff87000) for Tag: Leak
+Searching NonPaged pool (84400000 : 8ae00000) for Tag: Leak
 
-*f802f000 size:   48 previous size:    0  (Allocated) Leak
-*f802fe48 size:   28 previous size:  e00  (Allocated) Leak
-*f802fe70 size:   88 previous size:   28  (Free)      Leak
+*8442f000 size:   48 previous size:    0  (Allocated) Leak
+*8442fe48 size:   28 previous size:  e00  (Allocated) Leak
+*8442fe70 size:   88 previous size:   28  (Free)      Leak
 
 """
 
@@ -106,8 +109,8 @@ def test_wildcards_and_tag_values_find_the_same_blocks(x86, tag):
 def test_a_pattern_without_literals_walks_every_page(x86):
     session, _ = x86
     rows = [line for line in run(session, "!poolfind * -small").splitlines() if line]
-    assert rows[0] == "Searching NonPaged pool (f8000000 : fff87000) for Tag: *"
-    assert "*f802fef8 size:  108 previous size:   88  (Allocated) Mdl " in rows
+    assert rows[0] == "Searching NonPaged pool (84400000 : 8ae00000) for Tag: *"
+    assert "*8442fef8 size:  108 previous size:   88  (Allocated) Mdl " in rows
     assert sum(" Leak" in row for row in rows) == 3
 
 
@@ -136,8 +139,8 @@ def test_tag_with_a_space_and_a_protected_free_block():
 def test_x_runs_a_command_for_each_block(x86):
     session, b = x86
     out = run(session, '!poolfind -x "dd @$extret L1" Leak -small').splitlines()
-    i = out.index("*f802f000 size:   48 previous size:    0  (Allocated) Leak")
-    assert out[i + 1] == "f802f008  00000000"
+    i = out.index("*8442f000 size:   48 previous size:    0  (Allocated) Leak")
+    assert out[i + 1] == "8442f008  00000000"
     assert out[i + 3] == f"{b['np2']:08x}  00000000"
 
 
@@ -163,15 +166,15 @@ def test_ctrl_c_stops_the_scan(x86, monkeypatch, tag):
 
     def interrupted(self, start, end):
         for page, data in real(self, start, end):
-            if page > 0xF802F000:
+            if page > 0x8442F000:
                 raise KeyboardInterrupt
             yield page, data
 
     monkeypatch.setattr(PoolReader, "pages", interrupted)
     out = run(session, f"!poolfind {tag} -small")
-    assert out.endswith("*f802fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
-                        "...terminating - searched pool to f802f000\n"
-                        if tag != "*" else "...terminating - searched pool to f802f000\n")
+    assert out.endswith("*8442fe70 size:   88 previous size:   28  (Free)      Leak\n\n"
+                        "...terminating - searched pool to 8442f000\n"
+                        if tag != "*" else "...terminating - searched pool to 8442f000\n")
     assert sum(line.startswith("*") and line.endswith(" Leak") for line in out.split("\n")) == 3
 
 
@@ -197,9 +200,9 @@ def test_the_pool_is_scanned_as_its_rows_are_printed(x86, monkeypatch):
     result = lookup("!poolfind").func(session, "Leak -small")
     assert scanned == []
     rows = iter(result.searches[0].headers)
-    assert next(rows).address == 0xF802F000
-    assert scanned[-1] == 0xF802F000 and len(scanned) < 0x30 + 1
-    assert [h.address for h in rows] == [0xF802FE48, 0xF802FE70]
+    assert next(rows).address == 0x8442F000
+    assert scanned[-1] == 0x8442F000 and len(scanned) < 0x30 + 1
+    assert [h.address for h in rows] == [0x8442FE48, 0x8442FE70]
 
 
 @given(st.lists(st.tuples(st.integers(0, 8), st.integers(1, 12)), max_size=8),
@@ -459,3 +462,28 @@ def test_what_the_scan_searches_for(pattern, offset, exact):
     finder = finder_of(pattern)
     assert (None if finder is None else (finder.offset, finder.exact)) == \
         (None if offset is None else (offset, exact))
+
+
+# -- session pool -------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_session_pool_searches_the_current_sessions_table_and_pages(arch):
+    session, blocks = session_machine(arch)
+    reader = PoolReader(session.target)
+    current = current_session(session.target)
+    assert current is not None and current.session_id == 1
+    fmt = reader.arch.fmt_ptr
+    table_end = current.big_table + current.big_entries * reader.layouts.big_page.sizeof()
+    table = f"({fmt(current.big_table)} : {fmt(table_end)})"
+    pool = f"({fmt(current.pool_start)} : {fmt(current.pool_end)})"
+    usac = blocks["usac"] - reader.unit
+    size = "108" if arch == "x86" else "110"
+    assert run(session, "!poolfind Usac 4") == text(
+        "", f"Scanning large pool allocation table for Tag: Usac {table}", "",
+        f"Searching Session pool {pool} for Tag: Usac", "",
+        f"*{fmt(usac)} size:  {size} previous size:    0  (Allocated) Usac", "")
+    assert run(session, "!poolfind Gh05 -session") == text(
+        "", f"Scanning large pool allocation table for Tag: Gh05 {table}", "",
+        f"*{fmt(blocks['gh05'])} :large page allocation, Tag  is Gh05, size  is 0x2000 bytes",
+        "", f"Searching Session pool {pool} for Tag: Gh05", "")
+    # the system's pools know none of it
+    assert "Usac" not in run(session, "!poolfind Usac 1").split("for Tag: Usac")[-1]

@@ -12,12 +12,16 @@ from hypothesis import strategies as st
 from commands.ext.poolused import poolused
 from commands.poolread import live_tags
 from commands.session import Session
+from commands.sessions import current_session, sessions
 from commands.testing import run
 from kdsim.arch import get_arch
-from kdsim.layouts import PAGE_SIZE, profile_for, tag_to_ulong
+from kdsim.dump import load, save
+from kdsim.layouts import PAGE_SIZE, field_path_offset, profile_for, tag_to_ulong
+from kdsim.layouts.session import mm_session_space
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
 from kdsim.target import Target
+from tests.commands.ext.session_blocks import session_machine
 from tests.support import text
 
 
@@ -522,3 +526,49 @@ def test_json_output(machines):
                              "nonpaged": {"allocs": 1, "frees": 0, "outstanding": 1, "used": 8192},
                              "paged": {"allocs": 0, "frees": 0, "outstanding": 0, "used": 0},
                              "description": DESC["Leak"]}]
+
+
+# -- session pool -------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_session_pool_flag_reads_the_current_sessions_tracker(arch):
+    """Session 1's tags (not session 0's Usac, nor the system pools'), as paged usage; the
+    freed Usac shows in the verbose counts."""
+    session, _ = session_machine(arch)
+    usac, gla1 = (264, 72) if arch == "x86" else (272, 80)
+    assert run(session, "!poolused 8") == text(
+        "   Sorting by Session Tag",
+        "",
+        "  Pool Used:",
+        "            NonPaged            Paged",
+        " Tag    Allocs     Used    Allocs     Used",
+        " Gh05        0        0         1     8192 GDITAG_HMGR_SURF_TYPE , Binary: win32k.sys",
+        f" Gla1        0        0         1 {gla1:8d} GDI lookaside: device context objects"
+        " , Binary: win32k.sys",
+        f" Usac        0        0         1 {usac:8d} USERTAG_ACCEL , Binary:"
+        " win32k!_CreateAcceleratorTable",
+        f" TOTAL           0        0         3 {8192 + usac + gla1:8d}",
+    )
+    verbose = run(session, "!poolused 9 Usac").splitlines()
+    assert verbose[5].split()[:9] == ["Usac", "0", "0", "0", "0", "2", "1", "1", str(usac)]
+
+
+def test_session_pool_reads_the_same_from_a_dump(tmp_path):
+    """The sessions are found through memory and symbols only: a full dump shows them too."""
+    live, _ = session_machine("x64")
+    save(live.target, tmp_path / "s.dmp")
+    dumped = Session(load(tmp_path / "s.dmp"))
+    for command in ("!poolused 8", "!poolfind Usac 4"):
+        assert run(dumped, command) == run(live, command)
+
+
+def test_a_corrupted_session_structure_reads_as_no_session():
+    """A table size no kernel keeps is corruption: no session to read, no huge read."""
+    session, _ = session_machine("x86")
+    target = session.target
+    current = current_session(target)
+    assert current is not None
+    layout = mm_session_space(target.profile)
+    size_at = current.address + field_path_offset(layout, "PoolTrackTableExpansionSize")
+    target.write(size_at, (0x7FFFFFFF).to_bytes(4, "little"))
+    assert current_session(target) is None and len(sessions(target)) == 1
+    assert run(session, "!poolused 8").splitlines()[-1].split() == ["TOTAL", "0", "0", "0", "0"]

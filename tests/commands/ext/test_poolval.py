@@ -24,12 +24,12 @@ def build(arch: str) -> tuple[Session, list[int]]:
 
 def test_valid_page_x86():
     session, _ = build("x86")
-    assert run(session, "!poolval f802ff80") == (
-        "Pool page f802ff80 region is Nonpaged pool\n"
+    assert run(session, "!poolval 8442ff80") == (
+        "Pool page 8442ff80 region is Nonpaged pool\n"
         "\n"
-        "Validating Pool headers for pool page: f802f000\n"
+        "Validating Pool headers for pool page: 8442f000\n"
         "\n"
-        "Pool page [ f802f000 ] is VALID.\n")
+        "Pool page [ 8442f000 ] is VALID.\n")
 
 
 def test_header_overwritten_with_AAAA_x64():
@@ -75,32 +75,32 @@ def test_single_bit_error_and_a_walk_that_goes_on_x86():
     cccc = blocks[2] - 8                     # PreviousSize 0x41 (Dddd) -> 0x43
     ulong1 = int.from_bytes(session.target.read(cccc, 4), "little") ^ 0x2
     session.target.write(cccc, ulong1.to_bytes(4, "little"))
-    lines = run(session, "!poolval f802f000").splitlines()
+    lines = run(session, "!poolval 8442f000").splitlines()
     assert lines[7:] == [
-        "[ f802ff30 ]: invalid previous size [ 0x43 ] should be [ 0x41 ]",
+        "[ 8442ff30 ]: invalid previous size [ 0x43 ] should be [ 0x41 ]",
         "", "",
         "Scanning for single bit errors...",
         "",
-        "[ f802ff30 ]: single bit error in previous size [ 0x43 ] should be [ 0x41 ]"]
+        "[ 8442ff30 ]: single bit error in previous size [ 0x43 ] should be [ 0x41 ]"]
 
 
 def test_levels_add_the_list_and_the_headers():
     session, _ = build("x86")
-    one = run(session, "!poolval f802f000 1").splitlines()
-    assert one[4:] == ["Pool page [ f802f000 ] is VALID.", "", "Analyzing linked list...", "",
+    one = run(session, "!poolval 8442f000 1").splitlines()
+    assert one[4:] == ["Pool page [ 8442f000 ] is VALID.", "", "Analyzing linked list...", "",
                        "", "Scanning for single bit errors...", "", "None found"]
-    two = run(session, "!poolval f802f000 2").splitlines()
+    two = run(session, "!poolval 8442f000 2").splitlines()
     assert two[len(one):] == [
         "",
-        " f802f000 size:  108 previous size:    0  (Allocated)  Aaaa",
-        " f802f108 size:  be8 previous size:  108  (Free)       ....",
-        " f802fcf0 size:   38 previous size:  be8  (Allocated)  Eeee",
-        " f802fd28 size:  208 previous size:   38  (Allocated)  Dddd",
-        " f802ff30 size:   48 previous size:  208  (Allocated)  Cccc",
-        " f802ff78 size:   88 previous size:   48  (Allocated)  Bbbb"]
-    three = run(session, "!poolval f802f000 3").splitlines()
+        " 8442f000 size:  108 previous size:    0  (Allocated)  Aaaa",
+        " 8442f108 size:  be8 previous size:  108  (Free)       ....",
+        " 8442fcf0 size:   38 previous size:  be8  (Allocated)  Eeee",
+        " 8442fd28 size:  208 previous size:   38  (Allocated)  Dddd",
+        " 8442ff30 size:   48 previous size:  208  (Allocated)  Cccc",
+        " 8442ff78 size:   88 previous size:   48  (Allocated)  Bbbb"]
+    three = run(session, "!poolval 8442f000 3").splitlines()
     assert three[len(one) + 1:len(one) + 3] == [
-        " f802f000 size:  108 previous size:    0  (Allocated)  Aaaa",
+        " 8442f000 size:  108 previous size:    0  (Allocated)  Aaaa",
         "    PreviousSize 0x0, PoolIndex 0x0, BlockSize 0x21, PoolType 0x2, PoolTag 0x61616141"]
 
 
@@ -112,7 +112,7 @@ def test_x64_full_headers_include_process_billed():
 
 
 @pytest.mark.parametrize("args, error", [("zz", "Couldn't resolve error at 'zz'"),
-                                         ("f802f000 (", "Numeric expression missing from '<EOL>'")])
+                                         ("8442f000 (", "Numeric expression missing from '<EOL>'")])
 def test_bad_arguments(args, error):
     session, _ = build("x86")
     assert run(session, f"!poolval {args}").strip() == error

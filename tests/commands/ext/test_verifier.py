@@ -222,6 +222,6 @@ def test_unloading_after_freeing_everything_is_fine() -> None:
 
 
 def test_the_log_on_a_machine_without_verifier() -> None:
-    assert run(Session(Machine(get_arch("x86"), 1).target()), "!verifier 0x80 f8000000") == (
+    assert run(Session(Machine(get_arch("x86"), 1).target()), "!verifier 0x80 84400000") == (
         "\nLog of recent kernel pool Allocate and Free operations:\n\n"
         "The log is not enabled: Driver Verifier was not active when the target booted.\n")

@@ -15,6 +15,7 @@ from kdsim.arch import get_arch
 from kdsim.layouts import profile_for, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
+from tests.commands.ext.session_blocks import session_machine
 from tests.support import text
 
 
@@ -59,20 +60,18 @@ X86_CLASSIC = text(
     "      Available Pages:    707307   ( 2829228 Kb)",
     "      ResAvail Pages:     864812   ( 3459248 Kb)",
     "      Locked IO Pages:       210   (     840 Kb)",
-    "      Free System PTEs:    14629   (   58516 Kb)",
-    "      Free NP PTEs:         4230   (   16920 Kb)",
-    "      Free Special NP:         0   (       0 Kb)",
+    "      Free System PTEs:   290911   ( 1163644 Kb)",
     "      Modified Pages:        791   (    3164 Kb)",
     "      Modified PF Pages:     785   (    3140 Kb)",
     "      NonPagedPool Usage:     56   (     224 Kb)",
-    "      NonPagedPool Max:    32647   (  130588 Kb)",
+    "      NonPagedPool Max:   522368   ( 2089472 Kb)",
     "      PagedPool 0 Usage:       2   (       8 Kb)",
     "      PagedPool 1 Usage:       1   (       4 Kb)",
     "      PagedPool 2 Usage:       1   (       4 Kb)",
     "      PagedPool 3 Usage:       1   (       4 Kb)",
     "      PagedPool 4 Usage:       0   (       0 Kb)",
     "      PagedPool Usage:         5   (      20 Kb)",
-    "      PagedPool Maximum:   60416   (  241664 Kb)",
+    "      PagedPool Maximum:  523264   ( 2093056 Kb)",
     "      Session Commit:       1875   (    7500 Kb)",
     "      Shared Commit:        3750   (   15000 Kb)",
     "      Special Pool:            0   (       0 Kb)",
@@ -86,8 +85,8 @@ X86_CLASSIC = text(
 X64_CLASSIC_CHANGED_LINES = {
     2: "      Physical Memory:   1048446   ( 4193784 Kb)",
     9: "      Free System PTEs: 33494979   (133979916 Kb)",
-    14: "      NonPagedPool Usage:     75   (     300 Kb)",
-    22: "      PagedPool Maximum: 33554432   (134217728 Kb)",
+    12: "      NonPagedPool Usage:     75   (     300 Kb)",
+    20: "      PagedPool Maximum: 33554432   (134217728 Kb)",
 }
 
 X86_NEW = text(
@@ -99,19 +98,19 @@ X86_NEW = text(
     "Available Pages:           707307 (    2829228 Kb)",
     "ResAvail Pages:            864812 (    3459248 Kb)",
     "Locked IO Pages:              210 (        840 Kb)",
-    "Free System PTEs:           14629 (      58516 Kb)",
+    "Free System PTEs:          290911 (    1163644 Kb)",
     "Modified Pages:               791 (       3164 Kb)",
     "Modified PF Pages:            785 (       3140 Kb)",
     "Modified No Write Pages:        0 (          0 Kb)",
     "NonPagedPool Usage:            56 (        224 Kb)",
-    "NonPagedPool Max:           32647 (     130588 Kb)",
+    "NonPagedPool Max:          522368 (    2089472 Kb)",
     "PagedPool  0:                   2 (          8 Kb)",
     "PagedPool  1:                   1 (          4 Kb)",
     "PagedPool  2:                   1 (          4 Kb)",
     "PagedPool  3:                   1 (          4 Kb)",
     "PagedPool  4:                   0 (          0 Kb)",
     "PagedPool Usage:                5 (         20 Kb)",
-    "PagedPool Maximum:          60416 (     241664 Kb)",
+    "PagedPool Maximum:         523264 (    2093056 Kb)",
     "Processor Commit:               0 (          0 Kb)",
     "Session Commit:              1875 (       7500 Kb)",
     "Syspart SharedCommit 0",
@@ -398,3 +397,31 @@ def test_json_output(machines):
     assert data["flags"] == 1
     assert data["nonpaged_usage"] == machines["x86"].mm.nonpaged.in_use
     assert data["page_files"][0]["name"] == "\\??\\C:\\pagefile.sys"
+
+
+def test_a_windows_7_kernel_prints_no_xp_pte_lines(machines):
+    """XP's nonpaged PTE pool lines belong to a kernel with nt!MmFreeNonPagedPtes."""
+    for m in machines.values():
+        out = run(session_for(m), "!vm")
+        assert "Free System PTEs:" in out
+        assert "Free NP PTEs" not in out and "Free Special NP" not in out
+
+
+@pytest.mark.parametrize("layout", ["classic", "new"])
+def test_flag_4_adds_each_sessions_memory(layout):
+    """Session 1 holds a 0x2000-byte large block and a page of small ones, session 0 a page;
+    each session's commit also counts its tracker and big-page table (21 + 3 pages on x64)."""
+    session, _ = session_machine("x64")
+    session.settings["vm_layout"] = layout
+    out = run(session, "!vm 4")
+    assert out.endswith(text(
+        "", "Terminal Server Memory Usage By Session:", "",
+        "Session ID 0 @ fffff900c0000000:",
+        "Paged Pool Usage:        4 Kb",
+        "NonPaged Usage:          0 Kb",
+        "Commit Usage:          100 Kb", "",
+        "Session ID 1 @ fffff900c4000000:",
+        "Paged Pool Usage:       12 Kb",
+        "NonPaged Usage:          0 Kb",
+        "Commit Usage:          108 Kb"))
+    assert "Terminal Server" not in run(session, "!vm 1")

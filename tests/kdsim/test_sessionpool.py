@@ -1,0 +1,207 @@
+"""Session pool: each session's paged pool keeps the allocator's invariants (page walks, its
+own tracker equal to its live blocks, its own big-page table), frees find their session by
+address, what the pool keeps outside memory is derived again from memory, and the default
+machine's win32k population is there, churning, in both sessions."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kdsim.arch import get_arch
+from kdsim.bugcheck import BugCheck
+from kdsim.layouts import PAGE_SIZE, field_path_offset, profile_for, tag_to_ulong
+from kdsim.layouts.session import mm_session_space
+from kdsim.machine import Machine
+from kdsim.pool import PAGED, SESSION_PAGED, PoolSettings
+from kdsim.scenarios import boot
+from kdsim.sessionpool import INTERACTIVE, SessionPool, SessionPools
+from kdsim.win32k import TAGS
+from tests.kdsim.test_pool import walk_page
+
+ARCHES = ("x86", "x64")
+SESSION_TAGS = ("Gh05", "Usac", "Gla1")
+
+
+def with_sessions(arch: str, **options) -> Machine:
+    m = Machine(get_arch(arch), seed=1, **options)
+    m.pool.sessions = SessionPools(m)
+    return m
+
+
+def small_pages(pool: SessionPool) -> list[int]:
+    """The session's small-pool pages: single-page runs its big-page table does not list."""
+    pages = pool.mm.paged
+    return [pages.start + pos * PAGE_SIZE for pos, n in pages.runs.items()
+            if n == 1 and pool.big.find(pages.start + pos * PAGE_SIZE) is None]
+
+
+def check_session(m: Machine, pool: SessionPool, live: dict[int, tuple[int, int]]) -> None:
+    """`live`: this session's blocks, address -> (tag, charged bytes)."""
+    pool.flush_pending()
+    G = m.arch.block
+    walked: dict[int, tuple[int, int]] = {}
+    for va in small_pages(pool):
+        chunks = walk_page(m, va)
+        for a, b in zip(chunks, chunks[1:]):
+            assert not (a[3] == 0 and b[3] == 0), f"two free neighbours at {a[0]:#x}"
+        for address, _, bs, ptype, tag in chunks:
+            if ptype:
+                assert ptype == SESSION_PAGED | 2, f"PoolType {ptype:#x} at {address:#x}"
+                walked[address + G] = (tag, bs * G)
+    small = {a: v for a, v in live.items() if a % PAGE_SIZE}
+    assert walked == small
+    big = {a: v for a, v in live.items() if not a % PAGE_SIZE}
+    assert {a: pool.big.find(a)[0] for a in big} == {a: v[0] for a, v in big.items()}
+    assert pool.big.in_use == len(big)
+    tracker = pool.tracker
+    for tag in {v[0] for v in live.values()} | {tag_to_ulong(t) for t in SESSION_TAGS}:
+        base = tracker.table + tracker.slot(tag) * tracker.entry_size
+        allocs, frees, used = tracker.fields[1]
+        mine = [v[1] for v in live.values() if v[0] == tag]
+        assert pool._r32(base + allocs) - pool._r32(base + frees) == len(mine)
+        assert pool._rptr(base + used) == sum(mine)
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("alloc"), st.sampled_from((0, INTERACTIVE)),
+                  st.one_of(st.integers(1, 0x300), st.integers(1, 0x1000),
+                            st.integers(0x1000, 0x5000)),
+                  st.sampled_from(SESSION_TAGS)),
+        st.tuples(st.just("free"), st.integers(0, 10_000)),
+        st.tuples(st.just("global"), st.integers(1, 0x400)),
+    ),
+    min_size=1, max_size=200,
+)
+
+
+def run_ops(m: Machine, sequence, live: list[dict[int, tuple[int, int]]]) -> None:
+    sessions = m.pool.sessions
+    assert sessions is not None
+    for op in sequence:
+        if op[0] == "alloc":
+            _, sid, size, tag = op
+            sessions.current = sid
+            address = m.pool.allocate(SESSION_PAGED, size, tag_to_ulong(tag))
+            assert sessions.pools[sid].mm.paged.contains(address)
+            charged = (m.arch.block_size(size) * m.arch.block if address % PAGE_SIZE
+                       else -(-size // PAGE_SIZE) * PAGE_SIZE)
+            live[sid][address] = (tag_to_ulong(tag), charged)
+        elif op[0] == "free":
+            blocks = sorted((a, sid) for sid in range(len(live)) for a in live[sid])
+            if blocks:
+                address, sid = blocks[op[1] % len(blocks)]
+                m.pool.free(address)                    # the kernel's free finds the session
+                del live[sid][address]
+        else:                                           # the system's paged pool, beside
+            assert not sessions.owns(m.pool.allocate(PAGED, op[1], tag_to_ulong("Xxxx")))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=ops)
+def test_random_sequences_keep_each_sessions_invariants(arch, sequence):
+    m = with_sessions(arch)
+    live: list[dict[int, tuple[int, int]]] = [{}, {}]
+    run_ops(m, sequence, live)
+    assert m.pool.sessions is not None
+    for sid, pool in enumerate(m.pool.sessions.pools):
+        check_session(m, pool, live[sid])
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=ops)
+def test_freeing_everything_returns_the_session_commit(arch, sequence):
+    m = with_sessions(arch, settings=PoolSettings(deferred_frees=False))
+    names = ("MmSessionCommit", "MmTotalCommittedPages")
+    before = {n: m.mm.get(n) for n in names}
+    live: list[dict[int, tuple[int, int]]] = [{}, {}]
+    run_ops(m, [op for op in sequence if op[0] != "global"], live)
+    for blocks in live:
+        for address in sorted(blocks):
+            m.pool.free(address)
+        blocks.clear()
+    assert {n: m.mm.get(n) for n in names} == before
+    assert m.pool.sessions is not None
+    for pool in m.pool.sessions.pools:
+        check_session(m, pool, {})
+        assert small_pages(pool) == []
+        assert pool._r32(pool.paged_desc[0].addr + pool.o_total_pages) == 0
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_reload_derives_the_same_state_from_memory(arch):
+    m = boot(arch, seed=2, scale=0.2)
+    assert m.pool.sessions is not None
+    for pool in m.pool.sessions.pools:
+        pages = (pool.mm.paged, pool.mm.nonpaged)
+        state = ([(p.runs, bytes(p.used), p.in_use) for p in pages], pool.paged_desc[0].bitmap,
+                 pool.big.table, pool.big.entries, pool.big.in_use)
+        for p in pages:
+            p.runs, p.in_use = {}, 0
+        pool.big.in_use = 0
+        pool.paged_desc[0].bitmap = 0
+        pool.reload()
+        assert ([(p.runs, bytes(p.used), p.in_use) for p in pages], pool.paged_desc[0].bitmap,
+                pool.big.table, pool.big.entries, pool.big.in_use) == state
+
+
+def test_session_structures_are_on_the_session_list_in_memory():
+    m = with_sessions("x64")
+    layout = mm_session_space(profile_for(m.arch))
+    link = field_path_offset(layout, "WsListEntry")
+    head = m.symbols.resolve("nt!MiSessionWsList")
+    entry, ids = m.g.read_ptr(head), []
+    while entry != head:
+        ids.append(m.g.read_u32(entry - link + field_path_offset(layout, "SessionId")))
+        entry = m.g.read_ptr(entry)
+    assert ids == [0, 1]
+    current = m.g.read_ptr(m.symbols.resolve("nt!MmSessionSpace"))
+    assert m.pool.sessions is not None
+    assert current == m.pool.sessions.pools[INTERACTIVE].space
+    descriptor = current + field_path_offset(layout, "PagedPool")
+    assert m.g.read_u32(descriptor) == SESSION_PAGED             # PagedPoolSession
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_free_outside_every_pool_is_still_a_bad_caller(arch):
+    m = with_sessions(arch)
+    assert m.pool.sessions is not None
+    with pytest.raises(BugCheck) as stop:
+        m.pool.free(m.pool.sessions.end + 0x100)
+    assert (stop.value.code, stop.value.params[0]) == (0xC2, 0x42)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_default_machine_has_win32k_churning_in_both_sessions(arch):
+    m = boot(arch, seed=5)
+    assert m.symbols.module("win32k") is not None
+    sessions = m.pool.sessions
+    assert sessions is not None
+    used = []
+    for pool in sessions.pools:
+        tracker = pool.tracker
+        counts = {}
+        for tag, *_ in TAGS:
+            base = tracker.table + tracker.slot(tag_to_ulong(tag)) * tracker.entry_size
+            allocs, frees, nbytes = tracker.fields[1]
+            counts[tag] = (pool._r32(base + allocs), pool._r32(base + frees),
+                           pool._rptr(base + nbytes))
+        churning = [tag for tag, (a, f, _) in counts.items() if a > f > 0]
+        assert len(churning) >= 0.8 * len(counts), counts   # freeing, and blocks outstanding
+        used.append(sum(b for *_, b in counts.values()))
+        live = {}
+        pool.flush_pending()
+        for va in small_pages(pool):
+            for address, _, bs, ptype, tag in walk_page(m, va):
+                if ptype:
+                    live[address + m.arch.block] = (tag, bs * m.arch.block)
+        for b in range(pool.big.entries):
+            va = pool._rptr(pool.big.table + b * pool.big.esize)
+            if not va & 1:
+                key, nbytes = pool.big.find(va)
+                live[va] = (key, -(-nbytes // PAGE_SIZE) * PAGE_SIZE)
+        check_session(m, pool, live)
+    assert used[INTERACTIVE] > 3 * used[0] > 0                    # the user's session holds most
