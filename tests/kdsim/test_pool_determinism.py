@@ -29,8 +29,8 @@ def memory_hash(m: Machine) -> str:
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
 # before it was published; then the full-size population of kdsim/catalogue/ changed them)
 BOOTS = {
-    ("default", "x86"): "2975be9d5b636203",
-    ("default", "x64"): "8d88581c3a466ddf",
+    ("default", "x86"): "5a5b02b01263721c",
+    ("default", "x64"): "86f9beb5e151a0cf",
     ("fragmentation", "x86"): "62990155535804b4",
     ("fragmentation", "x64"): "164ab055d1e1973d",
 }
