@@ -27,7 +27,7 @@ NT_IO = ("nt!IopXxxControlFile+0x607", "nt!NtDeviceIoControlFile+0x56",
 TRAFFIC_WEIGHT = 21.0
 # ticks of traffic alone after the boot, at scale 1: the frees and reuse that make a machine
 # that has run a while (its lookaside lists hit, every busy tag shows frees)
-SETTLE_TICKS = 80_000
+SETTLE_TICKS = 50_000
 
 
 def _pattern(entry: Entry, arch: str, lifetime: float | None, weight: float) -> Pattern:

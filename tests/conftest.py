@@ -31,10 +31,11 @@ def session() -> Session:
     return Session(blank_target("x86"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def booted() -> Callable[[str], Machine]:
-    """The default scenario booted once per arch for the whole run (seed 7), for tests that only
-    read it: a test that writes memory, runs `g` or reboots boots its own machine."""
+    """The default scenario booted once per arch for a test module (seed 7), for tests that only
+    read it: a test that writes memory, runs `g` or reboots boots its own machine.  (Per module:
+    two full-size machines held for the whole run would count in every later test's peak.)"""
     machines: dict[str, Machine] = {}
 
     def machine(arch: str) -> Machine:
