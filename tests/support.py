@@ -7,6 +7,8 @@ Running a command line the way the debugger does is `commands.testing.run`: the 
 from __future__ import annotations
 
 import io
+import os
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -99,3 +101,19 @@ def double_free(arch: str) -> Machine:
     m.stop(raised_in(BugCheck(0xC2, 7, 0x1297, 0, block), "ExFreePoolWithTag",
                      frames(m.symbols, B_FRAMES)))
     return m
+
+
+def resident_mb() -> float:
+    """This process's resident memory now, in MB (Linux /proc; the peak where it is absent)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_mb()
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
+        2**20 if sys.platform == "darwin" else 2**10)

@@ -29,8 +29,8 @@ def memory_hash(m: Machine) -> str:
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
 # before it was published; then the full-size population of kdsim/catalogue/ changed them)
 BOOTS = {
-    ("default", "x86"): "63031d9edc9679cc",
-    ("default", "x64"): "6a9ae509363bfe22",
+    ("default", "x86"): "235a880cd0f6f491",
+    ("default", "x64"): "9edfd40af85ff9f0",
     ("fragmentation", "x86"): "2aaff4b024743366",
     ("fragmentation", "x64"): "0c5c88d27f701c6c",
 }
