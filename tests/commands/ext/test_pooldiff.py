@@ -86,7 +86,7 @@ def test_leak_grows_first_by_its_new_blocks_times_0xfa000(leak: LeakRun) -> None
     assert (first.old.outstanding, first.new.outstanding) == (len(leak.before), len(leak.after))
     assert leak.diff.large[0].tag == "Leak" and leak.diff.large[0].new_blocks == new_blocks
     lines = leak.table.splitlines()
-    assert lines[0] == ("Pool use from #1 'a' (tick 28377) to #2 break-in (tick 58377): "
+    assert lines[0] == ("Pool use from #1 'a' (tick 29609) to #2 break-in (tick 59609): "
                         "30000 ticks")
     assert lines[5].split()[:4] == ["Leak", str(len(leak.before)), str(len(leak.after)),
                                     f"+{new_blocks}"]
@@ -116,7 +116,7 @@ def test_a_live_machine_and_two_dumps_of_it_give_the_same_results(leak: LeakRun)
     table = pooldiff(later, f"-dump {before}")
     assert table.rows == leak.diff.rows and table.large == leak.diff.large
     assert (table.old_total, table.new_total) == (leak.diff.old_total, leak.diff.new_total)
-    assert (table.old.tick, table.new.tick) == (28377, 58377)
+    assert (table.old.tick, table.new.tick) == (29609, 59609)
     assert (table.old.name, table.new.kind) == (before, "this target")
     assert pooldiff(later, f"-stacks -dump {before}").groups == leak.stacks.groups
     # from the earlier dump, the later is the newer: the same table, the other way round

@@ -250,17 +250,17 @@ def test_pages_agree_with_vm_and_bytes_with_poolused(arch: str, booted) -> None:
 
 
 def test_fragmentation_pins_a_quarter_of_nonpaged_pool_and_whole_pages_do_not() -> None:
-    """The first seed case at a tenth of its size: at least 25 % of nonpaged pages pinned, and
+    """The first seed case at a fifth of its size: at least 25 % of nonpaged pages pinned, and
     at most 5 % once the driver asks for whole pages; the pages are `!vm`'s and, on the
     fragmented machine, the bytes are `!poolused`'s."""
-    fragmented = Session(boot(seed=0, scenario="fragmentation", scale=0.1).target())
+    fragmented = Session(boot(seed=0, scenario="fragmentation", scale=0.2).target())
     pages, used, pinned, share = _figures(run(fragmented, "!poolmap NonPaged"))
     assert pages == read_vm(fragmented.target).nonpaged_usage
     assert used == _poolused_totals(fragmented)[0]
     assert pinned >= pages / 4 and share >= 25.0
     held = run(fragmented, "!poolmap").splitlines()[-1]
     assert held.startswith("Pinned pages hold blocks of: ReEv ")
-    fixed = Session(boot(seed=0, scenario="fragmentation-pages", scale=0.1).target())
+    fixed = Session(boot(seed=0, scenario="fragmentation-pages", scale=0.2).target())
     pages, _, pinned, share = _figures(run(fixed, "!poolmap NonPaged"))
     assert pages == read_vm(fixed.target).nonpaged_usage
     assert pinned <= pages / 20 and share <= 5.0
