@@ -57,12 +57,12 @@ class DriverImages:
         return bytes(header)
 
     def hold_tag(self, tag: str, stack: tuple[int, ...]) -> None:
-        """An allocation site of `tag`: the first return address of `stack` inside a driver
-        image (not nt) gets the tag load and the call just before it."""
-        sites = ((ret, self.symbols.module_at(ret)) for ret in stack)
-        ret, module = next(((r, m) for r, m in sites if m is not None and m.name != "nt"),
-                           (0, None))
-        if module is None:
+        """An allocation site of `tag`: when the stack's first return address (the call of
+        the allocator) lies in a driver image, the tag load and the call just before it.
+        A tag nt allocates for a driver stays in nt's code, which is not mapped."""
+        ret = stack[0] if stack else 0
+        module = self.symbols.module_at(ret)
+        if module is None or module.name == "nt":
             return
         code = _tag_load(self.arch.ptr_size, tag) + CALL
         start = ret - len(code)

@@ -1,17 +1,18 @@
 """The loaded-module list: one `_KLDR_DATA_TABLE_ENTRY` per module of the machine's symbol
 table, in an `MmLd` block with its two names after it (MiConstructLoaderEntry allocates them
 together), linked from `nt!PsLoadedModuleList` in load order (nt, hal, then the drivers by
-address, a lab's drivers last).  `lm` and `!for_each_module` walk it.
+address, a lab's drivers last, win32k.sys when the sessions start).  `lm` and `!for_each_module` walk it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from .layouts import NONPAGED, tag_to_ulong
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
     from .objects import Fields
+    from .symbols import Module
 
 KERNEL_IMAGES = ("ntoskrnl.exe", "hal.dll")
 ENTRY_FLAGS = 0x49104000          # LDRP_ENTRY_PROCESSED | LDRP_IMAGE_DLL | ... as drivers have
@@ -25,13 +26,14 @@ def full_name(image: str) -> str:
     return "\\SystemRoot\\system32\\DRIVERS\\" + image
 
 
-def load_module_list(machine: "Machine", fields: "Fields", head: int) -> list[int]:
-    """An entry per module, at the tail of the list at `head`; returns the entries."""
+def load_module_list(machine: "Machine", fields: "Fields", head: int,
+                     modules: "Iterable[Module]") -> list[int]:
+    """An entry per module, in their order, at the tail of the list at `head`; returns the
+    entries."""
     memory, pool, P = machine.memory, machine.pool, machine.arch.ptr_size
     ptr = fields.ptr
     size = fields.size("ldr_entry")
     entries: list[int] = []
-    modules = sorted(machine.symbols.modules, key=lambda m: (m.name != "nt", m.name != "hal"))
     for module in modules:
         base_name = module.image.encode("utf-16-le")
         full = full_name(module.image).encode("utf-16-le")

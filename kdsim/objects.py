@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from construct import Construct
 
@@ -33,6 +33,7 @@ from .processes import LOGON, TOKEN_SOURCE, ProcessChurn, Processes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .machine import Machine
+    from .symbols import Module
 
 # _OBJECT_HEADER.InfoMask bits of the optional headers the model writes, and the flags
 CREATOR_INFO = 0x1
@@ -229,12 +230,18 @@ class ObjectManager:
             self.types[name] = self._type_object(index, name)
         for name, pointer in self.type_pointers.items():
             self.machine.g.write_ptr(pointer, self.types[name])
-        self.modules = load_module_list(self.machine, self.fields, self.sym_modules)
+        self.load_modules(sorted(self.machine.symbols.modules,
+                                 key=lambda m: (m.name != "nt", m.name != "hal")))
         self.processes.boot(scale)
         self._count_object(self.types["Process"], len(self.processes.boot_set))
         self._count_object(self.types["Thread"], sum(map(len, self.processes.threads.values())))
         self.machine.stops.record_break(0, self.machine.current_thread(0))   # a real thread
         self.machine.workload.add(ProcessChurn(CHURN_WEIGHT))
+
+    def load_modules(self, modules: "Iterable[Module]") -> None:
+        """Loader entries for `modules`, at the end of nt!PsLoadedModuleList (win32k.sys
+        comes when the first session starts, after the boot drivers)."""
+        self.modules += load_module_list(self.machine, self.fields, self.sym_modules, modules)
 
     def _security_descriptor(self) -> int:
         """The self-relative descriptor of the SD cache (`ObSc`) that objects share: owner

@@ -141,6 +141,7 @@ def load_win32k(machine: "Machine") -> None:
                                         WIN32K_SIZE)
     for name, rva in WIN32K_FUNCTIONS.items():
         module.add(name, module.base + rva)
+    machine.objects.load_modules([module])
 
 
 def patterns(machine: "Machine", scale: float) -> tuple[list[tuple[Pattern, int]], list[Pattern]]:

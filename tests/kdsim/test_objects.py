@@ -179,7 +179,8 @@ def test_every_proc_block_is_a_process_on_the_list(booted, arch):
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_threads_are_on_their_process_lists(booted, arch):
-    target = booted(arch).target()
+    machine = booted(arch)
+    target = machine.target()
     profile = target.profile
     entry = profile.offset("ethread", "ThreadListEntry")
     k_entry = profile.offset("ethread", "Tcb.ThreadListEntry")
@@ -197,7 +198,9 @@ def test_threads_are_on_their_process_lists(booted, arch):
             assert _field(target, "ethread", thread, "Tcb.Header.Type") == 6
         threads.update(mine)
     offset = target.arch.header + profile.object_header_quota_info.sizeof() + profile.body_offset
-    assert {block + offset for block, _ in _blocks(target, "Thre")} == threads
+    pending = _pending(machine)
+    assert {block + offset for block, _ in _blocks(target, "Thre") if block not in pending} \
+        == threads
     assert len(threads) > 200
 
 
@@ -319,7 +322,7 @@ def test_quota_blocks_name_a_real_process_and_only_they_carry_one(arch):
                 elif arch == "x64":            # no stale ProcessBilled
                     offset = h.address - page + 8
                     assert data[offset:offset + 8] == bytes(8), hex(h.address)
-    assert quota_blocks > 100
+    assert quota_blocks > 50
     block, _ = _blocks(target, "NpFn")[0]
     line = run(session, f"!pool {block + machine.arch.header:x} 2").splitlines()[1]
     assert re.search(r"\*NpFn Process: ([0-9a-f]+)$", line)

@@ -27,12 +27,13 @@ def memory_hash(m: Machine) -> str:
 
 
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
-# before it was published; then the full-size population of kdsim/catalogue/ changed them)
+# before it was published; then the full-size population of kdsim/catalogue/ changed them, then win32k.sys's
+# entry on the loaded-module list)
 BOOTS = {
-    ("default", "x86"): "235a880cd0f6f491",
-    ("default", "x64"): "9edfd40af85ff9f0",
-    ("fragmentation", "x86"): "2aaff4b024743366",
-    ("fragmentation", "x64"): "0c5c88d27f701c6c",
+    ("default", "x86"): "6484a6ae4c339787",
+    ("default", "x64"): "4c9cf5aa1f3f5331",
+    ("fragmentation", "x86"): "1935aa5dcc185f47",
+    ("fragmentation", "x64"): "b1cd14f27be8080e",
 }
 
 
