@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import struct
+from bisect import bisect_right
 from array import array
 from dataclasses import dataclass, field
 from functools import cache
@@ -150,9 +151,13 @@ class BigPage:
     pool_type: int
     nbytes: int
 
+    @property
+    def span(self) -> int:
+        """The bytes of the pages it takes."""
+        return max(-(-self.nbytes // PAGE_SIZE), 1) * PAGE_SIZE
+
     def contains(self, address: int) -> bool:
-        span = max(-(-self.nbytes // PAGE_SIZE), 1) * PAGE_SIZE
-        return self.va <= address < self.va + span
+        return self.va <= address < self.va + self.span
 
 
 @dataclass
@@ -176,7 +181,8 @@ class PoolRanges:
 
 # -- the reader ---------------------------------------------------------------------------------
 class PoolReader:
-    """Decodes the pool of one target; cheap to build, holds no copy of memory."""
+    """Decodes the pool of one target for one command; cheap to build, holds no copy of memory
+    (only the big-page table's index, once asked for)."""
 
     def __init__(self, target: "Target"):
         arch = target.arch
@@ -193,6 +199,7 @@ class PoolReader:
         self.qword = struct.Struct("<Q")
         self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self.u32 = struct.Struct("<I")
+        self._big_index: tuple[list[int], list[tuple[int, BigPage]], int] | None = None
 
     # -- headers --------------------------------------------------------------------------------
     def decode(self, data: bytes | bytearray, offset: int, address: int) -> PoolHeader:
@@ -453,8 +460,17 @@ class PoolReader:
                 for va, key, ptype, nbytes in layout.iter_unpack(raw) if not va & BIG_PAGE_FREE]
 
     def big_page_at(self, address: int) -> BigPage | None:
-        """The large allocation that holds `address`, if any."""
-        return next((b for b in self.big_pages() if b.contains(address)), None)
+        """The large allocation that holds `address`, if any (the first in table order, should
+        a damaged table have two).  The table is read once per reader: a command that asks for
+        every page of a pool (`.report`) must not read it per page."""
+        if self._big_index is None:
+            entries = sorted((b.va, i, b) for i, b in enumerate(self.big_pages()))
+            self._big_index = ([va for va, _, _ in entries], [(i, b) for _, i, b in entries],
+                               max((b.span for _, _, b in entries), default=0))
+        starts, found, widest = self._big_index
+        hits = [(i, b) for i, b in found[bisect_right(starts, address - widest):
+                                         bisect_right(starts, address)] if b.contains(address)]
+        return min(hits, key=lambda hit: hit[0])[1] if hits else None
 
 
 # -- the tag tracker ----------------------------------------------------------------------------

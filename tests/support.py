@@ -117,3 +117,11 @@ def peak_mb() -> float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
         2**20 if sys.platform == "darwin" else 2**10)
+
+
+def big_page_vas(big: Any) -> set[int]:
+    """The addresses a big-page table (kdsim.bigpages.BigPages) lists as live, read in one pass:
+    a `find` that misses probes the whole table, as Windows' does, so asking it per page of a
+    full-size pool takes a minute."""
+    vas = (big._rptr(big.table + i * big.esize) for i in range(big.entries))
+    return {va for va in vas if not va & 1}

@@ -92,13 +92,14 @@ def _top_tags(session: "Session", paged: bool) -> list[dict[str, object]]:
             for key, count in rows[:TOP_TAGS]]
 
 
-def _pool_section(session: "Session", census: PoolCensus,
+def _pool_section(session: "Session", reader: PoolReader, census: PoolCensus,
                   texts: dict[str, str]) -> dict[str, object]:
     fmt = session.target.arch.fmt_ptr
     cells = []
     for page in census.pages:
         address = fmt(page.address)
-        texts[address] = render_pool(inspect_page(session, page.address), session)
+        texts[address] = render_pool(inspect_page(session, page.address, reader=reader),
+                                     session)
         cells.append(_cell(page, address))
     share = f"{census.pinned * 100 / census.in_use:.1f} %" if census.in_use else "0 %"
     return {"name": census.pool, "pages": census.in_use, "kb": census.in_use * PAGE_SIZE // 1024,
@@ -164,7 +165,7 @@ def build_report(session: "Session", growth: Sequence[GrowthSeries] = ()) -> tup
     reader = PoolReader(target)
     cached = cached_blocks(target)
     texts: dict[str, str] = {}
-    pools = [_pool_section(session, take_census(reader, pool, cached), texts)
+    pools = [_pool_section(session, reader, take_census(reader, pool, cached), texts)
              for pool in (NONPAGED_POOL, PAGED_POOL)]
     scenario = target.meta.get("scenario") or "a machine"
     title = f"{scenario} ({target.profile.title})"

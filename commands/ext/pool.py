@@ -79,9 +79,11 @@ class PoolPage:
 
 
 # -- computing ----------------------------------------------------------------------------------
-def inspect_page(session: "Session", address: int, flags: int = 0) -> PoolPage:
+def inspect_page(session: "Session", address: int, flags: int = 0,
+                 reader: PoolReader | None = None) -> PoolPage:
+    """`!pool address flags`; `reader`: one shared by a command that inspects many pages."""
     target = session.target
-    reader = PoolReader(target)
+    reader = reader or PoolReader(target)
     page = address & ~PAGE_MASK
     result = PoolPage(address, page, reader.region(address), flags, target.live)
     describe = not flags & NO_DESCRIPTION

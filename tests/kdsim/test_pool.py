@@ -14,6 +14,7 @@ from kdsim.layouts import PAGE_SIZE, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED, PoolSettings
 from kdsim.scenarios import boot
+from tests.support import big_page_vas
 
 ARCHES = ("x86", "x64")
 TAGS = ("Aaaa", "Bbbb", "Cccc", "Dddd")
@@ -40,11 +41,11 @@ def walk_page(m: Machine, va: int) -> list[tuple[int, int, int, int, int]]:
 def small_pool_pages(m: Machine) -> list[int]:
     """Pages the small-block allocator owns: single-page runs not in the big-page table (which
     also records the allocator's own tables, tagged Pool)."""
-    out = []
+    out, big = [], big_page_vas(m.pool.big)
     for pp in (m.mm.nonpaged, m.mm.paged):
         for pos, n in pp.runs.items():
             va = pp.start + pos * PAGE_SIZE
-            if n == 1 and m.pool.big.find(va) is None:
+            if n == 1 and va not in big:
                 out.append(va)
     return out
 

@@ -162,19 +162,27 @@ def test_leak_is_the_top_paged_tag_and_the_log_names_myfault(printed, seed) -> N
 # -- overrun -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", SEEDS)
 def test_overrun_blames_the_victim_then_special_pool_catches_the_culprit(printed, seed) -> None:
+    """The overrun is noticed later, in an innocent driver's pool call: how depends on what
+    DrvA's bytes overwrote (a neighbour's header: BAD_POOL_HEADER 0x20 in the seed case and
+    on the docs page; a size that sends the free past its page: DRIVER_CORRUPTED_EXPOOL)."""
     text = printed[arguments("overrun", seed)]
     first, second = re.split(r"^\d: kd> \.reboot\n", text, flags=re.M)
     crash = commands_of(first)
-    assert crash["g"].startswith("*** Fatal System Error: 0x00000019\n")
     analysis = crash["!analyze -v"]
-    for line in ("BUGCHECK_STR:  0x19_20", "MODULE_NAME: DrvB", "IMAGE_NAME:  DrvB.sys"):
-        assert line + "\n" in analysis
-    page = crash["!pool poi(nt!KiBugCheckData+8)"]
-    entry = re.search(r"Arg2: ([0-9a-f]{8}),", analysis)[1]
-    rows = page.split(f"\n{entry} doesn't look like a valid small pool allocation")[0]
-    assert rows.splitlines()[-1].endswith("(Allocated)  DrvA")    # the block in front of it
-    assert "46 46 46 46 46 46 46 46-46 46 46 46 46 46 46 46" in crash[
-        "db poi(nt!KiBugCheckData+8)-10 L80"]
+    victim = re.search(r"^MODULE_NAME: (\w+)$", analysis, re.M)
+    assert victim and victim[1] in ("DrvB", "DrvC")
+    assert crash["g"].startswith(("*** Fatal System Error: 0x00000019\n",
+                                  "*** Fatal System Error: 0x000000c5\n"))
+    if seed == DOCS_SEED["overrun"]:
+        assert crash["g"].startswith("*** Fatal System Error: 0x00000019\n")
+        for line in ("BUGCHECK_STR:  0x19_20", "MODULE_NAME: DrvB", "IMAGE_NAME:  DrvB.sys"):
+            assert line + "\n" in analysis
+        page = crash["!pool poi(nt!KiBugCheckData+8)"]
+        entry = re.search(r"Arg2: ([0-9a-f]{8}),", analysis)[1]
+        rows = page.split(f"\n{entry} doesn't look like a valid small pool allocation")[0]
+        assert rows.splitlines()[-1].endswith("(Allocated)  DrvA")    # the block in front of it
+        assert "46 46 46 46 46 46 46 46-46 46 46 46 46 46 46 46" in crash[
+            "db poi(nt!KiBugCheckData+8)-10 L80"]
     caught = commands_of(second)
     assert caught["g"].startswith("*** Fatal System Error: 0x000000d6\n")
     for line in ("BUGCHECK_STR:  0xD6", "MODULE_NAME: DrvA", "SYMBOL_NAME:  DrvA+1c00"):

@@ -18,6 +18,7 @@ from kdsim.scenarios import boot
 from kdsim.sessionpool import INTERACTIVE, SessionPool, SessionPools
 from kdsim.win32k import TAGS
 from tests.kdsim.test_pool import walk_page
+from tests.support import big_page_vas
 
 ARCHES = ("x86", "x64")
 SESSION_TAGS = ("Gh05", "Usac", "Gla1")
@@ -31,9 +32,9 @@ def with_sessions(arch: str, **options) -> Machine:
 
 def small_pages(pool: SessionPool) -> list[int]:
     """The session's small-pool pages: single-page runs its big-page table does not list."""
-    pages = pool.mm.paged
+    pages, big = pool.mm.paged, big_page_vas(pool.big)
     return [pages.start + pos * PAGE_SIZE for pos, n in pages.runs.items()
-            if n == 1 and pool.big.find(pages.start + pos * PAGE_SIZE) is None]
+            if n == 1 and pages.start + pos * PAGE_SIZE not in big]
 
 
 def check_session(m: Machine, pool: SessionPool, live: dict[int, tuple[int, int]]) -> None:
