@@ -71,7 +71,7 @@ from kdsim.layouts.session import mm_session_space
 from kdsim.target import MemoryFault
 
 from ..errors import nt_global, nt_symbol
-from ..expr import evaluate
+from ..expr import MASK64, evaluate
 from ..objread import image_name, processes, read_field, threads
 from ..registry import command
 from ..sessions import sessions
@@ -90,7 +90,6 @@ SESSIONS = 0x4                      # the sessions' memory
 WRITE_LOG = 0x8                     # the page-file write log
 WS_OWNERS = 0x10                    # working-set owner threads' stacks
 REGIONS = 0x20                      # kernel VA usage: the system region table
-MASK64 = (1 << 64) - 1              # the debugger's arithmetic: a garbage count wraps its Kb
 # The kernel does not publish its paging file's name; the one the seed case shows.
 PAGE_FILE_NAME = "\\??\\C:\\pagefile.sys"
 CLASSIC_INDENT = " " * 6
@@ -315,6 +314,7 @@ def mm_thread_addresses(target: "Target") -> list[int]:
 
 # -- rendering ----------------------------------------------------------------------------------
 def _kb(pages: int) -> int:
+    """Pages as Kb in the debugger's 64-bit arithmetic: a garbage count wraps."""
     return pages * KB_PER_PAGE & MASK64
 
 
