@@ -29,11 +29,11 @@ The flags select sections after the counters (the docs' `!vm` page), printed in 
   hex digits, its image name, pages and `(Kb)` -- the order and fields of Windows Internals
   6th ed.'s Win7 x86 `!vm` (whose copy collapses runs of blanks, so the widths follow the
   counters': 9 blanks first, as the docs' NT4 `!vm` elides its list, ImageFileName's 15
-  characters, the Kb in 8).  New: the Win7 x64 `!vm` of a FLARE-ON 2019 write-up under the
-  Win10 debugger: a blank line, `  Pid ImageName ... Commit   SharedCommit        Debt`, a
-  blank line, then `%5x` PID, the name, the commit in Kb ending at column 41 and SharedCommit
-  and Debt (0 on Windows 7, as there) in Kb; `Total Private` is a counter line for every
-  flag.  Seed 000 is a `!vm` that shows no list: its blog cuts the output after
+  characters, the Kb in 8).  New: the Win7 x64 `!vm` of a FLARE-ON 2019 (man.sys) write-up
+  (repo not resolved) under the Win10 debugger: a blank line, `  Pid ImageName ... Commit
+  SharedCommit        Debt`, a blank line, then `%5x` PID, the name, the commit in Kb ending
+  at column 41 and SharedCommit and Debt (0 on Windows 7, as there) in Kb; `Total Private` is
+  a counter line for every flag.  Seed 000 is a `!vm` that shows no list: its blog cuts the output after
   `Commit limit` (the post goes on with its own text), so the lines it shows are the first
   lines of ours; the docs' NT4 `!vm` and the Windows Internals Win7 one show the list after
   the counters.  A process list cut by a bad link ends with `Memory read error ADDRESS`, as
