@@ -33,10 +33,10 @@ The flags select sections after the counters (the docs' `!vm` page), printed in 
   (repo not resolved) under the Win10 debugger: a blank line, `  Pid ImageName ... Commit
   SharedCommit        Debt`, a blank line, then `%5x` PID, the name, the commit in Kb ending
   at column 41 and SharedCommit and Debt (0 on Windows 7, as there) in Kb; `Total Private` is
-  a counter line for every flag.  Seed 000 is a `!vm` that shows no list: its blog cuts the output after
-  `Commit limit` (the post goes on with its own text), so the lines it shows are the first
-  lines of ours; the docs' NT4 `!vm` and the Windows Internals Win7 one show the list after
-  the counters.  A process list cut by a bad link ends with `Memory read error ADDRESS`, as
+  a counter line for every flag.  Seed 000 is a `!vm` that shows no list: its blog cuts the
+  output after `Commit limit` (the post goes on with its own text), so the lines it shows are
+  the first lines of ours; the docs' NT4 `!vm` and the Windows Internals Win7 one show the
+  list after the counters.  A process list cut by a bad link ends with `Memory read error ADDRESS`, as
   `!process 0 0` ends.
 * 2: the `!thread` block of each memory-manager system thread (a System thread starting at
   nt!MiModifiedPageWriter, nt!KeBalanceSetManager ...).  The model starts System's threads
