@@ -36,8 +36,8 @@ The flags select sections after the counters (the docs' `!vm` page), printed in 
   a counter line for every flag.  Seed 000 is a `!vm` that shows no list: its blog cuts the
   output after `Commit limit` (the post goes on with its own text), so the lines it shows are
   the first lines of ours; the docs' NT4 `!vm` and the Windows Internals Win7 one show the
-  list after the counters.  A process list cut by a bad link ends with `Memory read error ADDRESS`, as
-  `!process 0 0` ends.
+  list after the counters.  A process list cut by a bad link ends with `Memory read error
+  ADDRESS`, as `!process 0 0` ends.
 * 2: the `!thread` block of each memory-manager system thread (a System thread starting at
   nt!MiModifiedPageWriter, nt!KeBalanceSetManager ...).  The model starts System's threads
   in drivers' routines and none at those, so this prints a line saying so and pointing at
