@@ -60,6 +60,7 @@ NUMBERS = frozenset({
     "quota_paged", "quota_nonpaged", "working_set", "peak_working_set", "virtual_mb",
     "peak_virtual_mb", "page_faults", "base_priority", "commit", "wait_start", "ticks",
     "context_switches", "priority", "pointers", "session_id", "paged_pool", "nonpaged",
+    "total_private",
 })
 
 
