@@ -1,5 +1,6 @@
-"""The pool tag database: a parser for the real pooltag.txt format, a built-in list for the
-simulator's own tags, lookup with wildcards, and the description texts the commands print.
+"""The pool tag database: a parser for the real pooltag.txt format, a built-in list describing
+the simulator's tags in the project's own words, lookup with wildcards, and the description
+texts the commands print.
 
 Point the debugger at a real pooltag.txt with the session setting or the environment
 variable KDSIM_POOLTAG; its entries take precedence over the built-in ones.

@@ -3,8 +3,8 @@
 The user's file is named by the session's setting or, when the session names none, by the
 environment variable KDSIM_POOLTAG. Within each source an exact entry beats a wildcard one;
 among wildcards the most specific (most literal characters) wins, then the earlier line, which
-is what makes `Gh05` print `GDITAG_HMGR_SURF_TYPE` (from `Gh?5`) rather than `Gdi Objects`
-(from the earlier `G???`) as the real debugger does.
+is what makes `Gh05` take `Gh?5`'s description rather than that of the earlier, more general
+`G???`, as the real debugger does.
 
 Parsed files are cached per (path, mtime, size), so building a new database when a setting
 changes costs a stat(), not a parse.  A lookup costs the same however many wildcard lines a
@@ -21,7 +21,6 @@ from itertools import product
 from pathlib import Path
 
 from .builtin import BUILTIN
-from .described import DESCRIBED
 from .parser import ParsedFile, ParseWarning, PoolTagEntry, UnusableFile, parse_file
 from .tags import TAG_LEN, TagLike, normalize_pattern, normalize_tag
 
@@ -134,7 +133,7 @@ def check_file(path: str | os.PathLike[str], *, missing_ok: bool = False) -> str
 
 @cache
 def _builtin_index() -> _Index:
-    return _Index((*BUILTIN, *DESCRIBED))
+    return _Index(BUILTIN)
 
 
 class TagDatabase:

@@ -10,8 +10,8 @@ from .tags import TAG_LEN, TagLike, display_tag, normalize_tag, printable
 
 def pool_description(db: TagDatabase, tag: TagLike) -> str:
     """`!pool`'s line under the `*` entry (no newline): two TABs, then
-    `Pooltag Irp  : Io, IRP packets` (4-char tag, `, Binary : <bin>` when the binary is known)
-    or `Owning component : Unknown (update pooltag.txt)`."""
+    `Pooltag Irp  : I/O request packets (IRPs)` (4-char tag, `, Binary : <bin>` when the
+    binary is known) or `Owning component : Unknown (update pooltag.txt)`."""
     entry = db.lookup(tag)
     if entry is None:
         return "\t\tOwning component : Unknown (update pooltag.txt)"

@@ -3,7 +3,7 @@
 Real copies are hand-edited and break their own format in places (a missing binary field, an
 unpadded three-letter tag, prose lines, a stray `<unknown>`), so parsing never fails: a line
 that cannot be used becomes a warning and the rest of the file still loads. Descriptions lose
-their indentation (`AfdE - afd.sys -     Afd endpoint structure`): the debugger's output in
+their indentation (`Abcd - a.sys -     indented words`): the debugger's output in
 formats.md shows them unindented, with inner runs of blanks kept.
 
 Tags are kept as 4-character strings whose characters are the tag's byte values (latin-1

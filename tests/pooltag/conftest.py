@@ -6,15 +6,13 @@ from pathlib import Path
 import pytest
 
 from pooltag import TagDatabase
-from tests.support import POOLTAG_TXT
+from tests.pooltag.real_file import real_pooltag
 
 
 @pytest.fixture(scope="session")
 def pooltag_txt() -> Path:
     """The real pooltag.txt; a test that needs it is skipped where it is absent."""
-    if not POOLTAG_TXT.is_file():
-        pytest.skip(f"{POOLTAG_TXT} is not present")
-    return POOLTAG_TXT
+    return real_pooltag()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import pytest
@@ -89,47 +90,81 @@ def test_builtin_leaves_teaching_tags_unknown(builtin_db):
     assert [t for t in TEACHING_UNKNOWN if builtin_db.lookup(t) is not None] == []
 
 
-def test_builtin_entries_as_seeds_print_them(builtin_db):
+def test_builtin_entries_of_the_seed_cases_in_our_words(builtin_db):
+    """The tags the seed cases print, pinned: our words, the real binary (None where the
+    seeds print none)."""
     def pair(tag):
         e = builtin_db.lookup(tag)
         return e.description, e.binary
-    assert pair("Irp") == ("Io, IRP packets", None)
-    assert pair("Thre") == ("Thread objects", "nt!ps")
-    assert pair("Even") == ("Event objects", None)
-    assert pair("File") == ("File objects", None)
-    assert pair("MmCm") == ("Calls made to MmAllocateContiguousMemory", "nt!mm")
-    assert pair("NDpp") == ("packet pool", "ndis.sys")
-    assert pair("LSwi") == ("initial work context", None)
-    assert pair("CM31") == ("Internal Configuration manager allocations", "nt!cm")
-    assert pair("CIcr") == ("Code Integrity allocations for image integrity checking", "ci.dll")
-    assert pair("Proc") == ("Process objects", "nt!ps")
+    assert pair("Irp") == ("I/O request packets (IRPs)", None)
+    assert pair("Thre") == ("ETHREAD of each thread, behind its object header", "nt!ps")
+    assert pair("Even") == ("Kernel events (KEVENT) behind their object headers", None)
+    assert pair("File") == ("FILE_OBJECT of an open file, device or pipe", None)
+    assert pair("MmCm") == ("Memory manager: blocks handed out by its contiguous-memory "
+                            "allocator", "nt!mm")
+    assert pair("NDpp") == ("NDIS packet pools of protocol and miniport drivers", "ndis.sys")
+    assert pair("LSwi") == ("Work contexts the SMB1 server preallocates", None)
+    assert pair("CM31") == ("Registry data: hive cells, key control blocks and the like", "nt!cm")
+    assert pair("CIcr") == ("Code integrity: state kept while image signatures are checked",
+                            "ci.dll")
+    assert pair("Proc") == ("EPROCESS of each process, behind its object header", "nt!ps")
 
 
 def test_builtin_is_well_formed():
     tags = [e.tag for e in BUILTIN]
     assert len(tags) == len(set(tags))
-    assert all(len(t) == 4 and e.line == 0 for t, e in zip(tags, BUILTIN))
+    assert all(len(t) == 4 and e.line == 0 and e.description.strip() == e.description != ""
+               for t, e in zip(tags, BUILTIN))
 
 
-def test_builtin_agrees_with_real_file(pooltag_txt):
-    """Our list invents nothing: every entry resolves the same way with the real file, except
-    LSwi, whose older wording the seeds print."""
+# No built-in description may be a near copy of the real file's: difflib's ratio against the
+# real description of the same tag stays at most NEAR_COPY.  The rewrite's highest is 0.65
+# (MmSd, AcpO), so the guard has a margin of 0.1 and still flags any light edit of a real line
+# (changing one word of a five-word description leaves a ratio of about 0.8).
+NEAR_COPY = 0.75
+
+
+def _words(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def test_builtin_words_are_our_own_not_the_real_files(pooltag_txt):
+    """Compared with the real file's line for the same tag (wildcard lines by their pattern)
+    and with what the real file resolves the tag to: never equal, case and blanks aside, and
+    never a near copy."""
     real = TagDatabase(pooltag_txt, builtin=False)
-    differ = [e.tag for e in BUILTIN
-              if (lambda r: (r.binary, r.description) if r else None)(real.lookup(e.tag))
-              != (e.binary, e.description)]
-    assert differ == ["LSwi"]
-    assert len(BUILTIN) < len(real.known_tags()) // 20        # a curated list, not a copy
+    lines: dict[str, list[str]] = {}
+    for entry in parse_file(pooltag_txt).entries:
+        lines.setdefault(entry.tag, []).append(entry.description)
+    copies, near = [], []
+    for entry in BUILTIN:
+        resolved = real.lookup(entry.tag)
+        theirs = lines.get(entry.tag, []) + ([resolved.description] if resolved else [])
+        ours = _words(entry.description)
+        copies += [entry.tag for t in theirs if _words(t) == ours]
+        near += [(entry.tag, round(ratio, 2)) for t in theirs
+                 if (ratio := SequenceMatcher(None, ours, _words(t)).ratio()) > NEAR_COPY]
+    assert copies == [] and near == []
+    assert len(BUILTIN) < len(real.known_tags()) // 10      # the simulator's tags, not the file's
+
+
+def test_near_copy_guard_catches_a_light_edit():
+    """The threshold is not too lax: a real-style line with one word changed trips it."""
+    ratio = SequenceMatcher(None, _words("Mm section object prototype ptes"),
+                            _words("Mm section object prototype entries")).ratio()
+    assert ratio > NEAR_COPY
 
 
 # --- precedence and wildcards --------------------------------------------------------------
 
 def test_exact_beats_wildcard_and_specific_wildcard_beats_general(builtin_db):
-    assert builtin_db.lookup("CMVa").description == "value cache value tag"
-    assert builtin_db.lookup("CM25").description == "Internal Configuration manager allocations"
-    assert builtin_db.lookup("Gh05").description == "GDITAG_HMGR_SURF_TYPE"     # Gh?5, not G???
-    assert builtin_db.lookup("Gxyz").description == "Gdi Objects"
-    assert builtin_db.lookup("AmlH").description == "ACPI AMLI Pooltags"
+    assert builtin_db.lookup("CMVa").description == "Registry: cached value entries"
+    assert builtin_db.lookup("CM25").description == \
+        "Registry data: hive cells, key control blocks and the like"
+    assert builtin_db.lookup("Gh05").description == "GDI surface (bitmap) objects"  # Gh?5
+    assert builtin_db.lookup("Gh04").description == "GDI region objects"            # Gh?4
+    assert builtin_db.lookup("Gxyz").description == "Graphics (GDI) allocations of win32k"
+    assert builtin_db.lookup("AmlH").description == "ACPI machine language (AML) interpreter"
 
 
 def test_wildcard_order_within_a_file(tmp_path):
@@ -150,7 +185,8 @@ def test_user_file_overrides_builtin(tmp_path):
     assert (db.lookup("Irp").binary, db.lookup("Irp").description) == ("nt!io", "my IRPs")
     assert db.lookup("Thre").description == "wildcard in user file"   # user wildcard first
     assert db.lookup("Leak").binary == "leak.sys"
-    assert db.lookup("Proc").description == "Process objects"          # falls back to built-in
+    assert db.lookup("Proc").binary == "nt!ps"                         # falls back to built-in
+    assert db.lookup("Proc") is TagDatabase(environ=NO_ENV).lookup("Proc")
     assert db.user_file == path and db.error is None and db.warnings == ()
 
 

@@ -1,10 +1,12 @@
 """The exact description texts `!pool` and `!poolused` print, checked against the seeds and the
-verbatim samples in research/formats.md (sections 2.2, 4 and 6)."""
+verbatim samples in research/formats.md (sections 2.2, 4 and 6): the layout with our built-in
+words always, the real words with the real pooltag.txt loaded (skipped where it is absent)."""
 from __future__ import annotations
 
 import pytest
 
 from pooltag import TagDatabase, pool_description, poolused_description
+from tests.pooltag.real_file import seed_era_pooltag
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +27,16 @@ def new_row(tag: str, np_allocs: int, np_used: int, p_allocs: int, p_used: int, 
 # --- !pool ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tag, line", [
-    ("Irp ", "\t\tPooltag Irp  : Io, IRP packets"),
-    ("Irp", "\t\tPooltag Irp  : Io, IRP packets"),
-    ("Even", "\t\tPooltag Even : Event objects"),
-    (0xEE657645, "\t\tPooltag Even : Event objects"),          # protected "Even"
-    ("Thre", "\t\tPooltag Thre : Thread objects, Binary : nt!ps"),
-    ("Proc", "\t\tPooltag Proc : Process objects, Binary : nt!ps"),
-    ("Gh05", "\t\tPooltag Gh05 : GDITAG_HMGR_SURF_TYPE, Binary : win32k.sys"),
+    ("Irp ", "\t\tPooltag Irp  : I/O request packets (IRPs)"),
+    ("Irp", "\t\tPooltag Irp  : I/O request packets (IRPs)"),
+    ("Even", "\t\tPooltag Even : Kernel events (KEVENT) behind their object headers"),
+    (0xEE657645,                                                  # protected "Even"
+     "\t\tPooltag Even : Kernel events (KEVENT) behind their object headers"),
+    ("Thre", "\t\tPooltag Thre : ETHREAD of each thread, behind its object header, "
+             "Binary : nt!ps"),
+    ("Proc", "\t\tPooltag Proc : EPROCESS of each process, behind its object header, "
+             "Binary : nt!ps"),
+    ("Gh05", "\t\tPooltag Gh05 : GDI surface (bitmap) objects, Binary : win32k.sys"),
     ("Hack", "\t\tOwning component : Unknown (update pooltag.txt)"),
     ("IoCo", "\t\tOwning component : Unknown (update pooltag.txt)"),   # Win7 spray transcript
 ])
@@ -42,6 +47,7 @@ def test_pool_line_builtin(builtin_db, tag, line):
 @pytest.mark.parametrize("tag, line", [
     ("Irp", "\t\tPooltag Irp  : Io, IRP packets"),
     ("Proc", "\t\tPooltag Proc : Process objects, Binary : nt!ps"),
+    ("Thre", "\t\tPooltag Thre : Thread objects, Binary : nt!ps"),          # seeds/002
     ("FMis", "\t\tPooltag FMis : FLT_INSTANCE structure, Binary : fltmgr.sys"),
     ("V2lg", "\t\tPooltag V2lg : VHD2 core large allocation, Binary : vhdmp.sys"),
     ("Gh05", "\t\tPooltag Gh05 : GDITAG_HMGR_SURF_TYPE, Binary : win32k.sys"),
@@ -63,29 +69,49 @@ def test_pool_line_unprintable_tag_bytes(tmp_path):
 
 # --- !poolused -----------------------------------------------------------------------------
 
-def test_poolused_seed_000_rows(builtin_db):
-    """seeds/000 (`!poolused /t5 2`; the blog collapsed the column blanks)."""
+# seeds/000 (`!poolused /t5 2`; the blog collapsed the column blanks) and seeds/001, as printed
+SEED_000_ROWS = {
+    "MmCm": "Calls made to MmAllocateContiguousMemory , Binary: nt!mm",
+    "NDpp": "packet pool , Binary: ndis.sys",
+    "File": "File objects ",
+    "abcd": "UNKNOWN pooltag 'abcd', please update pooltag.txt",
+    "LSwi": "initial work context ",
+}
+SEED_001_ROWS = {
+    "Leak": "UNKNOWN pooltag 'Leak', please update pooltag.txt",
+    "CM31": "Internal Configuration manager allocations , Binary: nt!cm",
+    "CIcr": "Code Integrity allocations for image integrity checking , Binary: ci.dll",
+}
+
+
+def test_poolused_seed_rows_in_our_words(builtin_db):
+    """The seeds' layout (` , Binary: `, the trailing blank without a binary, the UNKNOWN
+    line) with the built-in words."""
     rows = {
-        "MmCm": "Calls made to MmAllocateContiguousMemory , Binary: nt!mm",
-        "NDpp": "packet pool , Binary: ndis.sys",
-        "File": "File objects ",
-        "abcd": "UNKNOWN pooltag 'abcd', please update pooltag.txt",
-        "LSwi": "initial work context ",
+        "MmCm": "Memory manager: blocks handed out by its contiguous-memory allocator"
+                " , Binary: nt!mm",
+        "NDpp": "NDIS packet pools of protocol and miniport drivers , Binary: ndis.sys",
+        "File": "FILE_OBJECT of an open file, device or pipe ",
+        "abcd": SEED_000_ROWS["abcd"],
+        "LSwi": "Work contexts the SMB1 server preallocates ",
+        "Leak": SEED_001_ROWS["Leak"],
+        "CM31": "Registry data: hive cells, key control blocks and the like , Binary: nt!cm",
+        "CIcr": "Code integrity: state kept while image signatures are checked"
+                " , Binary: ci.dll",
     }
     assert {t: poolused_description(builtin_db, t) for t in rows} == rows
 
 
-def test_poolused_seed_001_rows(builtin_db):
-    rows = {
-        "Leak": "UNKNOWN pooltag 'Leak', please update pooltag.txt",
-        "CM31": "Internal Configuration manager allocations , Binary: nt!cm",
-        "CIcr": "Code Integrity allocations for image integrity checking , Binary: ci.dll",
-    }
-    assert {t: poolused_description(builtin_db, t) for t in rows} == rows
+def test_poolused_seed_rows_with_the_seeds_pooltag_file(tmp_path):
+    """The seeds' exact words, from the real file as the seeds' debugger had it."""
+    db = TagDatabase(seed_era_pooltag(tmp_path), environ={})
+    rows = SEED_000_ROWS | SEED_001_ROWS
+    assert {t: poolused_description(db, t) for t in rows} == rows
 
 
 def test_poolused_unknown_quotes_tag_with_blanks_and_nuls(builtin_db):
-    assert poolused_description(builtin_db, "Ggb") == "Gdi Objects "        # via G???
+    assert poolused_description(builtin_db, "Ggb") == \
+        "Graphics (GDI) allocations of win32k "                             # via G???
     assert poolused_description(builtin_db, "AGP") == \
         "UNKNOWN pooltag 'AGP ', please update pooltag.txt"
     assert poolused_description(builtin_db, b"rx\0\0") == \

@@ -236,7 +236,7 @@ def test_commands_report_an_unusable_file_once(tmp_path, monkeypatch, session):
     monkeypatch.setenv(ENV_VAR, "/dev/zero")
     message = "Unable to read pool tag file /dev/zero: Not a regular file\n"
     first = run(session, "!poolused 2")
-    assert first.startswith(message) and "File objects" in first
+    assert first.startswith(message) and "FILE_OBJECT of an open file" in first   # built in
     assert message not in run(session, "!poolused 2")
     address = _irp_block(session)
     assert message not in run(session, f"!pool {address}")

@@ -13,6 +13,7 @@ from kdsim.pool import QUOTA, PoolSettings
 from kdsim.target import Target
 from tests.commands.ext.pool_lines import DESCRIPTION, HEADER, REAL_POOL, ROW
 from tests.commands.ext.session_blocks import session_machine
+from tests.pooltag.real_file import real_pooltag
 
 PROTECTED = 0x80000000
 PROCESS = {"x86": 0x8507A030, "x64": 0xFFFFFA8001A3B060}
@@ -87,7 +88,7 @@ def test_argument_is_an_expression_and_the_header_prints_its_value(x86):
     out = run(session, "!pool 8442ffc8-0x1000+0x1000")
     assert out.splitlines()[0] == "Pool page 8442ffc8 region is Nonpaged pool"
     assert out.endswith("*8442ffc0 size:   40 previous size:  200  (Free)      *Eve.\n"
-                        "\t\tPooltag Even : Event objects\n")
+                        "\t\tPooltag Even : Kernel events (KEVENT) behind their object headers\n")
 
 
 def test_star_marks_the_header_itself_and_protected_blocks(x86):
@@ -95,7 +96,7 @@ def test_star_marks_the_header_itself_and_protected_blocks(x86):
     session.target.write(b["Irp"] - 4, (tag_to_ulong("Even") | PROTECTED).to_bytes(4, "little"))
     out = run(session, "!pool 8442fd20")
     assert ("*8442fd20 size:   38 previous size:  c58  (Allocated) *Even (Protected)\n"
-            "\t\tPooltag Even : Event objects\n") in out
+            "\t\tPooltag Even : Kernel events (KEVENT) behind their object headers\n") in out
 
 
 def test_flag_2_prints_only_the_entry(x86):
@@ -140,7 +141,8 @@ def test_large_allocation(x86):
     va = m.pool.allocate(0, 0x2100, tag_to_ulong("Proc") | PROTECTED)
     expected = (f"Pool page {va + 0x1234:08x} region is Nonpaged pool\n"
                 f"*{va:08x} : large page allocation, tag is Proc, size is 0x2100 bytes\n"
-                "\t\tPooltag Proc : Process objects, Binary : nt!ps\n")
+                "\t\tPooltag Proc : EPROCESS of each process, behind its object header, "
+                "Binary : nt!ps\n")
     assert run(session, f"!pool {va + 0x1234:x}") == expected
     assert run(session, f"!pool {va:x} 0x80000000").splitlines()[1].startswith(f"*{va:08x} :")
 
@@ -267,15 +269,31 @@ def special_machine(arch: str, mode: str = "") -> Machine:
                    verifier=f"/flags 1 /driver myfault.sys {mode}".strip())
 
 
-def test_special_pool_verify_end_x64():
-    """The Project Zero transcript's line: page, bytes requested, data at the page end."""
+PROJECT_ZERO_LINES = ("Pool page fffff98000000b10 region is Special pool\n"
+                      "*fffff98000000000 size:  4f0 data: fffff98000000b10 (NonPaged) *Scbf\n"
+                      "\t\tPooltag Scbf : {}\n")
+
+
+@pytest.fixture(scope="module")
+def project_zero_session() -> Session:
     m = special_machine("x64")
     data = m.verifier.special.allocate(False, 0x4F0, tag_to_ulong("Scbf"))
     assert data == 0xFFFFF98000000B10
-    assert run(Session(m.target()), "!pool fffff98000000b10") == (
-        "Pool page fffff98000000b10 region is Special pool\n"
-        "*fffff98000000000 size:  4f0 data: fffff98000000b10 (NonPaged) *Scbf\n"
-        "\t\tPooltag Scbf : Mass storage driver tags\n")
+    return Session(m.target())
+
+
+def test_special_pool_verify_end_x64(project_zero_session):
+    """The Project Zero transcript's line: page, bytes requested, data at the page end; the
+    built-in words for Scbf (from Sc??)."""
+    assert run(project_zero_session, "!pool fffff98000000b10") == PROJECT_ZERO_LINES.format(
+        "Storage class and port drivers, general")
+
+
+def test_special_pool_verify_end_x64_exactly_with_the_real_pooltag_file(project_zero_session):
+    session = Session(project_zero_session.target)
+    session.settings["pooltag_file"] = str(real_pooltag())
+    assert run(session, "!pool fffff98000000b10") == PROJECT_ZERO_LINES.format(
+        "Mass storage driver tags")
 
 
 def test_special_pool_verify_start_paged_x86():
@@ -402,7 +420,7 @@ def test_a_session_page_and_a_large_session_allocation(arch):
         f"{fmt(big + 0x1000)} is not a valid large pool allocation, checking large session "
         "pool...\n"
         f"*{fmt(big)} : large page allocation, tag is Gh05, size is 0x2000 bytes\n"
-        "\t\tPooltag Gh05 : GDITAG_HMGR_SURF_TYPE, Binary : win32k.sys\n")
+        "\t\tPooltag Gh05 : GDI surface (bitmap) objects, Binary : win32k.sys\n")
 
 
 def test_explain_finds_a_session_chunk_on_its_sessions_list():

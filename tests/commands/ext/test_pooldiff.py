@@ -184,7 +184,7 @@ TABLE_HEAD = ("                 Allocs                            Used",
 SPAN = "Pool use from #1 'before' (tick 100) to #2 'after' (tick 350): 250 ticks"
 LOCKSTEP = " A: grew in lockstep (+3 blocks each, allocated as often): probably one leak"
 UNKNOWN = "UNKNOWN pooltag '{}', please update pooltag.txt"
-CM31 = "Internal Configuration manager allocations , Binary: nt!cm"
+CM31 = "Registry data: hive cells, key control blocks and the like , Binary: nt!cm"
 # (Efgh, Abcd, Ijkl, CM31 bytes; Irp's before and after; the totals) by arch
 BYTES = {"x86": (312, 216, 120, 56, 528, 264, 4430280, 4455296, 25016, 4422088, 4422472, 384),
          "x64": (336, 240, 144, 64, 544, 272, 8706800, 8731888, 25088, 8698608, 8699056, 448)}
@@ -209,7 +209,7 @@ def test_the_table_of_changes(hand) -> None:
             f" CM31         0        1       +1            0 {cm31:12d} {f'+{cm31}':>12}   "
             + CM31,
             f" Irp          2        1       -1 {irp0:12d} {irp1:12d} {irp1 - irp0:+12d}   "
-            "Io, IRP packets ",
+            "I/O request packets (IRPs) ",
             f" TOTAL       15       27      +12 {total0:12d} {total1:12d} {f'+{grew}':>12}",
             "",
             LOCKSTEP,
@@ -235,7 +235,7 @@ def test_the_table_sorted_by_allocations_for_one_pool(hand) -> None:
             f" Ijkl         0        3       +3            0 {ijkl:12d} {f'+{ijkl}':>12}   "
             + UNKNOWN.format("Ijkl"),
             f" Irp          2        1       -1 {irp0:12d} {irp1:12d} {irp1 - irp0:+12d}   "
-            "Io, IRP packets ",
+            "I/O request packets (IRPs) ",
             f" TOTAL       14       22       +8 {total0:12d} {total1:12d} {f'+{grew}':>12}",
             "",
             LOCKSTEP), arch

@@ -4,6 +4,7 @@ nt!PoolTrackTable in memory."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED
 from kdsim.target import Target
 from tests.commands.ext.session_blocks import session_machine
+from tests.pooltag.real_file import real_pooltag, seed_era_pooltag
 from tests.support import text
 
 
@@ -64,11 +66,11 @@ CLASSIC_HEAD = ("  Pool Used:",
                 " Tag    Allocs     Used    Allocs     Used")
 DESC = {
     "Abcd": "UNKNOWN pooltag 'Abcd', please update pooltag.txt",
-    "CM31": "Internal Configuration manager allocations , Binary: nt!cm",
-    "Irp": "Io, IRP packets ",
+    "CM31": "Registry data: hive cells, key control blocks and the like , Binary: nt!cm",
+    "Irp": "I/O request packets (IRPs) ",
     "Leak": "UNKNOWN pooltag 'Leak', please update pooltag.txt",
-    "MmSt": "Mm section object prototype ptes , Binary: nt!mm",
-    "Pool": "Pool tables, etc. ",
+    "MmSt": "Prototype page table entries shared by every view of a section , Binary: nt!mm",
+    "Pool": "The pool manager's own tables and descriptors ",
     "rx": "UNKNOWN pooltag '  rx', please update pooltag.txt",
 }
 
@@ -305,6 +307,40 @@ def collapse(output: str) -> list[str]:
     return [" ".join(line.split()) for line in output.splitlines() if line.strip()]
 
 
+# The real output below prints the real file's words: each test checks the same layout with the
+# built-in words (always), then the real words with the real pooltag.txt loaded (skipped where it
+# is absent; the seeds' older file where they differ).
+OUR_WORDS = {
+    "Calls made to MmAllocateContiguousMemory":
+        "Memory manager: blocks handed out by its contiguous-memory allocator",
+    "packet pool": "NDIS packet pools of protocol and miniport drivers",
+    "File objects": "FILE_OBJECT of an open file, device or pipe",
+    "initial work context": "Work contexts the SMB1 server preallocates",
+    "Internal Configuration manager allocations":
+        "Registry data: hive cells, key control blocks and the like",
+    "Code Integrity allocations for image integrity checking":
+        "Code integrity: state kept while image signatures are checked",
+    "Contiguous physical memory allocations for device drivers":
+        "Physically contiguous memory for drivers' DMA hardware",
+    "Etw Buffer": "Event tracing (ETW) session buffers",
+    "FCB_DATA": "NTFS file control blocks, paged part",
+}
+
+
+def in_our_words(lines: list[str]) -> list[str]:
+    """The real lines with each real description replaced by the built-in one."""
+    def ours(line: str) -> str:
+        for real, own in OUR_WORDS.items():
+            line = line.replace(real, own)
+        return line
+    return [ours(line) for line in lines]
+
+
+def with_pooltag_file(session: Session, path: Path) -> Session:
+    session.settings["pooltag_file"] = str(path)
+    return session
+
+
 # Seed 000 (first seed case), `!poolused /t5 2` as the blog kept it (blanks collapsed).
 SEED_000 = [
     "Sorting by NonPaged Pool Consumed",
@@ -320,7 +356,9 @@ SEED_000 = [
 ]
 
 
-def test_seed_000_top5_by_nonpaged_with_total_of_every_tag():
+@pytest.fixture(scope="module")
+def seed_000_machine() -> Machine:
+    """The seed's top 5 tags and totals written into the tracker."""
     m = Machine(get_arch("x86"), 0)
     top = [("MmCm", 3187, 17452976), ("NDpp", 1125, 4519648), ("File", 24911, 3992376),
            ("abcd", 8, 3305504), ("LSwi", 1, 2576384)]
@@ -331,7 +369,17 @@ def test_seed_000_top5_by_nonpaged_with_total_of_every_tag():
     entries = [(tag, n + 7, 7, b, 0, 0, 0) for tag, n, b in top + fillers]
     entries.append(("CM31", 0, 0, 0, 200276 + 50, 50, 66610504))
     write_tracker(m.target(), entries)
-    assert collapse(run(session_for(m), "!poolused /t5 2")) == SEED_000
+    return m
+
+
+def test_seed_000_top5_by_nonpaged_with_total_of_every_tag(seed_000_machine):
+    out = collapse(run(session_for(seed_000_machine), "!poolused /t5 2"))
+    assert out == in_our_words(SEED_000) != SEED_000
+
+
+def test_seed_000_exactly_with_the_seeds_pooltag_file(seed_000_machine, tmp_path):
+    session = with_pooltag_file(session_for(seed_000_machine), seed_era_pooltag(tmp_path))
+    assert collapse(run(session, "!poolused /t5 2")) == SEED_000
 
 
 # Seed 001, `!poolused 4` on Windows 7 x64: the blog kept every blank as &nbsp; except that the
@@ -350,7 +398,8 @@ SEED_001 = [
 ]
 
 
-def test_seed_001_from_real_allocations_on_x64():
+@pytest.fixture(scope="module")
+def seed_001_machine() -> Machine:
     m = Machine(get_arch("x64"), 0)
     leak, cm31, cicr = tag_to_ulong("Leak"), tag_to_ulong("CM31"), tag_to_ulong("CIcr")
     for _ in range(23):                          # the seed's 0xfa000-byte big allocations
@@ -359,7 +408,17 @@ def test_seed_001_from_real_allocations_on_x64():
         m.pool.allocate(PAGED, 880 if i < 12480 else 896, cm31)
     for i in range(2977):                        # 178- and 179-block chunks: 8511504 bytes
         m.pool.allocate(PAGED, 2832 if i < 914 else 2848, cicr)
-    assert run(session_for(m), "!poolused 4").splitlines()[:8] == SEED_001
+    return m
+
+
+def test_seed_001_from_real_allocations_on_x64(seed_001_machine):
+    out = run(session_for(seed_001_machine), "!poolused 4").splitlines()[:8]
+    assert out == in_our_words(SEED_001) != SEED_001
+
+
+def test_seed_001_exactly_with_the_seeds_pooltag_file(seed_001_machine, tmp_path):
+    session = with_pooltag_file(session_for(seed_001_machine), seed_era_pooltag(tmp_path))
+    assert run(session, "!poolused 4").splitlines()[:8] == SEED_001
 
 
 def test_public_new_layout_verbose_sample_exactly():
@@ -381,19 +440,32 @@ def test_public_new_layout_verbose_sample_exactly():
     )
 
 
-def test_public_new_layout_rows_column_for_column():
-    """formats.md 6.2 Win7 x64 `!poolused 2` rows: numbers end at columns 15, 28, 39, 52."""
+PUBLIC_NEW_ROWS = [
+    " Cont      1094      6525216          0            0\t"
+    "Contiguous physical memory allocations for device drivers ",
+    " EtwB       128      5041136          4       163840\tEtw Buffer , Binary: nt!etw",
+    " Ntff         5         1600       2109      2598288\tFCB_DATA , Binary: ntfs.sys",
+]
+
+
+@pytest.fixture(scope="module")
+def public_new_machine() -> Machine:
     m = Machine(get_arch("x64"), 0)
     write_tracker(m.target(), [("Cont", 1094, 0, 6525216, 0, 0, 0),
                                ("EtwB", 130, 2, 5041136, 4, 0, 163840),
                                ("Ntff", 5, 0, 1600, 2109, 0, 2598288)])
-    lines = run(session_for(m, "new"), "!poolused 2").splitlines()
-    assert lines[5:8] == [
-        " Cont      1094      6525216          0            0\t"
-        "Contiguous physical memory allocations for device drivers ",
-        " EtwB       128      5041136          4       163840\tEtw Buffer , Binary: nt!etw",
-        " Ntff         5         1600       2109      2598288\tFCB_DATA , Binary: ntfs.sys",
-    ]
+    return m
+
+
+def test_public_new_layout_rows_column_for_column(public_new_machine):
+    """formats.md 6.2 Win7 x64 `!poolused 2` rows: numbers end at columns 15, 28, 39, 52."""
+    lines = run(session_for(public_new_machine, "new"), "!poolused 2").splitlines()
+    assert lines[5:8] == in_our_words(PUBLIC_NEW_ROWS)
+
+
+def test_public_new_layout_rows_exactly_with_the_real_pooltag_file(public_new_machine):
+    session = with_pooltag_file(session_for(public_new_machine, "new"), real_pooltag())
+    assert run(session, "!poolused 2").splitlines()[5:8] == PUBLIC_NEW_ROWS
 
 
 def test_public_classic_rows_and_total_column_for_column():
@@ -413,22 +485,36 @@ def test_public_classic_rows_and_total_column_for_column():
     assert lines[-1] == " TOTAL     3570214 209120008     38769 13066104"
 
 
-def test_public_classic_verbose_nonpaged_sample():
-    """dumpanalysis.org, Vista x64 `!poolused 3`: nonpaged columns only, two blanks before
-    the description."""
+PUBLIC_CLASSIC_VERBOSE = [
+    "   Sorting by  NonPaged Pool Consumed",
+    "",
+    "  Pool Used:",
+    "            NonPaged",
+    " Tag    Allocs    Frees     Diff     Used",
+    " EtwB      304      134      170  6550080  Etw Buffer , Binary: nt!etw",
+    " File 32630649 32618671    11978  3752928  File objects ",
+]
+
+
+@pytest.fixture(scope="module")
+def public_verbose_machine() -> Machine:
     m = Machine(get_arch("x64"), 0)
     write_tracker(m.target(), [("EtwB", 304, 134, 6550080, 0, 0, 0),
                                ("File", 32630649, 32618671, 3752928, 0, 0, 0)])
-    lines = run(session_for(m), "!poolused 3").splitlines()
-    assert lines[:7] == [
-        "   Sorting by  NonPaged Pool Consumed",
-        "",
-        "  Pool Used:",
-        "            NonPaged",
-        " Tag    Allocs    Frees     Diff     Used",
-        " EtwB      304      134      170  6550080  Etw Buffer , Binary: nt!etw",
-        " File 32630649 32618671    11978  3752928  File objects ",
-    ]
+    return m
+
+
+def test_public_classic_verbose_nonpaged_sample(public_verbose_machine):
+    """dumpanalysis.org, Vista x64 `!poolused 3`: nonpaged columns only, two blanks before
+    the description."""
+    lines = run(session_for(public_verbose_machine), "!poolused 3").splitlines()
+    assert lines[:7] == in_our_words(PUBLIC_CLASSIC_VERBOSE)
+
+
+def test_public_classic_verbose_sample_exactly_with_the_real_pooltag_file(
+        public_verbose_machine):
+    session = with_pooltag_file(session_for(public_verbose_machine), real_pooltag())
+    assert run(session, "!poolused 3").splitlines()[:7] == PUBLIC_CLASSIC_VERBOSE
 
 
 # -- computed from memory -------------------------------------------------------------------------
@@ -541,10 +627,11 @@ def test_session_pool_flag_reads_the_current_sessions_tracker(arch):
         "  Pool Used:",
         "            NonPaged            Paged",
         " Tag    Allocs     Used    Allocs     Used",
-        " Gh05        0        0         1     8192 GDITAG_HMGR_SURF_TYPE , Binary: win32k.sys",
+        " Gh05        0        0         1     8192 GDI surface (bitmap) objects , Binary:"
+        " win32k.sys",
         f" Gla1        0        0         1 {gla1:8d} GDI lookaside: device context objects"
         " , Binary: win32k.sys",
-        f" Usac        0        0         1 {usac:8d} USERTAG_ACCEL , Binary:"
+        f" Usac        0        0         1 {usac:8d} USER keyboard accelerator tables , Binary:"
         " win32k!_CreateAcceleratorTable",
         f" TOTAL           0        0         3 {8192 + usac + gla1:8d}",
     )
