@@ -474,7 +474,8 @@ def test_a_labs_drivers_are_on_the_module_list():
         length = _field(target, "ldr_entry", entry, "BaseDllName.Length")
         buffer = _field(target, "ldr_entry", entry, "BaseDllName.Buffer")
         images.append(target.read(buffer, length).decode("utf-16-le"))
-    assert images[-1] == "netflt.sys" and images[0] == "ntoskrnl.exe"
+    # the lab's driver loads with the boot drivers; win32k.sys when the first session starts
+    assert images[-2:] == ["netflt.sys", "win32k.sys"] and images[0] == "ntoskrnl.exe"
 
 
 @pytest.mark.parametrize("arch", ARCHES)
