@@ -5,6 +5,8 @@ A session (0: services, 1: the interactive logon) has its own `_MM_SESSION_SPACE
 PagedPoolSession), and its own tag tracker and big-page table, whose addresses the structure
 keeps; the sessions are on `nt!MiSessionWsList` and `nt!MmSessionSpace` points at the current
 process's session (the interactive one: the debugger looks at it, as at a dump taken there).
+The processes of a session are joined to it when it is created (EPROCESS.Session, the
+session's ProcessList: kdsim/processes.py), those started later when they start.
 
 The allocator is the executive's own (`PoolManager`, kdsim/pool.py) over the session's memory:
 a request with the session bit and the paged bit is served by the session's descriptor, and a
@@ -186,7 +188,6 @@ class SessionPools:
             space = arch.session_start + sid * arch.session_stride
             machine.memory.map(space, -(-layout.sizeof() // PAGE_SIZE) * PAGE_SIZE)
             g.write_u32(at(space, "SessionId"), sid)
-            g.write_u32(at(space, "ReferenceCount"), 1)
             memory = SessionMemory(machine.mm, machine.memory, space, arch.session_stride,
                                    at(space, "CommittedPages"),
                                    at(space, "SessionPoolAllocationFailures"))
@@ -202,6 +203,8 @@ class SessionPools:
             g.write_ptr(entry, ring[(i + 1) % len(ring)])
             g.write_ptr(entry + P, ring[i - 1])
         g.write_ptr(current, self.pools[INTERACTIVE].space)
+        for pool in self.pools:
+            machine.objects.processes.set_session(pool.session_id, pool.space)
 
     def owns(self, address: int) -> bool:
         return self.start <= address < self.end
