@@ -568,6 +568,8 @@ class PoolManager:
         """ExAllocatePoolWithTag: the block's address, or 0 when the pool is exhausted."""
         if pool_type & SESSION_PAGED == SESSION_PAGED and self.sessions is not None:
             return self.sessions.allocate(pool_type, nbytes, tag, cpu, stack, process)
+        if pool_type & QUOTA and self.P == 4:
+            pool_type, nbytes = self._quota_request(pool_type, nbytes, process)
         try:
             if self.hook is not None:
                 address = self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
@@ -621,6 +623,15 @@ class PoolManager:
                                (total + (need << shift)) & self.pmask)
         self.tracker.update(tag, need << shift, paged, 1)
         return self._finish(e, need, pool_type, process) if process else e + self.G
+
+    def _quota_request(self, pool_type: int, nbytes: int, process: int) -> tuple[int, int]:
+        """x86 ExAllocatePoolWithQuotaTag: room for the billed EPROCESS in the block's last
+        ULONG (the request grows by a pointer, so the tracker counts the grown block), or no
+        quota at all when the request would not fit a page with it or no process is charged
+        (System's requests; internals.md 14)."""
+        if process and nbytes <= PAGE_SIZE - self.G - 4:
+            return pool_type, nbytes + 4
+        return pool_type & ~QUOTA, nbytes
 
     def _finish(self, e: int, bs: int, pool_type: int, process: int) -> int:
         if pool_type & QUOTA and process:
