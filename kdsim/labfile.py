@@ -24,6 +24,7 @@ seed-independent.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -37,7 +38,8 @@ from .arch import ARCHES
 from .drivers import Burst, Habit, Overrun, Underrun, UseAfterFree
 from .files import FileTooLarge, read_regular
 from .layouts import NONPAGED, PAGED
-from .modules import DRIVERS, LAB_DRIVER_SLOT, MAX_LAB_DRIVERS, NT_FUNCTIONS, ModuleSpec
+from .modules import (DRIVERS, LAB_DRIVER_SLOT, MAX_LAB_DRIVERS, NT_FUNCTIONS, SEED_DRIVERS,
+                      ModuleSpec)
 from .population import NT_IO, populate
 from .verifier import POOL_TRACKING, SPECIAL_POOL, VerifierSettings, parse_settings
 
@@ -650,7 +652,9 @@ def module_specs(lab: LabFile) -> tuple[ModuleSpec, ...]:
                     known.setdefault(symbol, SYMBOL_SLOT * (len(known) + 1))
     sizes = {d["name"]: (d["image"], d["size"]) for d in reversed(declared)}
     sizes.update({name: (image, size) for name, image, _, size in DRIVERS})
-    return tuple(ModuleSpec(name, sizes[name][0], sizes[name][1], tuple(found.items()))
+    return tuple(dataclasses.replace(SEED_DRIVERS[name], symbols=tuple(found.items()))
+                 if name in SEED_DRIVERS else
+                 ModuleSpec(name, sizes[name][0], sizes[name][1], tuple(found.items()))
                  for name, found in symbols.items())
 
 

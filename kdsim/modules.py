@@ -231,11 +231,6 @@ DRIVERS: tuple[tuple[str, str, int, int], ...] = (
     ("kbdclass", "kbdclass.sys", 0x2380000, 0x11000),
     ("mouclass", "mouclass.sys", 0x2400000, 0xF000),
     ("HDAudBus", "HDAudBus.sys", 0x2480000, 0x24000),
-    ("myfault", "myfault.sys", 0x3487000, 0x7000),
-    ("DrvA", "DrvA.sys", 0x3500000, 0x6000),
-    ("DrvB", "DrvB.sys", 0x3510000, 0x6000),
-    ("DrvC", "DrvC.sys", 0x3520000, 0x6000),
-    ("cmdrv", "cmdrv.sys", 0x3530000, 0x8000),
 )
 
 
@@ -501,17 +496,35 @@ MAX_LAB_DRIVERS = 64
 @dataclass(frozen=True)
 class ModuleSpec:
     """A module a lab adds to the machine (or, when it names a loaded module, the symbols it
-    adds to that one): name, image, size, and (symbol, RVA) pairs."""
+    adds to that one): name, image, size, (symbol, RVA) pairs, and where it loads (offset from
+    the arch's driver base; None: the lab's next driver slot)."""
 
     name: str
     image: str
     size: int
     symbols: tuple[tuple[str, int], ...] = ()
+    offset: int | None = None
+
+
+# The seed cases' third-party drivers: loaded only on the machines of the labs that use them
+# (`seed_modules`), at the addresses the seeds show (myfault at fffff880`04287000 on x64).
+SEED_DRIVERS: dict[str, ModuleSpec] = {spec.name: spec for spec in (
+    ModuleSpec("myfault", "myfault.sys", 0x7000, offset=0x3487000),
+    ModuleSpec("DrvA", "DrvA.sys", 0x6000, offset=0x3500000),
+    ModuleSpec("DrvB", "DrvB.sys", 0x6000, offset=0x3510000),
+    ModuleSpec("DrvC", "DrvC.sys", 0x6000, offset=0x3520000),
+    ModuleSpec("cmdrv", "cmdrv.sys", 0x8000, offset=0x3530000),
+)}
+
+
+def seed_modules(*names: str) -> tuple[ModuleSpec, ...]:
+    """The seed drivers `names`, as a scenario's `modules` option."""
+    return tuple(SEED_DRIVERS[name] for name in names)
 
 
 def load_modules(arch: Arch, extra: tuple[ModuleSpec, ...] = ()) -> tuple[SymbolTable, Module]:
     """The symbol table of a freshly booted machine, and its nt module; `extra` are a lab's
-    drivers, loaded in order after the built-in ones."""
+    drivers, loaded in order after the built-in ones (a seed driver at its own address)."""
     table = SymbolTable()
     nt = table.add_module("nt", "ntoskrnl.exe", arch.nt_base, NT_SIZE)
     nt.add_all((name, arch.nt_base + rva) for name, rva in NT_FUNCTIONS.items()
@@ -523,7 +536,10 @@ def load_modules(arch: Arch, extra: tuple[ModuleSpec, ...] = ()) -> tuple[Symbol
     for slot, spec in enumerate(extra):
         module = table.module(spec.name)
         if module is None:
-            base = arch.driver_base + LAB_DRIVER_OFFSET + slot * LAB_DRIVER_SLOT
+            offset = spec.offset
+            if offset is None:
+                offset = LAB_DRIVER_OFFSET + slot * LAB_DRIVER_SLOT
+            base = arch.driver_base + offset
             module = table.add_module(spec.name, spec.image, base & arch.ptr_mask, spec.size)
         for symbol, rva in spec.symbols:
             if symbol not in module.symbols:

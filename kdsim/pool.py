@@ -114,6 +114,10 @@ def _gapped(layouts: Profile, name: str, *fields: str) -> struct.Struct:
 
 
 class PoolManager:
+    # the paged PoolIndex whose frees skip the lookasides: prototype pool (a session's pool has
+    # none: its one descriptor is index 0)
+    prototype_index = 0
+
     def __init__(self, arch: Arch, memory: AddressSpace, g: KernelGlobals, mm: MemoryManager,
                  processors: int, settings: PoolSettings | None = None):
         self.arch = arch
@@ -281,11 +285,12 @@ class PoolManager:
         for cpu in range(self.processors):
             prcbs.append(place(prcb_size))
             g.write_ptr(block + cpu * P, prcbs[cpu])
-        self.la = []   # la[cpu][paged] -> list of (P addr, L addr) per block size index
+        # la[cpu][paged] -> the lists a pop or push tries, per block size index: (P, L) here
+        self.la: list[list[list[tuple[int, ...]]]] = []
         for cpu in range(self.processors):
             per_cpu = []
             for paged in (0, 1):
-                lists = []
+                lists: list[tuple[int, ...]] = []
                 arr = prcbs[cpu] + (p_off if paged else np_off)
                 for i in range(POOL_SMALL_LISTS):
                     p_addr = place(la_size)
@@ -568,6 +573,8 @@ class PoolManager:
         """ExAllocatePoolWithTag: the block's address, or 0 when the pool is exhausted."""
         if pool_type & SESSION_PAGED == SESSION_PAGED and self.sessions is not None:
             return self.sessions.allocate(pool_type, nbytes, tag, cpu, stack, process)
+        if pool_type & QUOTA and self.P == 4:
+            pool_type, nbytes = self._quota_request(pool_type, nbytes, process)
         try:
             if self.hook is not None:
                 address = self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
@@ -621,6 +628,15 @@ class PoolManager:
                                (total + (need << shift)) & self.pmask)
         self.tracker.update(tag, need << shift, paged, 1)
         return self._finish(e, need, pool_type, process) if process else e + self.G
+
+    def _quota_request(self, pool_type: int, nbytes: int, process: int) -> tuple[int, int]:
+        """x86 ExAllocatePoolWithQuotaTag: room for the billed EPROCESS in the block's last
+        ULONG (the request grows by a pointer, so the tracker counts the grown block), or no
+        quota at all when the request would not fit a page with it or no process is charged
+        (System's requests; internals.md 14)."""
+        if process and nbytes <= PAGE_SIZE - self.G - 4:
+            return pool_type, nbytes + 4
+        return pool_type & ~QUOTA, nbytes
 
     def _finish(self, e: int, bs: int, pool_type: int, process: int) -> int:
         if pool_type & QUOTA and process:
@@ -919,6 +935,8 @@ class PoolManager:
                 else:
                     depth = min(maximum, depth + min(30, ratio * (maximum - depth) // 2000 + 5))
             self._w16(la + self.o_la_depth, depth)
+        if self.sessions is not None:
+            self.sessions.adjust_lookaside_depth()
 
     def disable_lookasides(self) -> None:
         """Driver Verifier sets every lookaside depth to 0 (ExMinimumLookasideDepth = 0)."""
@@ -928,6 +946,8 @@ class PoolManager:
                 for pair in paged:
                     for la in pair:
                         self._w16(la + self.o_la_depth, 0)
+        if self.sessions is not None:
+            self.sessions.disable_lookasides()
 
     # ======================================================================================
     # free
@@ -1030,7 +1050,7 @@ class PoolManager:
             raise self._fault(self.paged_desc[0].addr + index * self.layouts.descriptor.sizeof())
         self.tracker.update(ptag, bs << shift, paged, -1)
         # the header checks above put the data (P) on the header's page
-        if bs <= POOL_SMALL_LISTS and not (paged and index == 0):
+        if bs <= POOL_SMALL_LISTS and not (paged and index == self.prototype_index):
             if self._lookaside_push(cpu, paged, bs, P, page):
                 return
         desc = self.paged_desc[index] if paged else self.descriptors[0]

@@ -4,8 +4,10 @@ after boot.
 
 The boot set is the processes of a Windows 7 desktop (System, smss, the two csrss of sessions
 0 and 1, wininit, winlogon, services, lsass, lsm, the svchost groups, explorer ...), each with
-its PID, parent, session (its token's SessionId and EPROCESS.Flags; `set_session` points
-EPROCESS.Session at the session's space once the machine has one), commit and working set, a
+its PID, parent, session (its token's SessionId and EPROCESS.Flags; once the machine has its
+session spaces, `set_session` joins each process to its session as MiSessionAddProcess does:
+EPROCESS.Session points at the `_MM_SESSION_SPACE`, SessionProcessLinks is on its ProcessList
+and the process holds a reference; System and smss belong to none), commit and working set, a
 handle table (`Obtb`), a token (`Toke`) and its threads.  After boot, `ProcessChurn` starts
 short-lived processes (conhost, dllhost, WmiPrvSE ...) and ends them, freeing their blocks.
 Everything the debugger reads is in memory; the Python side keeps only the boot set (and the
@@ -17,7 +19,8 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .layouts import NONPAGED, PAGED, PROTECTED_POOL, tag_to_ulong
+from .layouts import NONPAGED, PAGED, PROTECTED_POOL, field_path_offset, tag_to_ulong
+from .layouts.session import mm_session_space
 from .modules import frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,10 +162,9 @@ class Processes:
                 self.charging.append(process)
 
     def set_session(self, session: int, space: int) -> None:
-        """Point EPROCESS.Session of the processes of `session` (its token's SessionId; the
-        boot set and those started later) at `space`, the session's MM_SESSION_SPACE."""
+        """Join the processes of `session` (its token's SessionId; the boot set now, those
+        started later when they start) to `space`, the session's MM_SESSION_SPACE."""
         self.sessions[session] = space
-        offset = self.profile.offset("eprocess", "Session")
         links = self.profile.offset("eprocess", "ActiveProcessLinks")
         token_session = self.profile.offset("token", "SessionId")
         entry, seen = self._rptr(self.head), 0
@@ -174,8 +176,45 @@ class Processes:
                 process + self.profile.offset("eprocess", "Flags"), 4))[0]
             if token and flags & IN_SESSION and struct.unpack("<I", self.memory.read(
                     token + token_session, 4))[0] == session:
-                self._wptr(process + offset, space)
+                self._leave(process)                    # from a session it was in before
+                self._join(process, space)
             entry, seen = self._rptr(entry), seen + 1
+
+    def _session_field(self, space: int, name: str) -> int:
+        return space + field_path_offset(mm_session_space(self.profile), name)
+
+    def _join(self, process: int, space: int) -> None:
+        """MiSessionAddProcess: EPROCESS.Session, the tail of the session's ProcessList, one
+        more process reference (ReferenceCount and ProcessReferenceToSession)."""
+        P = self.P
+        self._wptr(process + self.profile.offset("eprocess", "Session"), space)
+        head = self._session_field(space, "ProcessList")
+        entry = process + self.profile.offset("eprocess", "SessionProcessLinks")
+        last = self._rptr(head + P)
+        self._wptr(entry, head)
+        self._wptr(entry + P, last)
+        self._wptr(last, entry)
+        self._wptr(head + P, entry)
+        self._count(space, 1)
+
+    def _leave(self, process: int) -> None:
+        """MiSessionRemoveProcess: off its session's ProcessList, its reference returned."""
+        P = self.P
+        on = process + self.profile.offset("eprocess", "Session")
+        space = self._rptr(on)
+        if not space:
+            return
+        entry = process + self.profile.offset("eprocess", "SessionProcessLinks")
+        flink, blink = self._rptr(entry), self._rptr(entry + P)
+        self._wptr(blink, flink)
+        self._wptr(flink + P, blink)
+        self._count(space, -1)
+
+    def _count(self, space: int, delta: int) -> None:
+        for name in ("ReferenceCount", "ProcessReferenceToSession"):
+            at = self._session_field(space, name)
+            value = struct.unpack("<I", self.memory.read(at, 4))[0] + delta
+            self.memory.write(at, struct.pack("<I", value & 0xFFFFFFFF))
 
     def current(self, tick: int) -> int:
         """The user process whose thread runs at `tick` (what quota is charged to)."""
@@ -267,11 +306,11 @@ class Processes:
             at = body + self.profile.offset("eprocess", field)
             for i, value in enumerate(usage):
                 self.ptr.pack_into(buf, at + i * P, int(value * scale))
-        if session is not None and session in self.sessions:
-            F.put(buf, body, "eprocess", {"Session": self.sessions[session]})
         self.memory.write(block, bytes(buf))
         self._wptr(last, on("ActiveProcessLinks"))           # last.Flink
         self._wptr(head + P, on("ActiveProcessLinks"))       # head.Blink
+        if session is not None and session in self.sessions:
+            self._join(ep, self.sessions[session])
         made = [self.thread(ep, pid, session, ethread, tick) for ethread in adopt]
         made += [self.thread(ep, pid, session, 0, tick, used)
                  for _ in range(threads - len(adopt))]
@@ -423,6 +462,7 @@ class Processes:
         flink, blink = self._rptr(links), self._rptr(links + P)
         self._wptr(blink, flink)
         self._wptr(flink + P, blink)
+        self._leave(process)
         stack = self.stack(EXIT_FRAMES)
         head = process + profile.offset("eprocess", "ThreadListHead")
         entry = self._rptr(head)

@@ -5,13 +5,17 @@ A session (0: services, 1: the interactive logon) has its own `_MM_SESSION_SPACE
 PagedPoolSession), and its own tag tracker and big-page table, whose addresses the structure
 keeps; the sessions are on `nt!MiSessionWsList` and `nt!MmSessionSpace` points at the current
 process's session (the interactive one: the debugger looks at it, as at a dump taken there).
+The processes of a session are joined to it when it is created (EPROCESS.Session, the
+session's ProcessList: kdsim/processes.py), those started later when they start.
 
 The allocator is the executive's own (`PoolManager`, kdsim/pool.py) over the session's memory:
 a request with the session bit and the paged bit is served by the session's descriptor, and a
 block keeps `PagedPoolSession | in use` (0x23) in its header.  A free finds its session by the
-address (`PoolManager.free_normal` hands it over).  Simplifications, as assumptions: session
-pool has no lookaside lists here (Windows 7 gives it one list per size up to BlockSize 0x19,
-internals.md 6); the sessions' pools lie side by side in session space, where Windows maps
+address (`PoolManager.free_normal` hands it over).  Small blocks go back to the session's own
+lookaside lists (`_MM_SESSION_SPACE.Lookaside`: one list per BlockSize up to 25 on x86, 21 on
+x64, shared by the processors; internals.md 6), which the balance-set manager tunes as it tunes
+the processors' (assumed: the same rule).  Simplifications, as assumptions: the sessions'
+pools lie side by side in session space, where Windows maps
 each session's pool at the same addresses in the processes of that session; Driver Verifier
 does not track session allocations, and nt!PoolHitTag does not break on a session tag.
 
@@ -22,17 +26,20 @@ non-empty-list bitmap) is derived again from memory after a snapshot is loaded (
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from .bigpages import BigPageTable
 from .layouts import (
     BIG_PAGE_FREE, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, POOL_SMALL_LISTS, field_path_offset,
-    profile_for,
+    profile_for, tag_to_ulong,
 )
-from .layouts.session import mm_session_space
+from .layouts.session import LOOKASIDE_SIZE, SESSION_LOOKASIDES, mm_session_space
 from .memory import AddressSpace
 from .mm import MemoryManager, PoolPages
-from .pool import SESSION_PAGED, Descriptor, PoolManager, PoolSettings
+from .pool import (
+    LOOKASIDE_MAX_DEPTH, LOOKASIDE_START_DEPTH, SESSION_PAGED, Descriptor, PoolManager,
+    PoolSettings,
+)
 from .tracker import TagTracker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,12 +92,14 @@ class SessionPool(PoolManager):
     """One session's paged pool: the executive's allocator over the session's descriptor,
     tables and pages."""
 
+    prototype_index = -1                       # no prototype pool: index 0 is the session's
+
     def __init__(self, machine: "Machine", session_id: int, space: int, memory: SessionMemory):
         self.session_id = session_id
         self.space = space                     # its _MM_SESSION_SPACE
         settings = PoolSettings(scan_exact_list=machine.settings.scan_exact_list,
                                 deferred_frees=machine.settings.deferred_frees,
-                                lookasides=False, paged_pools=1)
+                                lookasides=machine.settings.lookasides, paged_pools=1)
         super().__init__(machine.arch, machine.memory, machine.g, memory, machine.processors,
                          settings)
 
@@ -119,10 +128,29 @@ class SessionPool(PoolManager):
                                 where=(field("PoolTrackBigPages"),
                                        field("PoolTrackBigPagesSize"),
                                        field("PoolBigEntriesInUse")))
-        none = cast(tuple[int, int], ())      # the lookaside lists a pop or push tries: none
-        self.la = [[[none] * POOL_SMALL_LISTS for _paged in (0, 1)]
-                   for _cpu in range(self.processors)]
+        self.la = self._boot_session_lookasides(field("Lookaside"))
         self.paged_run = self.lookaside_base = 0
+
+    def _boot_session_lookasides(self, first: int) -> list[list[list[tuple[int, ...]]]]:
+        """The session's lookaside lists, from `first` (`Lookaside[0]`), each a
+        PagedPoolSession list of 'Pool' blocks of its size; a pop or push on any processor
+        tries the one list of the block's size (none for nonpaged or larger blocks)."""
+        count = SESSION_LOOKASIDES[self.P]
+        depth = LOOKASIDE_START_DEPTH if self.settings.lookasides else 0
+        paged: list[tuple[int, ...]] = []
+        for i in range(POOL_SMALL_LISTS):
+            if i >= count:
+                paged.append(())
+                continue
+            la = first + i * LOOKASIDE_SIZE
+            self._w16(la + self.o_la_depth, depth)
+            self._w16(la + self.o_la_maxdepth, LOOKASIDE_MAX_DEPTH)
+            self._w32(la + self.o_la_type, SESSION_PAGED)
+            self._w32(la + self.o_la_tag, tag_to_ulong("Pool"))
+            self._w32(la + self.o_la_size, (i + 1) * self.G)
+            paged.append((la,))
+        nonpaged: list[tuple[int, ...]] = [()] * POOL_SMALL_LISTS
+        return [[nonpaged, paged] for _cpu in range(self.processors)]
 
     def reload(self) -> None:
         """Derive again what the pool keeps outside memory, from memory: its big-page table's
@@ -186,7 +214,6 @@ class SessionPools:
             space = arch.session_start + sid * arch.session_stride
             machine.memory.map(space, -(-layout.sizeof() // PAGE_SIZE) * PAGE_SIZE)
             g.write_u32(at(space, "SessionId"), sid)
-            g.write_u32(at(space, "ReferenceCount"), 1)
             memory = SessionMemory(machine.mm, machine.memory, space, arch.session_stride,
                                    at(space, "CommittedPages"),
                                    at(space, "SessionPoolAllocationFailures"))
@@ -202,6 +229,8 @@ class SessionPools:
             g.write_ptr(entry, ring[(i + 1) % len(ring)])
             g.write_ptr(entry + P, ring[i - 1])
         g.write_ptr(current, self.pools[INTERACTIVE].space)
+        for pool in self.pools:
+            machine.objects.processes.set_session(pool.session_id, pool.space)
 
     def owns(self, address: int) -> bool:
         return self.start <= address < self.end
@@ -221,6 +250,14 @@ class SessionPools:
     def rescan_lists(self) -> None:
         for pool in self.pools:
             pool.rescan_lists()
+
+    def adjust_lookaside_depth(self) -> None:
+        for pool in self.pools:
+            pool.adjust_lookaside_depth()
+
+    def disable_lookasides(self) -> None:
+        for pool in self.pools:
+            pool.disable_lookasides()
 
     def reload(self) -> None:
         for pool in self.pools:

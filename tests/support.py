@@ -21,7 +21,7 @@ from kdsim.bugcheck import BugCheck
 from kdsim.layouts import PAGE_SIZE
 from kdsim.machine import Machine
 from kdsim.memory import AddressSpace
-from kdsim.modules import frames
+from kdsim.modules import frames, seed_modules
 from kdsim.stop import raised_in
 from kdsim.symbols import SymbolTable
 from kdsim.target import Target
@@ -96,7 +96,7 @@ B_FRAMES = ("DrvB+0x2c10", "nt!IofCallDriver+0x63")
 
 def double_free(arch: str) -> Machine:
     """Stopped as when DrvB frees a block twice: BAD_POOL_CALLER 7 in ExFreePoolWithTag."""
-    m = Machine(get_arch(arch), 2)
+    m = Machine(get_arch(arch), 2, modules=seed_modules("DrvB"))
     block = m.arch.nonpaged_start + 0x35008 + (8 if arch == "x64" else 0)
     m.stop(raised_in(BugCheck(0xC2, 7, 0x1297, 0, block), "ExFreePoolWithTag",
                      frames(m.symbols, B_FRAMES)))

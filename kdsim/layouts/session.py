@@ -8,6 +8,10 @@ field names are the Windows 7 SP1 public symbols'; the structure is reduced to t
 their order (the real one is several pages long), with the descriptor's ListHeads aligned as
 the allocator needs them.  The sessions are linked through `WsListEntry` from
 `nt!MiSessionWsList`; `nt!MmSessionSpace` points at the current process's session.
+
+`Lookaside` follows `WsListEntry` as in the public symbols: the session paged pool's own
+lookaside lists, one `_GENERAL_LOOKASIDE` (a cache-aligned 0x80 bytes) per BlockSize from 1 up
+to 25 on x86 and 21 on x64 (200 and 336 bytes), shared by the processors.
 """
 from __future__ import annotations
 
@@ -18,6 +22,16 @@ from construct import Array, Construct, Int32ul, Int64ul, Padding, Struct
 from .profile import Profile
 
 LIST_ALIGN = 16          # a LIST_ENTRY of ListHeads never straddles a page (2 pointers, x64)
+LOOKASIDE_ALIGN = 0x40   # a cache line
+LOOKASIDE_SIZE = 0x80    # sizeof(_GENERAL_LOOKASIDE), both arches
+SESSION_LOOKASIDES = {4: 25, 8: 21}     # by pointer size: Lookaside[25] / Lookaside[21]
+
+
+def general_lookaside(profile: Profile) -> Construct:
+    """`_GENERAL_LOOKASIDE`: the pool lookaside's fields (`profile.lookaside`), padded to its
+    cache-aligned size."""
+    fields = profile.lookaside
+    return Struct(*fields.subcons, Padding(LOOKASIDE_SIZE - fields.sizeof()))
 
 
 @cache
@@ -37,12 +51,18 @@ def mm_session_space(profile: Profile) -> Construct:
         "PagedPoolEnd" / ptr,
         "SessionPoolAllocationFailures" / Array(4, Int32ul),
         "WsListEntry" / entry,
+    )
+    lookasides = Array(SESSION_LOOKASIDES[profile.arch.ptr_size], general_lookaside(profile))
+    tail = (
+        Padding(-Struct(*head).sizeof() % LOOKASIDE_ALIGN),
+        "Lookaside" / lookasides,
         "PoolTrackTableExpansion" / ptr,
         "PoolTrackTableExpansionSize" / ptr,
         "PoolTrackBigPages" / ptr,
         "PoolTrackBigPagesSize" / ptr,
         "PoolBigEntriesInUse" / ptr,
     )
-    size = Struct(*head).sizeof()
+    size = Struct(*head, *tail).sizeof()
     lists = profile.offset("descriptor", "ListHeads")
-    return Struct(*head, Padding(-(size + lists) % LIST_ALIGN), "PagedPool" / profile.descriptor)
+    return Struct(*head, *tail, Padding(-(size + lists) % LIST_ALIGN),
+                  "PagedPool" / profile.descriptor)

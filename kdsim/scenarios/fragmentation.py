@@ -13,6 +13,7 @@ habit per entry for the whole boot.
 """
 from __future__ import annotations
 
+from ..modules import seed_modules
 from ..pool import NONPAGED
 from ..population import populate
 from ..workload import Pattern
@@ -89,6 +90,7 @@ AFTER_TICKS = 100_000
 LIFETIME = 30_000              # ticks an MmCm block lives, at scale 1
 PEAK_WEIGHT = 16.0             # how busy the driver is during its load peak
 SURVIVORS = 1.6                # how often small long-lived blocks are allocated
+MODULES = seed_modules("cmdrv")
 
 
 def _build(machine, scale: float, whole_pages: bool) -> Phases:
@@ -115,13 +117,13 @@ def _build(machine, scale: float, whole_pages: bool) -> Phases:
 
 
 @scenario("fragmentation", "Seed case 1: nonpaged pool grows, but no tag owns that much. "
-          "Where is the gap?", arch="x86", lab=LAB, processors=4)
+          "Where is the gap?", arch="x86", lab=LAB, processors=4, modules=MODULES)
 def build(machine, scale: float) -> Phases:
     return _build(machine, scale, whole_pages=False)
 
 
 @scenario("fragmentation-pages",
           "Seed case 1 after the vendor's update: does the gap remain?",
-          arch="x86", lab=PAGES_LAB, processors=4)
+          arch="x86", lab=PAGES_LAB, processors=4, modules=MODULES)
 def build_pages(machine, scale: float) -> Phases:
     return _build(machine, scale, whole_pages=True)

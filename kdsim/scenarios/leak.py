@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..modules import seed_modules
 from ..pool import PAGED
 from ..population import populate
 from ..workload import Pattern
@@ -101,7 +102,8 @@ class Timer:
 
 
 @scenario("leak", "Seed case 2: paged pool keeps growing; the verifier logs stacks. Which "
-          "driver leaks?", arch="x64", lab=LAB, verifier=VERIFIER_SETTINGS)
+          "driver leaks?", arch="x64", lab=LAB, verifier=VERIFIER_SETTINGS,
+          modules=seed_modules("myfault"))
 def build(machine: "Machine", scale: float) -> Phases:
     yield from populate(machine, 0.6 * scale)
     leak = Pattern("myfault", "Leak", PAGED, (LEAK_BYTES,), None, 0.0, MYFAULT_FRAMES)

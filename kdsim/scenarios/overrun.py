@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..drivers import Overrun
+from ..modules import seed_modules
 from ..pool import NONPAGED
 from ..population import NT_IO, populate
 from ..workload import Pattern
@@ -112,6 +113,7 @@ QUIET = 0.2                   # the rest of the machine's traffic, relative to d
 REQUEST_WEIGHT = 3.0          # requests: ~40% of the ticks
 WARM_TICKS = 300              # requests before the lab opens: ~250 of DrvA's buffers, no overrun
 SPECIAL_POOL_ON_A = "/flags 0x1 /driver DrvA.sys"
+MODULES = seed_modules("DrvA", "DrvB", "DrvC")
 
 
 @dataclass
@@ -147,7 +149,7 @@ def build(machine: "Machine", scale: float) -> Phases:
 
 
 scenario("overrun", "Seed case 4: three drivers, a crash every few minutes. Which driver "
-         "corrupts the pool?", arch="x86", lab=LAB)(build)
+         "corrupts the pool?", arch="x86", lab=LAB, modules=MODULES)(build)
 scenario("overrun-special",
          "Seed case 4 with special pool already on: which driver corrupts the pool?",
-         arch="x86", lab=SPECIAL_LAB, verifier=SPECIAL_POOL_ON_A)(build)
+         arch="x86", lab=SPECIAL_LAB, verifier=SPECIAL_POOL_ON_A, modules=MODULES)(build)

@@ -59,8 +59,8 @@ def _healthy_lines(session: Session, tmp_path: Path) -> list[str]:
             f".dump /o {tmp_path / 'mini.dmp'}", f".snapshot /o {tmp_path / 'live.snap'}",
             f".report {tmp_path / 'pool.html'}", "!pooldiff -save json", "!pooldiff",
             "!pooldiff -list", "!pooldiff -history Irp", "r", "r eax, efl",
-            "ln nt!KeBugCheckEx+1", "x nt!Pool*", "lm vm myfault", "vertarget",
-            's -a myfault L?7000 "MZ"', "?? sizeof(nt!_POOL_HEADER)", "!process 0 1",
+            "ln nt!KeBugCheckEx+1", "x nt!Pool*", "lm vm Ntfs", "vertarget",
+            's -a Ntfs L?7000 "MZ"', "?? sizeof(nt!_POOL_HEADER)", "!process 0 1",
             "!thread", "!object poi(nt!PsInitialSystemProcess)"]
 
 

@@ -12,6 +12,7 @@ from commands.testing import run
 from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
 from kdsim.machine import Machine
+from kdsim.modules import seed_modules
 from kdsim.scenarios import boot, scenario
 from kdsim.stop import raised_in
 from kdsim.target import Target
@@ -116,7 +117,8 @@ def test_g_breaks_at_dbgbreakpoint_with_the_callers_stack(arch):
     assert "RtlpBreakWithStatusInstruction" in run(session, "g 0n2000")
 
 
-@scenario("test-empty", "a machine with no workload", arch="x86")
+@scenario("test-empty", "a machine with no workload but myfault loaded", arch="x86",
+          modules=seed_modules("myfault"))
 def _empty(machine: Machine, scale: float = 1.0) -> None:
     pass
 

@@ -8,7 +8,7 @@ from kdsim.arch import get_arch
 from kdsim.images import DriverImages
 from kdsim.layouts import PAGE_SIZE
 from kdsim.memory import AddressSpace
-from kdsim.modules import load_modules
+from kdsim.modules import load_modules, seed_modules
 from kdsim.scenarios import boot
 
 
@@ -19,7 +19,7 @@ from kdsim.scenarios import boot
 def test_an_allocation_site_holds_its_tag(arch: str, code: bytes) -> None:
     spec = get_arch(arch)
     memory = AddressSpace()
-    symbols, _ = load_modules(spec)
+    symbols, _ = load_modules(spec, seed_modules("myfault"))
     images = DriverImages(spec, memory, symbols)
     module = symbols.module("myfault")
     assert memory.read(module.base, 2) == b"MZ"
@@ -32,7 +32,7 @@ def test_an_allocation_site_holds_its_tag(arch: str, code: bytes) -> None:
 def test_nt_sites_and_sites_in_the_headers_are_left_alone() -> None:
     spec = get_arch("x64")
     memory = AddressSpace()
-    symbols, nt = load_modules(spec)
+    symbols, nt = load_modules(spec, seed_modules("DrvA"))
     images = DriverImages(spec, memory, symbols)
     pages = set(memory.pages)
     images.hold_tag("File", (nt.base + 0x399000,))

@@ -7,8 +7,9 @@ import pytest
 from kdsim.arch import get_arch
 from kdsim.catalogue import load
 from kdsim.modules import (DRIVER_FUNCTIONS, DRIVER_STRIDE, DRIVERS, NT_SIZE, SAME_FRAME,
-                           frames, load_modules)
+                           SEED_DRIVERS, frames, load_modules, seed_modules)
 from kdsim.ntdata import DATA_RVA
+from kdsim.scenarios import get_scenario
 
 ARCHES = ("x86", "x64")
 
@@ -58,3 +59,28 @@ def test_modules_hold_their_functions_and_do_not_overlap() -> None:
         assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
         code = [a - nt.base for a in nt.symbols.values()]
         assert max(code) < DATA_RVA < NT_SIZE           # nt's routines stay out of its .data
+
+
+SEEDS = {"myfault", "DrvA", "DrvB", "DrvC", "cmdrv"}
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_seed_drivers_load_only_on_their_labs_machines(arch: str) -> None:
+    """Each lab's machine loads its own seed drivers at their seed addresses, and no other."""
+    table, _ = load_modules(get_arch(arch))
+    assert not SEEDS & {m.name for m in table.modules}
+    spec = get_arch(arch)
+    for lab, own in (("leak", {"myfault"}), ("overrun", {"DrvA", "DrvB", "DrvC"}),
+                     ("overrun-special", {"DrvA", "DrvB", "DrvC"}), ("tour", {"DrvC"}),
+                     ("fragmentation", {"cmdrv"}), ("fragmentation-pages", {"cmdrv"})):
+        table, _ = load_modules(spec, get_scenario(lab).options["modules"])
+        assert SEEDS & {m.name for m in table.modules} == own, lab
+        for name in own:
+            module = table.module(name)
+            assert module is not None and module.size == SEED_DRIVERS[name].size
+            assert module.base == (spec.driver_base + SEED_DRIVERS[name].offset) & spec.ptr_mask
+
+
+def test_myfault_loads_where_the_second_seed_shows_it() -> None:
+    table, _ = load_modules(get_arch("x64"), seed_modules("myfault"))
+    assert table.symbolize(0xFFFFF880042881F6) == "myfault+0x11f6"

@@ -13,7 +13,10 @@ from commands.session import Session
 from commands.testing import run
 from kdsim import dump, snapshot
 from kdsim.arch import get_arch
-from kdsim.layouts import PAGED, PROTECTED_POOL, QUOTA, profile_for, tag_from_ulong, tag_to_ulong
+from kdsim.layouts import (
+    PAGED, PROTECTED_POOL, QUOTA, field_path_offset, profile_for, tag_from_ulong, tag_to_ulong,
+)
+from kdsim.layouts.session import mm_session_space
 from kdsim.machine import Machine
 from kdsim.objects import TYPE_INDEX
 from kdsim.scenarios import boot, open_lab
@@ -440,12 +443,13 @@ def test_dt_reads_threads_and_modules(booted, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-def test_processes_point_at_their_session_space_once_it_is_set(arch):
+def test_processes_belong_to_their_session_space(arch):
+    """Each process of session 0 or 1 points at its MM_SESSION_SPACE and is on its ProcessList,
+    those started later too, and leaves it when it ends; System and smss belong to none."""
     machine = boot(arch, seed=2, scale=0.2)
-    space = {0: 0x1000_0000 * 3, 1: 0x1000_0000 * 5}
-    for session, address in space.items():
-        machine.objects.processes.set_session(session, address)
     target = machine.target()
+    space = {pool.session_id: pool.space for pool in machine.pool.sessions.pools}
+    layout = mm_session_space(target.profile)
 
     def sessions() -> dict[str, set[int]]:
         found: dict[str, set[int]] = {}
@@ -459,10 +463,28 @@ def test_processes_point_at_their_session_space_once_it_is_set(arch):
     assert seen["csrss.exe"] == {space[0], space[1]}
     assert seen["services.exe"] == {space[0]} and seen["explorer.exe"] == {space[1]}
     churn = next(a for a in machine.workload.activities if type(a).__name__ == "ProcessChurn")
-    for _ in range(6):
+    for _ in range(12):
         churn.run(machine.workload)
+    assert churn.started > 4                        # some started, some ended
     assert 0 not in {_field(target, "eprocess", p, "Session")
                      for p in machine.objects.processes.transient()}
+    links = target.profile.offset("eprocess", "SessionProcessLinks")
+    for address in space.values():
+        listed = [e - links for e in _walk(target, address + field_path_offset(layout,
+                                                                                 "ProcessList"))]
+        members = [p for p in _processes(target)
+                   if _field(target, "eprocess", p, "Session") == address]
+        assert listed and sorted(listed) == sorted(members)
+        for name in ("ProcessReferenceToSession", "ReferenceCount"):
+            assert target.read_u32(address + field_path_offset(layout, name)) == len(listed)
+    # !process prints each process's session as its session space has it
+    ids = re.findall(r"SessionId: (\w+)", run(Session(target), "!process 0 0"))
+    expected = []
+    for process in _processes(target):
+        at = _field(target, "eprocess", process, "Session")
+        expected.append(str(target.read_u32(at + field_path_offset(layout, "SessionId")))
+                        if at else "none")
+    assert ids == expected and {"none", "0", "1"} == set(ids)
 
 
 def test_a_labs_drivers_are_on_the_module_list():

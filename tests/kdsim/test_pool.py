@@ -12,7 +12,7 @@ from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
 from kdsim.layouts import PAGE_SIZE, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
-from kdsim.pool import NONPAGED, PAGED, PoolSettings
+from kdsim.pool import NONPAGED, PAGED, QUOTA, PoolSettings
 from kdsim.scenarios import boot
 from tests.support import big_page_vas
 
@@ -155,6 +155,64 @@ def test_freeing_everything_returns_counters(arch, sequence):
     for d in [m.pool.descriptors[0], *m.pool.paged_desc]:
         assert m.pool._r32(d.addr + m.pool.o_total_pages) == 0
         assert m.pool._r32(d.addr + m.pool.o_total_big) == 0
+
+
+QUOTA_OWNER = {"x86": 0x8507A030, "x64": 0xFFFFFA8001A3B060}
+
+
+def _tracked(m: Machine, tag: str, paged: int) -> tuple[int, int]:
+    """(outstanding allocations, bytes) of `tag` in the tracker."""
+    tr = m.pool.tracker
+    base = tr.table + tr.slot(tag_to_ulong(tag)) * tr.entry_size
+    allocs, frees, nb = tr.fields[paged]
+    return m.pool._r32(base + allocs) - m.pool._r32(base + frees), m.pool._rptr(base + nb)
+
+
+@pytest.mark.parametrize("nbytes", [1, 0x3C, 0x5C, 0x60, 0x1F4, 0xF00, 0xFE0])
+@pytest.mark.parametrize("pool_type", [NONPAGED, PAGED])
+def test_an_x86_quota_block_holds_the_request_and_the_billed_process_after_it(pool_type, nbytes):
+    """x86 ExAllocatePoolWithQuotaTag grows the request by a pointer: the EPROCESS goes in the
+    block's last ULONG, past the caller's bytes, and the tracker counts the grown block."""
+    m = Machine(get_arch("x86"), seed=1, settings=PoolSettings(lookasides=False))
+    owner = QUOTA_OWNER["x86"]
+    address = m.pool.allocate(pool_type | QUOTA, nbytes, tag_to_ulong("Quot"), process=owner)
+    _, _, bs, ptype, _ = m.pool.header(address - 8)
+    assert ptype & QUOTA and bs * 8 >= 8 + nbytes + 4
+    assert bs == m.arch.block_size(nbytes + 4)
+    m.memory.write(address, b"\xaa" * nbytes)                   # the caller fills its bytes
+    end = address - 8 + bs * 8
+    assert m.memory.read(end - 4, 4) == owner.to_bytes(4, "little")
+    assert m.memory.read(address, nbytes) == b"\xaa" * nbytes
+    assert _tracked(m, "Quot", pool_type & PAGED) == (1, bs * 8)
+
+
+@pytest.mark.parametrize("nbytes", [0xFED, 0xFF0, 0xFF4, 0xFF5])
+def test_an_x86_quota_request_too_big_for_a_page_with_the_pointer_is_not_charged(nbytes):
+    """Past PAGE_SIZE - header - pointer the quota bit is dropped; a grown request past the
+    small-block limit is a large allocation, which no quota is charged for either."""
+    m = Machine(get_arch("x86"), seed=1)
+    address = m.pool.allocate(NONPAGED | QUOTA, nbytes, tag_to_ulong("Quot"),
+                              process=QUOTA_OWNER["x86"])
+    assert address % PAGE_SIZE == 0
+    assert m.pool.big.find(address)[0] == tag_to_ulong("Quot")
+
+
+def test_an_x86_quota_request_with_no_process_to_charge_is_a_plain_block() -> None:
+    m = Machine(get_arch("x86"), seed=1, settings=PoolSettings(lookasides=False))
+    address = m.pool.allocate(NONPAGED | QUOTA, 0x60, tag_to_ulong("Quot"))
+    _, _, bs, ptype, _ = m.pool.header(address - 8)
+    assert not ptype & QUOTA and bs * 8 == 0x68
+
+
+@pytest.mark.parametrize("pool_type", [NONPAGED, PAGED])
+def test_an_x64_quota_block_keeps_its_size_and_the_process_in_the_header(pool_type):
+    m = Machine(get_arch("x64"), seed=1, settings=PoolSettings(lookasides=False))
+    owner = QUOTA_OWNER["x64"]
+    address = m.pool.allocate(pool_type | QUOTA, 0x60, tag_to_ulong("Quot"), process=owner)
+    _, _, bs, ptype, _ = m.pool.header(address - 16)
+    assert ptype & QUOTA and bs * 16 == 0x70
+    assert m.memory.read(address - 8, 8) == owner.to_bytes(8, "little")     # ProcessBilled
+    assert _tracked(m, "Quot", pool_type & PAGED) == (1, 0x70)
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -66,7 +66,7 @@ SHIPPED = _shipped_labs()
 FIRST = _introducing(SHIPPED)
 # The docs' seed and another.  Which header DrvA's overrun reaches depends on the seed: with
 # about three seeds in four it is DrvB's, as the overrun page tells; 3 is one of those.
-SEEDS = (1, 5)
+SEEDS = (1, 3)
 # scenario: (its solution file, the scale its docs page uses), for every lab scenario a docs
 # page runs (not overrun-special: overrun's solution turns special pool on and reboots)
 _RUNS = _docs_runs()

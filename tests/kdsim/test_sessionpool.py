@@ -37,11 +37,25 @@ def small_pages(pool: SessionPool) -> list[int]:
             if n == 1 and pages.start + pos * PAGE_SIZE not in big]
 
 
+def on_lookasides(pool: SessionPool) -> set[int]:
+    """The blocks (data addresses) the session's lookaside lists hold: freed, though their
+    headers still say allocated."""
+    held = set()
+    for (la,) in (lists for lists in pool.la[0][1] if lists):
+        a, _, c, *_ = pool.la_head.unpack_from(pool.pages[la >> 12], la & 0xFFF)
+        top = a if pool.la_next_first else c
+        while top:
+            held.add(top)
+            top = pool._rptr(top)
+    return held
+
+
 def check_session(m: Machine, pool: SessionPool, live: dict[int, tuple[int, int]]) -> None:
     """`live`: this session's blocks, address -> (tag, charged bytes)."""
     pool.flush_pending()
     G = m.arch.block
     walked: dict[int, tuple[int, int]] = {}
+    held = on_lookasides(pool)
     for va in small_pages(pool):
         chunks = walk_page(m, va)
         for a, b in zip(chunks, chunks[1:]):
@@ -49,7 +63,8 @@ def check_session(m: Machine, pool: SessionPool, live: dict[int, tuple[int, int]
         for address, _, bs, ptype, tag in chunks:
             if ptype:
                 assert ptype == SESSION_PAGED | 2, f"PoolType {ptype:#x} at {address:#x}"
-                walked[address + G] = (tag, bs * G)
+                if address + G not in held:
+                    walked[address + G] = (tag, bs * G)
     small = {a: v for a, v in live.items() if a % PAGE_SIZE}
     assert walked == small
     big = {a: v for a, v in live.items() if not a % PAGE_SIZE}
@@ -115,7 +130,7 @@ def test_random_sequences_keep_each_sessions_invariants(arch, sequence):
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence=ops)
 def test_freeing_everything_returns_the_session_commit(arch, sequence):
-    m = with_sessions(arch, settings=PoolSettings(deferred_frees=False))
+    m = with_sessions(arch, settings=PoolSettings(lookasides=False, deferred_frees=False))
     names = ("MmSessionCommit", "MmTotalCommittedPages")
     before = {n: m.mm.get(n) for n in names}
     live: list[dict[int, tuple[int, int]]] = [{}, {}]
@@ -195,9 +210,11 @@ def test_the_default_machine_has_win32k_churning_in_both_sessions(arch):
         used.append(sum(b for *_, b in counts.values()))
         live = {}
         pool.flush_pending()
+        held = on_lookasides(pool)
+        assert held                                   # win32k's small blocks come back there
         for va in small_pages(pool):
             for address, _, bs, ptype, tag in walk_page(m, va):
-                if ptype:
+                if ptype and address + m.arch.block not in held:
                     live[address + m.arch.block] = (tag, bs * m.arch.block)
         for b in range(pool.big.entries):
             va = pool._rptr(pool.big.table + b * pool.big.esize)
@@ -206,3 +223,43 @@ def test_the_default_machine_has_win32k_churning_in_both_sessions(arch):
                 live[va] = (key, -(-nbytes // PAGE_SIZE) * PAGE_SIZE)
         check_session(m, pool, live)
     assert used[INTERACTIVE] > 3 * used[0] > 0                    # the user's session holds most
+
+
+@pytest.mark.parametrize("arch, count", [("x86", 25), ("x64", 21)])
+def test_small_session_blocks_go_back_to_the_sessions_own_lookasides(arch, count):
+    """_MM_SESSION_SPACE.Lookaside[count]: one PagedPoolSession list per BlockSize, shared by
+    the processors; a freed block of a listed size is pushed there and the next request of
+    its size, on any processor, pops it; a larger block goes back to ListHeads."""
+    m = with_sessions(arch, processors=2)
+    assert m.pool.sessions is not None
+    pool = m.pool.sessions.pools[INTERACTIVE]
+    layout = mm_session_space(profile_for(m.arch))
+    first = pool.space + field_path_offset(layout, "Lookaside")
+    G = m.arch.block
+    for i in (0, count - 1):
+        la = first + i * 0x80
+        assert pool._r32(la + pool.o_la_type) == SESSION_PAGED
+        assert pool._r32(la + pool.o_la_size) == (i + 1) * G
+        assert pool._r32(la + pool.o_la_tag) == tag_to_ulong("Pool")
+        assert pool._r16(la + pool.o_la_depth) == 2
+    size = count * G - G                                   # BlockSize `count`
+    tag = tag_to_ulong("Usac")
+    block = m.pool.allocate(SESSION_PAGED, size, tag, cpu=0)
+    m.pool.free(block, tag, cpu=0)
+    assert on_lookasides(pool) == {block}
+    assert pool._r32(first + (count - 1) * 0x80 + pool.o_la_total_free) == 1
+    assert m.pool.allocate(SESSION_PAGED, size, tag, cpu=1) == block       # shared list
+    bigger = m.pool.allocate(SESSION_PAGED, size + G, tag)
+    m.pool.free(bigger, tag)
+    assert on_lookasides(pool) == set()
+
+
+def test_the_verifier_turns_the_session_lookasides_off_too():
+    m = with_sessions("x86", verifier="/flags 0x9 /driver myfault.sys")
+    assert m.pool.sessions is not None
+    pool = m.pool.sessions.pools[0]
+    first = pool.space + field_path_offset(mm_session_space(profile_for(m.arch)), "Lookaside")
+    assert pool._r16(first + pool.o_la_depth) == 0
+    block = m.pool.allocate(SESSION_PAGED, 0x20, tag_to_ulong("Usac"))
+    m.pool.free(block)
+    assert on_lookasides(pool) == set()

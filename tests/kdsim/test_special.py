@@ -14,7 +14,7 @@ from kdsim.layouts import PAGE_SIZE, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.memory import MemoryFault
 from kdsim.mm import DEFAULT_MEMORY
-from kdsim.modules import frames
+from kdsim.modules import frames, seed_modules
 from kdsim.pool import NONPAGED, PAGED
 
 TAG = tag_to_ulong("AAAA")
@@ -22,7 +22,7 @@ TAG = tag_to_ulong("AAAA")
 
 def machine(arch: str = "x86", flags: str = "0x1", extra: str = "", **kwargs) -> Machine:
     return Machine(get_arch(arch), 7, verifier=f"/flags {flags} /driver DrvA.sys {extra}",
-                   **kwargs)
+                   modules=seed_modules("DrvA", "DrvB"), **kwargs)
 
 
 def driver_stack(m: Machine, driver: str = "DrvA") -> tuple[int, ...]:

@@ -12,7 +12,7 @@ from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
 from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
-from kdsim.modules import frames
+from kdsim.modules import frames, seed_modules
 from kdsim.pool import NONPAGED
 from tests.support import B_FRAMES
 
@@ -30,7 +30,8 @@ def test_the_owner_and_its_thread_are_recorded() -> None:
 # -- a dump saved after the crash ---------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["x86", "x64"])
 def test_a_dump_saved_after_the_crash_tells_the_same_story(arch: str, tmp_path) -> None:
-    m = Machine(get_arch(arch), 2, verifier="/flags 0x9 /driver DrvB.sys")
+    m = Machine(get_arch(arch), 2, verifier="/flags 0x9 /driver DrvB.sys",
+                modules=seed_modules("DrvB"))
     stack = frames(m.symbols, B_FRAMES)
     block = m.pool.allocate(NONPAGED, 0x100, tag_to_ulong("BBBB"), 0, stack)
     m.pool.free(block, 0, 0, stack)

@@ -8,7 +8,7 @@ from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
 from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
-from kdsim.modules import frames
+from kdsim.modules import frames, seed_modules
 from kdsim.pool import PAGED
 from kdsim.verifier import STANDARD_FLAGS, VerifierSettings, parse_settings
 
@@ -66,7 +66,8 @@ def test_threads_are_thre_objects_in_nonpaged_pool() -> None:
 
 # -- 0xC4 ---------------------------------------------------------------------------------------
 def test_a_zero_byte_allocation_by_a_verified_driver_is_c4_0() -> None:
-    m = Machine(get_arch("x86"), 1, verifier="/flags 1 /driver DrvA.sys")
+    m = Machine(get_arch("x86"), 1, verifier="/flags 1 /driver DrvA.sys",
+                modules=seed_modules("DrvA"))
     with pytest.raises(BugCheck) as caught:
         m.pool.allocate(PAGED, 0, tag_to_ulong("AAAA"), 0, frames(m.symbols, ("DrvA+0x10",)))
     assert (caught.value.code, caught.value.params) == (0xC4, (0, 0, PAGED, 0))

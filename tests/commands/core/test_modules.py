@@ -156,11 +156,21 @@ def test_leak_lm_lists_nt_windows_drivers_and_myfault(leak: Machine, tmp_path) -
             leak.symbols.module("myfault").base, leak.symbols.module("myfault").base + 0x7000)
 
 
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_the_default_machine_lists_only_windows_own_drivers(
+        arch: str, booted: Callable[[str], Machine]) -> None:
+    """The seed cases' drivers are loaded on their labs' machines only: no giveaway."""
+    listed = run(Session(booted(arch).target()), "lm").splitlines()[1:]
+    names = {line.split()[2] for line in listed}
+    assert {"nt", "hal", "Ntfs", "tcpip", "win32k"} <= names
+    assert not names & {"myfault", "DrvA", "DrvB", "DrvC", "cmdrv"}
+
+
 def test_lm_walks_the_loaded_module_list_and_stops_at_a_bad_link() -> None:
     machine = boot("x86", seed=5, scale=0.02)
     session = Session(machine.target())
-    assert run(session, "lmvm myfault").splitlines()[3] == (
-        "    Image path: \\SystemRoot\\system32\\DRIVERS\\myfault.sys")
+    assert run(session, "lmvm Ntfs").splitlines()[3] == (
+        "    Image path: \\SystemRoot\\system32\\DRIVERS\\Ntfs.sys")
     head = machine.nt.symbols["PsLoadedModuleList"]
     first = machine.g.read_ptr(head)
     second = int.from_bytes(machine.memory.read(first, 4), "little")

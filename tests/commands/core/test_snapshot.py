@@ -28,7 +28,7 @@ def kdsim(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
 
 # -- from the prompt: .snapshot, then kdsim --resume --------------------------------------------
 SESSION = ("!poolused 4; ed nt!PoolHitTag 'kaeL'; g 0n30000; k; ed nt!PoolHitTag 0; g 0n2000; "
-           "!poolused 4; .verifier /flags 0x1 /driver DrvA.sys; .verifier; .reboot; !verifier; "
+           "!poolused 4; .verifier /flags 0x1 /driver myfault.sys; .verifier; .reboot; !verifier; "
            "g 0n1000; !vm")
 
 
@@ -44,7 +44,7 @@ def test_resume_goes_on_where_the_prompt_saved(tmp_path):
     straight = saved.stdout.decode().split("Snapshot successfully written\n", 1)[1]
     assert resumed.stdout.decode().split("\n", 1)[1] == straight
     assert "nt!DbgBreakPoint" in straight and "nt!ExpInsertPoolTracker" in straight
-    assert "Driver Verifier: Enabled for DrvA.sys" in straight
+    assert "Driver Verifier: Enabled for myfault.sys" in straight
 
 
 def test_snapshot_command_options_and_refusals(tmp_path, capsys):

@@ -13,7 +13,7 @@ from kdsim.bugcheck import BugCheck
 from kdsim.drivers import Overrun
 from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
-from kdsim.modules import frames
+from kdsim.modules import frames, seed_modules
 from kdsim.pool import NONPAGED
 from kdsim.scenarios import scenario
 
@@ -21,6 +21,7 @@ A_FRAMES = ("DrvA+0x1a2b", "nt!IofCallDriver+0x63", "nt!IopXxxControlFile+0x607"
             "nt!NtDeviceIoControlFile+0x56")
 B_FRAMES = ("DrvB+0x2c10", "nt!IofCallDriver+0x63", "nt!IopXxxControlFile+0x607")
 C_FRAMES = ("DrvC+0x1044", "nt!IofCallDriver+0x63")
+DRIVERS = seed_modules("DrvA", "DrvB", "DrvC")
 
 
 class Steps:
@@ -56,9 +57,10 @@ def seed_case_four(machine: Machine, scale: float = 1.0) -> None:
                                free_b))
 
 
-scenario("test-overrun", "fourth seed case, no special pool", arch="x86")(seed_case_four)
+scenario("test-overrun", "fourth seed case, no special pool", arch="x86",
+         modules=DRIVERS)(seed_case_four)
 scenario("test-overrun-special", "fourth seed case, special pool on DrvA.sys", arch="x86",
-         verifier="/flags 0x1 /driver DrvA.sys")(seed_case_four)
+         verifier="/flags 0x1 /driver DrvA.sys", modules=DRIVERS)(seed_case_four)
 
 
 def kdsim(tmp_path, capsys, *args: str, script: tuple[str, ...]) -> str:
@@ -204,7 +206,7 @@ def test_kernel_only_pool_stack_is_pool_corruption() -> None:
 
 
 def test_x64_buckets_carry_the_x64_prefix_and_stack_text_has_four_arguments() -> None:
-    m = Machine(get_arch("x64"), 3)
+    m = Machine(get_arch("x64"), 3, modules=DRIVERS)
     stack = frames(m.symbols, B_FRAMES)
     from kdsim.stop import raised_in
     m.stop(raised_in(BugCheck(0xC2, 7, 0x1297, 0x4020001, 0xFFFFFA8000C48010),

@@ -29,7 +29,8 @@ def build(arch: str) -> tuple[Machine, dict[str, int]]:
         "Ntfx": pool.allocate(0, 0xC0, tag_to_ulong("Ntfx")),
         "Even": pool.allocate(0, 0x38, tag_to_ulong("Even") | PROTECTED),
         "Hack": pool.allocate(0, 0x1F8, tag_to_ulong("Hack")),
-        "NpFn": pool.allocate(QUOTA, 0x60, tag_to_ulong("NpFn"), process=PROCESS[arch]),
+        # x86 grows a quota request by the billed process's pointer: 0x68 bytes on both arches
+        "NpFn": pool.allocate(QUOTA, 0x5C, tag_to_ulong("NpFn"), process=PROCESS[arch]),
         "Irp": pool.allocate(0, 0x30, tag_to_ulong("Irp")),
     }
     pool.free(blocks["Even"])

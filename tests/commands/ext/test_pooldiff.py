@@ -25,7 +25,7 @@ from kdsim.bugcheck import BugCheck
 from kdsim.control import open_dump
 from kdsim.layouts import NONPAGED, PAGED, profile_for, tag_to_ulong
 from kdsim.machine import Machine
-from kdsim.modules import frames
+from kdsim.modules import frames, seed_modules
 from kdsim.scenarios import boot, scenario
 from kdsim.workload import Pattern
 from tests.support import text
@@ -153,7 +153,8 @@ def hand_built(arch: str) -> Session:
     """Pool tracking on myfault.sys; snapshot 'before' at tick 100, 'after' at tick 350: one
     Leak block (large, logged with myfault's stack) then three more, three blocks each of two
     tags allocated with them, three of Ijkl allocated four times, a CM31, an Irp freed."""
-    m = Machine(get_arch(arch), 0, verifier="/flags 0x8 /driver myfault.sys")
+    m = Machine(get_arch(arch), 0, verifier="/flags 0x8 /driver myfault.sys",
+                modules=seed_modules("myfault"))
     session = Session(m.target())
     alloc, key = m.pool.allocate, tag_to_ulong
     stack = frames(m.symbols, MYFAULT)
@@ -329,7 +330,8 @@ def test_the_stacks_in_umdhs_shape(hand) -> None:
 def test_stacks_say_what_fell_off_the_log() -> None:
     """Two myfault blocks allocated after 'a', then more than the ring's 0x10000 records of
     other frees: their allocation records are gone, and -stacks says so."""
-    m = Machine(get_arch("x86"), 0, verifier="/flags 0x8 /driver myfault.sys")
+    m = Machine(get_arch("x86"), 0, verifier="/flags 0x8 /driver myfault.sys",
+                modules=seed_modules("myfault"))
     session = Session(m.target())
     run(session, "!pooldiff -save a")
     stack = frames(m.symbols, MYFAULT)

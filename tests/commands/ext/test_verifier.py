@@ -10,7 +10,7 @@ from kdsim.arch import get_arch
 from kdsim.bugcheck import BugCheck
 from kdsim.layouts import tag_to_ulong
 from kdsim.machine import Machine
-from kdsim.modules import frames
+from kdsim.modules import frames, seed_modules
 from kdsim.pool import NONPAGED, PAGED
 
 MYFAULT = ("myfault+0x11f6", "myfault+0x142f", "nt!IovCallDriver+0xa0",
@@ -24,7 +24,8 @@ REGISTRY_FLUSH = ("nt!HvFreeDirtyData+0x7f", "nt!HvOptimizedSyncHive+0x53", "nt!
 def leak_machine() -> tuple[Machine, int]:
     """x64, verifier on myfault.sys: the registry frees a page, then myfault allocates the
     0xfa000-byte block that lands on it and leaks it."""
-    m = Machine(get_arch("x64"), 1, verifier="/flags 0x9 /driver myfault.sys")
+    m = Machine(get_arch("x64"), 1, verifier="/flags 0x9 /driver myfault.sys",
+                modules=seed_modules("myfault"))
     wl = m.workload
     wl.t = 70
     page = m.pool.allocate(PAGED, 0x1000, tag_to_ulong("CM31"), 1)
@@ -85,7 +86,8 @@ def test_the_log_with_a_quantity_shows_the_newest_records() -> None:
 
 
 def test_the_ring_keeps_the_newest_records() -> None:
-    m = Machine(get_arch("x86"), 1, verifier="/flags 1 /driver DrvA.sys")
+    m = Machine(get_arch("x86"), 1, verifier="/flags 1 /driver DrvA.sys",
+                modules=seed_modules("DrvA"))
     stack = frames(m.symbols, ("DrvA+0x10",))
     for _ in range(3):
         m.pool.free(m.pool.allocate(NONPAGED, 16, tag_to_ulong("AAAA"), 0, stack), 0, 0, stack)
@@ -98,7 +100,8 @@ def test_the_ring_keeps_the_newest_records() -> None:
 
 # -- pool tracking and !verifier summaries ------------------------------------------------------
 def tracked_machine() -> Machine:
-    m = Machine(get_arch("x86"), 1, verifier="/flags 0x9 /driver DrvA.sys")
+    m = Machine(get_arch("x86"), 1, verifier="/flags 0x9 /driver DrvA.sys",
+                modules=seed_modules("DrvA"))
     stack = frames(m.symbols, ("DrvA+0x1a2b", "nt!IofCallDriver+0x63"))
     keep = [m.pool.allocate(PAGED if i % 2 else NONPAGED, 0x40 + i, tag_to_ulong("AAAA"), 0, stack)
             for i in range(4)]
@@ -213,7 +216,8 @@ def test_unloading_with_outstanding_allocations_is_c4_62() -> None:
 
 
 def test_unloading_after_freeing_everything_is_fine() -> None:
-    m = Machine(get_arch("x86"), 1, verifier="/flags 0x8 /driver DrvA.sys")
+    m = Machine(get_arch("x86"), 1, verifier="/flags 0x8 /driver DrvA.sys",
+                modules=seed_modules("DrvA"))
     stack = frames(m.symbols, ("DrvA+0x10",))
     m.pool.free(m.pool.allocate(NONPAGED, 0x40, tag_to_ulong("AAAA"), 0, stack), 0, 0, stack)
     m.verifier.driver_unloading("DrvA.sys")
