@@ -571,12 +571,13 @@ class PoolManager:
     def allocate(self, pool_type: int, nbytes: int, tag: int, cpu: int = 0,
                  stack: tuple[int, ...] = (), process: int = 0) -> int:
         """ExAllocatePoolWithTag: the block's address, or 0 when the pool is exhausted."""
-        if pool_type & SESSION_PAGED == SESSION_PAGED and self.sessions is not None:
-            return self.sessions.allocate(pool_type, nbytes, tag, cpu, stack, process)
-        if pool_type & QUOTA and self.P == 4:
+        sessions = self.sessions if pool_type & SESSION_PAGED == SESSION_PAGED else None
+        if pool_type & QUOTA and self.P == 4 and sessions is None:
             pool_type, nbytes = self._quota_request(pool_type, nbytes, process)
         try:
-            if self.hook is not None:
+            if sessions is not None:        # the session's own allocator; the same hit check
+                address = sessions.allocate(pool_type, nbytes, tag, cpu, stack, process)
+            elif self.hook is not None:
                 address = self.hook.allocate(pool_type, nbytes, tag, cpu, stack, process)
             else:
                 address = self.allocate_normal(pool_type, nbytes, tag, cpu, process)

@@ -97,6 +97,7 @@ class SessionPool(PoolManager):
     def __init__(self, machine: "Machine", session_id: int, space: int, memory: SessionMemory):
         self.session_id = session_id
         self.space = space                     # its _MM_SESSION_SPACE
+        self.kernel_tracker = machine.pool.tracker     # nt!PoolHitTag's hits are the kernel's
         settings = PoolSettings(scan_exact_list=machine.settings.scan_exact_list,
                                 deferred_frees=machine.settings.deferred_frees,
                                 lookasides=machine.settings.lookasides, paged_pools=1)
@@ -124,6 +125,7 @@ class SessionPool(PoolManager):
         self.tracker = TagTracker(self.arch, self.memory, self.g, self.mm,
                                   where=(field("PoolTrackTableExpansion"),
                                          field("PoolTrackTableExpansionSize")))
+        self.tracker.hits = self.kernel_tracker
         self.big = BigPageTable(self.arch, self.memory, self.g, self.mm, SESSION_BIG_ENTRIES,
                                 where=(field("PoolTrackBigPages"),
                                        field("PoolTrackBigPagesSize"),

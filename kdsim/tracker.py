@@ -82,6 +82,7 @@ class TagTracker:
         self._hit_page = self.pages[self.sym_hit >> 12]
         self._hit_off = self.sym_hit & PAGE_MASK
         self.hit: tuple[int, int] | None = None      # (tag, sign) of a pending hit
+        self.hits = self              # the tracker that keeps the hit (a session's: the kernel's)
         for tag in HOT_TAGS if where is None else ():
             self.slot(tag_to_ulong(tag))
 
@@ -110,8 +111,9 @@ class TagTracker:
     def update(self, key: int, nbytes: int, paged: int, sign: int) -> None:
         """An allocation (sign 1) or a free (sign -1) of nbytes charged bytes."""
         key &= 0x7FFFFFFF
-        if key == self.u32.unpack_from(self._hit_page, self._hit_off)[0] and self.hit is None:
-            self.hit = (key, sign)
+        if key == self.u32.unpack_from(self._hit_page, self._hit_off)[0] and \
+                self.hits.hit is None:
+            self.hits.hit = (key, sign)
         spot = self._spots.get(key | paged << 31)
         if spot is not None:
             page, off, keyed, goff, group = spot

@@ -263,3 +263,19 @@ def test_the_verifier_turns_the_session_lookasides_off_too():
     block = m.pool.allocate(SESSION_PAGED, 0x20, tag_to_ulong("Usac"))
     m.pool.free(block)
     assert on_lookasides(pool) == set()
+
+
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_pool_hit_tag_counts_session_allocations_and_frees(arch):
+    """nt!PoolHitTag is checked for session pool too (the session's tracker reports the hit
+    where the kernel's does), with the routine and caller of the session request."""
+    m = with_sessions(arch)
+    hit = m.target().symbol("nt!PoolHitTag")
+    m.memory.write(hit, tag_to_ulong("Gla5").to_bytes(4, "little"))
+    p = m.pool.allocate(SESSION_PAGED, 0x60, tag_to_ulong("Gla5"), cpu=1, stack=(0x1234,))
+    assert m.pool.sessions.owns(p)
+    assert m.pool.take_hit() == (tag_to_ulong("Gla5"), 1, "ExAllocatePoolWithTag", 1, (0x1234,))
+    m.pool.free(p, cpu=0, stack=(0x5678,))
+    assert m.pool.take_hit() == (tag_to_ulong("Gla5"), -1, "ExFreePoolWithTag", 0, (0x5678,))
+    m.pool.allocate(SESSION_PAGED, 0x60, tag_to_ulong("Gla4"))
+    assert m.pool.take_hit() is None
