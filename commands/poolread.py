@@ -199,6 +199,7 @@ class PoolReader:
         self.qword = struct.Struct("<Q")
         self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self.u32 = struct.Struct("<I")
+        self._big_rows_read: list[tuple[int, int, int, int]] | None = None
         self._big_index: tuple[list[int], list[tuple[int, BigPage]], int] | None = None
 
     # -- headers --------------------------------------------------------------------------------
@@ -450,23 +451,31 @@ class PoolReader:
     def big_pages(self, where: tuple[int, int] | None = None) -> list[BigPage]:
         """The live entries, in table order, of nt!PoolBigPageTable or of the table of
         `where` (address, entries: a session's)."""
+        return [BigPage(*row) for row in self._big_rows(where)]
+
+    def _big_rows(self, where: tuple[int, int] | None = None) -> list[tuple[int, int, int, int]]:
+        """(Va, Key, PoolType, NumberOfBytes) of the live entries, in table order."""
         table, entries = where or self.big_table()
         layout = struct_of(self.layouts.big_page)
         try:
             raw = self.target.read(table, entries * layout.size)
         except MemoryFault:
             return []
-        return [BigPage(va, key, ptype, nbytes)
-                for va, key, ptype, nbytes in layout.iter_unpack(raw) if not va & BIG_PAGE_FREE]
+        return [row for row in layout.iter_unpack(raw) if not row[0] & BIG_PAGE_FREE]
 
     def big_page_at(self, address: int) -> BigPage | None:
         """The large allocation that holds `address`, if any (the first in table order, should
-        a damaged table have two).  The table is read once per reader: a command that asks for
-        every page of a pool (`.report`) must not read it per page."""
+        a damaged table have two).  The table is read once per reader, and indexed the second
+        time it is asked: one `!pool` scans it, a command that asks for every page of a pool
+        (`.report`) must not."""
         if self._big_index is None:
-            entries = sorted((b.va, i, b) for i, b in enumerate(self.big_pages()))
-            self._big_index = ([va for va, _, _ in entries], [(i, b) for _, i, b in entries],
-                               max((b.span for _, _, b in entries), default=0))
+            if self._big_rows_read is None:
+                self._big_rows_read = self._big_rows()
+                pages = (BigPage(*row) for row in self._big_rows_read)
+                return next((b for b in pages if b.contains(address)), None)
+            rows = sorted((row[0], i, BigPage(*row)) for i, row in enumerate(self._big_rows_read))
+            self._big_index = ([va for va, _, _ in rows], [(i, b) for _, i, b in rows],
+                               max((b.span for _, _, b in rows), default=0))
         starts, found, widest = self._big_index
         hits = [(i, b) for i, b in found[bisect_right(starts, address - widest):
                                          bisect_right(starts, address)] if b.contains(address)]
