@@ -67,9 +67,10 @@ class Arch:
 # PTEs and session space out of the 2 GB kernel space on demand, in page-directory-sized
 # chunks; the simulator gives each use one contiguous region where published Windows 7 x86
 # addresses put it (an assumption: the real carving interleaves them):
+#   829c6000  hal, just below ntoskrnl (kdsim/modules.py)
 #   82a0f000  ntoskrnl
 #   84400000  nonpaged pool, 106 MB of VA (observed blocks 85xxxxxx-86xxxxxx)
-#   8ae00000  hal and the drivers, then (90200000) the kernel stacks in system PTE space
+#   8b200000  the drivers, then (90200000) the kernel stacks in system PTE space
 #   91000000  paged pool, 240 MB of VA (observed blocks 91c26130, 9655d468)
 #   b0000000  special pool, in the dynamic VA left free
 #   fc000000  session space: win32k.sys, then each session's MM_SESSION_SPACE, its tables and

@@ -172,9 +172,11 @@ NT_ROUTINES = (
 )
 NT_FUNCTIONS.update({name: ROUTINE_BASE + i * ROUTINE_STRIDE for i, name in enumerate(NT_ROUTINES)})
 
-# (module name, image, offset from the arch's driver base, size, has public symbols)
-DRIVERS: tuple[tuple[str, str, int, int], ...] = (
-    ("hal", "hal.dll", -0x400000, 0x49000),
+# (module name, image, offset from the arch's driver base, size); hal's offset is None:
+# winload maps hal.dll just below the kernel image (a Win7 SP1 x64 `lmv`: hal
+# fffff800`01608000 fffff800`01651000, nt from fffff800`01651000; x86 the same way)
+DRIVERS: tuple[tuple[str, str, int | None, int], ...] = (
+    ("hal", "hal.dll", None, 0x49000),
     ("CI", "CI.dll", 0x0, 0xC0000),
     ("Ntfs", "Ntfs.sys", 0x200000, 0x1A3000),
     ("fltmgr", "fltmgr.sys", 0x400000, 0x4C000),
@@ -530,7 +532,8 @@ def load_modules(arch: Arch, extra: tuple[ModuleSpec, ...] = ()) -> tuple[Symbol
     nt.add_all((name, arch.nt_base + rva) for name, rva in NT_FUNCTIONS.items()
                if ARCH_ONLY.get(name, arch.name) == arch.name)
     for name, image, off, size in DRIVERS:
-        driver = table.add_module(name, image, (arch.driver_base + off) & arch.ptr_mask, size)
+        base = arch.nt_base - size if off is None else arch.driver_base + off
+        driver = table.add_module(name, image, base & arch.ptr_mask, size)
         driver.add_all((symbol, driver.base + (i + 1) * DRIVER_STRIDE)
                        for i, symbol in enumerate(DRIVER_FUNCTIONS.get(name, ())))
     for slot, spec in enumerate(extra):
