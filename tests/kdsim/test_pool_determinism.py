@@ -28,9 +28,9 @@ def memory_hash(m: Machine) -> str:
 
 # (nt!KeTickCount, the workload's clock in memory, changed these: with it zeroed they are as
 # before it was published; then the full-size population of kdsim/catalogue/ changed them, then
-# win32k.sys's entry on the loaded-module list, then the seed drivers leaving the machines that do not use
-# them, the processes joining their sessions, x86 quota blocks grown by the billed process's
-# pointer and the session pools' lookaside lists, then hal.dll moving below the kernel)
+# win32k.sys's entry on the loaded-module list, then the seed drivers leaving the machines that do
+# not use them, the processes joining their sessions, x86 quota blocks grown by the billed
+# process's pointer and the session pools' lookaside lists, then hal.dll moving below the kernel)
 BOOTS = {
     ("default", "x86"): "37c88f135a30c7eb",
     ("default", "x64"): "82e1d29479ceb2cf",
