@@ -51,6 +51,7 @@ LOOKASIDE_MIN_DEPTH = 4
 PENDING_FREE_LIMIT = 32        # EXP_MAXIMUM_POOL_FREES_PENDING
 DISPATCH_LEVEL = 2             # the IRQL the nonpaged pool's spin lock raises to
 DOUBLE_FREE_LINE = 0x1297      # BAD_POOL_CALLER 7's P2, a source line in the real kernel
+PROCESS_OBJECT = 3             # DISPATCHER_HEADER.Type of a KPROCESS (ProcessObject)
 STATUS_ACCESS_VIOLATION = 0xC0000005
 X64_CANONICAL_GAP = (0x0000800000000000, 0xFFFF800000000000)   # addresses no x64 CPU takes
 SESSION_PAGED = SESSION | PAGED   # PagedPoolSession: the current session's paged pool
@@ -131,6 +132,8 @@ class PoolManager:
         self.sessions: SessionPools | None = None   # session space, once the sessions exist
         self.hit_site: tuple[str, int, tuple[int, ...]] | None = None   # where PoolHitTag hit
         L = self.layouts = profile_for(arch)
+        self._quota_usage = L.offset("eprocess", "ProcessQuotaUsage")
+        self._quota_peak = L.offset("eprocess", "ProcessQuotaPeak")
         self.codec = L.codec
         self.G = arch.block
         self.shift = arch.block_shift
@@ -640,12 +643,40 @@ class PoolManager:
         return pool_type & ~QUOTA, nbytes
 
     def _finish(self, e: int, bs: int, pool_type: int, process: int) -> int:
+        """The billed process: charged the block's bytes (PsChargeProcessPoolQuota; the model
+        sets no limit, so the charge always succeeds) and its pointer stored, x64 in the
+        header's ProcessBilled, x86 in the block's last ULONG."""
         if pool_type & QUOTA and process:
+            self._charge_quota(process, pool_type & PAGED, bs << self.shift)
             if self.P == 8:
                 self._wptr(e + 8, process)
             else:
                 self._wptr(e + (bs << self.shift) - 4, process)
         return e + self.G
+
+    def _charge_quota(self, process: int, paged: int, nbytes: int) -> None:
+        """EPROCESS.ProcessQuotaUsage[PsNonPagedPool 0 / PsPagedPool 1] += nbytes (negative:
+        PsReturnPoolQuota), and its peak."""
+        usage = process + self._quota_usage + paged * self.P
+        value = (self._rptr(usage) + nbytes) & self.pmask
+        self._wptr(usage, value)
+        peak = process + self._quota_peak + paged * self.P
+        if value > self._rptr(peak) and nbytes > 0:
+            self._wptr(peak, value)
+
+    def _return_quota(self, e: int, bs: int, address: int, tag: int, paged: int) -> None:
+        """The free of a quota block returns its bytes to the billed process (x64 header,
+        x86 last ULONG).  Windows 7 keeps that pointer unencoded and only checks that it
+        points at a process object: anything else stops the machine with BAD_POOL_CALLER 0xD
+        (the block, its tag, the pointer; internals.md 14) -- the quota process pointer
+        overwrite of the pool exploitation literature."""
+        nbytes = bs << self.shift
+        process = self._rptr(e + 8 if self.P == 8 else e + nbytes - 4)
+        if not process:
+            return                                  # x64: nobody was billed
+        if self._page(process)[process & PAGE_MASK] != PROCESS_OBJECT:
+            raise BugCheck(BAD_POOL_CALLER, 0xD, address, tag, process)
+        self._charge_quota(process, paged, -nbytes)
 
     def _failure(self) -> int:
         self._add32(self.mm.addr["ExPoolFailures"], 1)
@@ -1050,6 +1081,8 @@ class PoolManager:
             # Windows 7 does not bounds-check PoolIndex: it follows a wild descriptor pointer.
             raise self._fault(self.paged_desc[0].addr + index * self.layouts.descriptor.sizeof())
         self.tracker.update(ptag, bs << shift, paged, -1)
+        if ptype & QUOTA:
+            self._return_quota(e, bs, P, ptag, paged)
         # the header checks above put the data (P) on the header's page
         if bs <= POOL_SMALL_LISTS and not (paged and index == self.prototype_index):
             if self._lookaside_push(cpu, paged, bs, P, page):

@@ -125,3 +125,13 @@ def big_page_vas(big: Any) -> set[int]:
     full-size pool takes a minute."""
     vas = (big._rptr(big.table + i * big.esize) for i in range(big.entries))
     return {va for va in vas if not va & 1}
+
+
+def billed_process(m: Machine, address: int) -> int:
+    """A stand-in EPROCESS at `address` on a machine without processes, for quota charges: its
+    page mapped and its Header.Type a process object's (what a quota free checks)."""
+    page = address & ~(PAGE_SIZE - 1)
+    if not m.memory.is_mapped(page):
+        m.memory.map(page, PAGE_SIZE)
+    m.memory.write(address, b"\x03")
+    return address

@@ -14,7 +14,7 @@ from kdsim.layouts import PAGE_SIZE, tag_from_ulong, tag_to_ulong
 from kdsim.machine import Machine
 from kdsim.pool import NONPAGED, PAGED, QUOTA, PoolSettings
 from kdsim.scenarios import boot
-from tests.support import big_page_vas
+from tests.support import big_page_vas, billed_process
 
 ARCHES = ("x86", "x64")
 TAGS = ("Aaaa", "Bbbb", "Cccc", "Dddd")
@@ -174,7 +174,7 @@ def test_an_x86_quota_block_holds_the_request_and_the_billed_process_after_it(po
     """x86 ExAllocatePoolWithQuotaTag grows the request by a pointer: the EPROCESS goes in the
     block's last ULONG, past the caller's bytes, and the tracker counts the grown block."""
     m = Machine(get_arch("x86"), seed=1, settings=PoolSettings(lookasides=False))
-    owner = QUOTA_OWNER["x86"]
+    owner = billed_process(m, QUOTA_OWNER["x86"])
     address = m.pool.allocate(pool_type | QUOTA, nbytes, tag_to_ulong("Quot"), process=owner)
     _, _, bs, ptype, _ = m.pool.header(address - 8)
     assert ptype & QUOTA and bs * 8 >= 8 + nbytes + 4
@@ -192,7 +192,7 @@ def test_an_x86_quota_request_too_big_for_a_page_with_the_pointer_is_not_charged
     small-block limit is a large allocation, which no quota is charged for either."""
     m = Machine(get_arch("x86"), seed=1)
     address = m.pool.allocate(NONPAGED | QUOTA, nbytes, tag_to_ulong("Quot"),
-                              process=QUOTA_OWNER["x86"])
+                              process=billed_process(m, QUOTA_OWNER["x86"]))
     assert address % PAGE_SIZE == 0
     assert m.pool.big.find(address)[0] == tag_to_ulong("Quot")
 
@@ -207,7 +207,7 @@ def test_an_x86_quota_request_with_no_process_to_charge_is_a_plain_block() -> No
 @pytest.mark.parametrize("pool_type", [NONPAGED, PAGED])
 def test_an_x64_quota_block_keeps_its_size_and_the_process_in_the_header(pool_type):
     m = Machine(get_arch("x64"), seed=1, settings=PoolSettings(lookasides=False))
-    owner = QUOTA_OWNER["x64"]
+    owner = billed_process(m, QUOTA_OWNER["x64"])
     address = m.pool.allocate(pool_type | QUOTA, 0x60, tag_to_ulong("Quot"), process=owner)
     _, _, bs, ptype, _ = m.pool.header(address - 16)
     assert ptype & QUOTA and bs * 16 == 0x70
@@ -353,3 +353,50 @@ def test_big_page_table_grows_and_keeps_every_entry():
         m.pool.free(a)
     assert all(big.find(a) is None for a in got[::2])
     assert all(big.find(a) is not None for a in got[1::2])
+
+
+def _quota_usage(m: Machine, process: int) -> tuple[list[int], list[int]]:
+    """EPROCESS.ProcessQuotaUsage and ProcessQuotaPeak: [nonpaged, paged] each."""
+    L, P = m.pool.layouts, m.arch.ptr_size
+    return tuple([int.from_bytes(m.memory.read(process + L.offset("eprocess", name) + i * P, P),
+                                 "little") for i in (0, 1)]
+                 for name in ("ProcessQuotaUsage", "ProcessQuotaPeak"))     # type: ignore
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("pool_type", [NONPAGED, PAGED])
+def test_quota_is_charged_to_the_process_and_returned_by_the_free(arch, pool_type):
+    """PsChargeProcessPoolQuota at the allocation (the block's bytes, header included), and
+    PsReturnPoolQuota at the free, to EPROCESS.ProcessQuotaUsage[PsNonPagedPool 0 /
+    PsPagedPool 1]; the peak stays."""
+    m = Machine(get_arch(arch), seed=1)
+    owner = billed_process(m, QUOTA_OWNER[arch])
+    blocks = [m.pool.allocate(pool_type | QUOTA, 0x60, tag_to_ulong("Quot"), process=owner)
+              for _ in range(3)]
+    charged = 3 * m.pool.header(blocks[0] - m.arch.block)[2] * m.arch.block
+    usage, peak = _quota_usage(m, owner)
+    assert usage[pool_type & PAGED] == peak[pool_type & PAGED] == charged
+    assert usage[1 - (pool_type & PAGED)] == 0
+    for block in blocks:
+        m.pool.free(block)
+    usage, peak = _quota_usage(m, owner)
+    assert usage == [0, 0] and peak[pool_type & PAGED] == charged
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_billed_process_pointer_overwritten_stops_the_free(arch):
+    """Windows 7 keeps the billed EPROCESS unencoded (x64: the header's ProcessBilled; x86: the
+    block's last ULONG) and checks only that it is a process object: anything else is
+    BAD_POOL_CALLER 0xD (the block, its tag, the pointer)."""
+    m = Machine(get_arch(arch), seed=1, settings=PoolSettings(lookasides=False))
+    owner = billed_process(m, QUOTA_OWNER[arch])
+    victim = m.pool.allocate(NONPAGED | QUOTA, 0x60, tag_to_ulong("Quot"), process=owner)
+    other = m.pool.allocate(NONPAGED, 0x60, tag_to_ulong("Othr"))       # not a process
+    G, P = m.arch.block, m.arch.ptr_size
+    bs = m.pool.header(victim - G)[2]
+    slot = victim - G + 8 if P == 8 else victim - G + bs * G - 4
+    m.memory.write(slot, other.to_bytes(P, "little"))
+    with pytest.raises(BugCheck) as stop:
+        m.pool.free(victim)
+    assert (stop.value.code, *stop.value.params) == (0xC2, 0xD, victim, tag_to_ulong("Quot"),
+                                                     other)

@@ -14,6 +14,7 @@ from kdsim.target import Target
 from tests.commands.ext.pool_lines import DESCRIPTION, HEADER, REAL_POOL, ROW
 from tests.commands.ext.session_blocks import session_machine
 from tests.pooltag.real_file import real_pooltag
+from tests.support import billed_process
 
 PROTECTED = 0x80000000
 PROCESS = {"x86": 0x8507A030, "x64": 0xFFFFFA8001A3B060}
@@ -30,7 +31,8 @@ def build(arch: str) -> tuple[Machine, dict[str, int]]:
         "Even": pool.allocate(0, 0x38, tag_to_ulong("Even") | PROTECTED),
         "Hack": pool.allocate(0, 0x1F8, tag_to_ulong("Hack")),
         # x86 grows a quota request by the billed process's pointer: 0x68 bytes on both arches
-        "NpFn": pool.allocate(QUOTA, 0x5C, tag_to_ulong("NpFn"), process=PROCESS[arch]),
+        "NpFn": pool.allocate(QUOTA, 0x5C, tag_to_ulong("NpFn"),
+                              process=billed_process(m, PROCESS[arch])),
         "Irp": pool.allocate(0, 0x30, tag_to_ulong("Irp")),
     }
     pool.free(blocks["Even"])

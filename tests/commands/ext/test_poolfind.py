@@ -28,7 +28,7 @@ from tests.commands.ext.pool_lines import (
     DESCRIPTION, FIND_LARGE, FIND_ROW, FIND_SCAN, FIND_SEARCH, HEADER, LARGE, REAL_POOLFIND,
 )
 from tests.commands.ext.session_blocks import session_machine
-from tests.support import text
+from tests.support import billed_process, text
 
 PROTECTED = 0x80000000
 SETTINGS = PoolSettings(lookasides=False, deferred_frees=False)
@@ -370,10 +370,11 @@ def test_the_scan_finds_what_a_slow_decode_finds(arch, ops, chains, garbage, pat
     rule fails somewhere, the last slot of a page included; then bytes anywhere."""
     m = Machine(get_arch(arch), 0, processors=1, settings=SETTINGS)
     live: list[int] = []
+    owner = billed_process(m, 0x85070000)
     for paged, tag, size, protected, quota, free_one in ops:
         key = tag_to_ulong(tag) | (PROTECTED if protected else 0)
         live.append(m.pool.allocate(paged | (QUOTA if quota else 0), size, key,
-                                    process=0x85070000 if quota else 0))
+                                    process=owner if quota else 0))
         if free_one and len(live) > 1:
             m.pool.free(live.pop(size % len(live)))
     target = m.target()
