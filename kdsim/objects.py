@@ -235,7 +235,6 @@ class ObjectManager:
         self.processes.boot(scale)
         self._count_object(self.types["Process"], len(self.processes.boot_set))
         self._count_object(self.types["Thread"], sum(map(len, self.processes.threads.values())))
-        self.machine.stops.record_break(0, self.machine.current_thread(0))   # a real thread
         self.machine.workload.add(ProcessChurn(CHURN_WEIGHT))
 
     def load_modules(self, modules: "Iterable[Module]") -> None:
