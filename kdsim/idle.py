@@ -44,7 +44,7 @@ class IdleThreads:
 
     def __init__(self, machine: "Host"):
         self.machine = machine
-        self.fields = Fields(machine)
+        self.fields = Fields(machine.arch)
         g, P = machine.g, machine.arch.ptr_size
         self.P = P
         self.process = g.var("KiInitialProcess", self.fields.size("eprocess"), 16)
