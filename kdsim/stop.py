@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from .bugcheck import BugCheck
 from .idle import IdleThreads
-from .layouts import FRAME_ARGS, PAGE_SIZE, profile_for
+from .layouts import FRAME_ARGS, PAGE_MASK, PAGE_SIZE, profile_for
+from .memory import MemoryFault
 from .modules import frames as resolve_frames
+from .processes import KERNEL_STACK
 
 if TYPE_CHECKING:  # pragma: no cover
     from .arch import Arch
@@ -77,7 +79,8 @@ def raised_in(bc: BugCheck, routines: str | tuple[str, ...],
 
 
 class StopRecorder:
-    """Publishes what a stop writes (nt!KeBugCheckOwner, the kernel stacks) and writes it."""
+    """Publishes what a stop writes (nt!KeBugCheckOwner; the Idle process and the idle
+    threads, every processor idling from boot) and writes it."""
 
     def __init__(self, machine: Host):
         arch = machine.arch
@@ -93,6 +96,8 @@ class StopRecorder:
         self.prcb_thread = profile.offset("kprcb", "CurrentThread")
         self.registers = profile.context_registers
         self.ptr = struct.Struct("<Q" if arch.ptr_size == 8 else "<I")
+        for cpu in range(machine.processors):
+            self.record_idle(cpu)
 
     def _resolve(self, names: tuple[str, ...]) -> tuple[int, ...]:
         return resolve_frames(self.machine.symbols, tuple(f"nt!{n}" for n in names))
@@ -124,14 +129,25 @@ class StopRecorder:
         self._write(cpu, self.idle.threads[cpu], [(a, (0,) * FRAME_ARGS)
                                                   for a in self._resolve(BREAK_IN_FRAMES)])
 
+    def record_idle(self, cpu: int) -> None:
+        """`cpu` idling, as every processor does from boot: in KiIdleLoop on its idle
+        thread's stack."""
+        self._write(cpu, self.idle.threads[cpu], [(a, (0,) * FRAME_ARGS)
+                                                  for a in self._resolve(BREAK_IN_FRAMES[-1:])])
+
     def _stack(self, thread: int) -> tuple[int, int] | None:
-        """(StackLimit, InitialStack) of `thread`, its pages mapped; None when it has none."""
+        """(StackLimit, InitialStack) of `thread`, its pages mapped; None when it has none
+        (or the debugger wrote bounds no kernel stack has)."""
         memory, profile = self.machine.memory, self.profile
         field = lambda name: int(self.ptr.unpack(memory.read(   # noqa: E731
             thread + profile.offset("ethread", name), self.ptr.size))[0])
-        initial, limit, base = (field("Tcb.InitialStack"), field("Tcb.StackLimit"),
-                                field("Tcb.StackBase"))
-        if not limit < initial < base:
+        try:
+            initial, limit, base = (field("Tcb.InitialStack"), field("Tcb.StackLimit"),
+                                    field("Tcb.StackBase"))
+        except MemoryFault:
+            return None
+        if not (limit < initial < base and base - limit <= KERNEL_STACK[self.arch.ptr_size]
+                and not limit & PAGE_MASK):
             return None
         for page in range(limit, base, PAGE_SIZE):
             if not memory.is_mapped(page):

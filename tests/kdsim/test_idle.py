@@ -19,9 +19,13 @@ def field(t: Target, struct_name: str, base: int, path: str) -> int:
     return t.read_ptr(base + t.profile.offset(struct_name, path))
 
 
+def block_of(t: Target, cpu: int) -> int:
+    """`cpu`'s KPRCB."""
+    return t.read_ptr(t.symbol("nt!KiProcessorBlock") + cpu * t.arch.ptr_size)
+
+
 def prcb(t: Target, cpu: int, name: str) -> int:
-    block = t.read_ptr(t.symbol("nt!KiProcessorBlock") + cpu * t.arch.ptr_size)
-    return t.read_ptr(block + t.profile.offset("kprcb", name))
+    return t.read_ptr(block_of(t, cpu) + t.profile.offset("kprcb", name))
 
 
 def active_processes(t: Target) -> list[int]:
@@ -68,6 +72,11 @@ def test_each_processor_has_its_idle_thread_in_the_idle_process(arch: str) -> No
         assert limit < initial < base and base - limit == {4: 0x3000, 8: 0x6000}[t.arch.ptr_size]
         assert all(t.is_valid(page) for page in range(limit, base, PAGE_SIZE))
         stacks.add(limit)
+        if cpu:                       # idling since boot: KiIdleLoop at the stack's bottom
+            (child,) = frames(t, cpu)
+            assert limit <= child < initial
+            assert t.symbolize(t.read_ptr(block_of(t, cpu) + t.profile.offset(
+                "kprcb", t.profile.context_registers[0]))) == "nt!KiIdleLoop+0x1a"
         if cpu:                       # in its processor's data block, not in pool
             assert not m.mm.nonpaged.contains(thread)
     assert len(stacks) == 4
@@ -107,9 +116,8 @@ def test_a_bug_check_writes_its_frames_on_the_current_threads_stack(arch: str) -
     assert len(found) >= 4 and all(limit <= f < initial for f in found)
     assert all(t.is_valid(page) for page in range(limit, base, PAGE_SIZE))
     # the registers the stop saved start the same walk
-    ip, sp, fp = profile_for(m.arch).context_registers
-    block = t.read_ptr(t.symbol("nt!KiProcessorBlock") + cpu * t.arch.ptr_size)
-    assert t.read_ptr(block + t.profile.offset("kprcb", sp)) == found[0]
+    sp = profile_for(m.arch).context_registers[1]
+    assert t.read_ptr(block_of(t, cpu) + t.profile.offset("kprcb", sp)) == found[0]
 
 
 @pytest.mark.parametrize("arch", ["x86", "x64"])
@@ -132,3 +140,17 @@ def test_a_thread_without_a_stack_yet_keeps_its_frames_on_the_idle_stack() -> No
     assert prcb(t, 1, "CurrentThread") == m.verifier.threads.current(1, 5)
     limit, initial, _ = stack_of(t, prcb(t, 1, "IdleThread"))
     assert all(limit <= f < initial for f in frames(t, 1))
+
+
+def test_a_thread_whose_stack_bounds_were_overwritten_stops_on_the_idle_stack() -> None:
+    """`ed` on a thread's StackLimit must not make the stop map gigabytes."""
+    m = boot("x86", seed=4, scale=0.02)
+    thread = m.current_thread(0)
+    m.memory.write(thread + m.stops.profile.offset("ethread", "Tcb.StackLimit"), bytes(4))
+    pages = len(m.memory.pages)
+    m.stops.record_hit(0, thread, "ExFreePoolWithTag", -1, ())
+    t = m.target()
+    assert prcb(t, 0, "CurrentThread") == thread
+    limit, initial, _ = stack_of(t, prcb(t, 0, "IdleThread"))
+    assert all(limit <= f < initial for f in frames(t, 0))
+    assert len(m.memory.pages) == pages
