@@ -44,6 +44,7 @@ from .files import INVALID_NAME, NewFile, cannot_create, open_regular, win32_err
 from .layouts import PAGE_SHIFT, PAGE_SIZE, PROFILES, Profile, profile_for
 from .layouts.constants import MAXIMUM_PROCESSORS
 from .memory import AddressSpace, MemoryFault
+from .processes import KERNEL_STACK
 from .symbols import SymbolTable
 from .target import Target
 
@@ -290,9 +291,6 @@ def dump_body(target: Target, kind: str = "full", comment: str = "") -> dict[str
     )
 
 
-MAX_STACK = 0x8000           # the most of a kernel stack a mini dump keeps (a corrupt thread)
-
-
 def dump_runs(target: Target, kind: str = "full") -> list[tuple[int, int]]:
     """The pages a dump of this kind keeps, as (first vpn, count) runs: every mapped page for
     a full dump; for a mini dump, as a small memory dump does, the bug-check data and what a
@@ -322,7 +320,7 @@ def dump_runs(target: Target, kind: str = "full") -> list[tuple[int, int]]:
                  profile.eprocess.sizeof())
             limit = target.read_ptr(thread + profile.offset("ethread", "Tcb.StackLimit"))
             base = target.read_ptr(thread + profile.offset("ethread", "Tcb.StackBase"))
-            span(limit, min(max(base - limit, 0), MAX_STACK))
+            span(limit, min(max(base - limit, 0), KERNEL_STACK[P]))     # even if corrupt
             # the frames themselves (on the idle stack for a thread that has none yet)
             span(target.read_ptr(prcb + profile.offset("kprcb", profile.context_registers[2])),
                  PAGE_SIZE)

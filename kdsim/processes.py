@@ -42,7 +42,7 @@ WAITING = 5                      # KTHREAD.State
 EXECUTIVE, USER_REQUEST, WR_QUEUE = 0, 6, 15   # KTHREAD.WaitReason
 KERNEL_STACK = {4: 0x3000, 8: 0x6000}           # bytes of a kernel stack
 # where the model puts kernel stacks (system PTE space, clear of the driver images), one slot
-# per thread ID (a stack and the guard page above it), reused after STACK_SLOTS IDs
+# per thread ID (a stack, then a guard page before the next), reused after STACK_SLOTS IDs
 STACKS = {4: 0xA0400000, 8: 0xFFFFF88005E00000}
 STACK_SLOTS = {4: 0x3E00, 8: 0x10000}
 INITIAL_FRAME = {4: 0x210, 8: 0x30}   # between StackBase and InitialStack (x86: the NPX area)
