@@ -44,7 +44,7 @@ from .files import INVALID_NAME, NewFile, cannot_create, open_regular, win32_err
 from .layouts import PAGE_SHIFT, PAGE_SIZE, PROFILES, Profile, profile_for
 from .layouts.constants import MAXIMUM_PROCESSORS
 from .memory import AddressSpace, MemoryFault
-from .stop import KSTACK_REGION, KSTACK_SIZE
+from .processes import KERNEL_STACK
 from .symbols import SymbolTable
 from .target import Target
 
@@ -310,13 +310,22 @@ def dump_runs(target: Target, kind: str = "full") -> list[tuple[int, int]]:
     span(owner_sym, 4)
     block = target.resolve("nt!KiProcessorBlock")
     if owner_sym is not None and block is not None:
+        profile = target.profile
         try:
-            owner = target.read_u32(owner_sym)
-            span(target.read_ptr(block + owner * P), target.profile.kprcb.sizeof())
+            prcb = target.read_ptr(block + target.read_u32(owner_sym) * P)
+            span(prcb, profile.kprcb.sizeof())
+            thread = target.read_ptr(prcb + profile.offset("kprcb", "CurrentThread"))
+            span(thread, profile.ethread.sizeof())
+            span(target.read_ptr(thread + profile.offset("ethread", "Tcb.Process")),
+                 profile.eprocess.sizeof())
+            limit = target.read_ptr(thread + profile.offset("ethread", "Tcb.StackLimit"))
+            base = target.read_ptr(thread + profile.offset("ethread", "Tcb.StackBase"))
+            span(limit, min(max(base - limit, 0), KERNEL_STACK[P]))     # even if corrupt
+            # the frames themselves (on the idle stack for a thread that has none yet)
+            span(target.read_ptr(prcb + profile.offset("kprcb", profile.context_registers[2])),
+                 PAGE_SIZE)
         except MemoryFault:
             pass
-        span(((target.arch.driver_base + KSTACK_REGION) & target.arch.ptr_mask)
-             + owner * KSTACK_SIZE, KSTACK_SIZE)
     return [(v, 1) for v in sorted(keep)]
 
 

@@ -62,7 +62,7 @@ class LiveControl:
             _, sign, routine, cpu, stack = hit
             m.stops.record_hit(cpu, m.current_thread(cpu), routine, sign, stack)
             return RunResult(Stop.POOL_HIT, cpu)
-        m.stops.record_break(0, m.current_thread(0))
+        m.stops.record_break(0)
         return RunResult(Stop.BREAK_IN, 0)
 
     def reboot(self, progress: "Progress | None" = None) -> "Target":

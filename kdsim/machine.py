@@ -71,7 +71,7 @@ class Machine:
         # published last, so that turning them on moves no address published before them
         self.stops = StopRecorder(self)
         self.verifier = Verifier(self, verifier)
-        self.stops.record_break(0, self.verifier.current_thread(0))
+        self.stops.record_break(0)
         self.objects.publish()
         self.system_time = profile_for(arch).system_time
         self.sym_tick = self.g.var("KeTickCount", self.system_time.sizeof())

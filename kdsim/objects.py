@@ -32,6 +32,7 @@ from .loader import load_module_list
 from .processes import LOGON, TOKEN_SOURCE, ProcessChurn, Processes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .arch import Arch
     from .machine import Machine
     from .symbols import Module
 
@@ -126,9 +127,9 @@ class Image:
 class Fields:
     """Offsets and `struct` formats of declared fields, for packing values into an image."""
 
-    def __init__(self, machine: "Machine"):
-        self.profile = profile_for(machine.arch)
-        self.ptr = struct.Struct("<I" if machine.arch.ptr_size == 4 else "<Q")
+    def __init__(self, arch: "Arch"):
+        self.profile = profile_for(arch)
+        self.ptr = struct.Struct("<I" if arch.ptr_size == 4 else "<Q")
         self._cache: dict[tuple[str, str], tuple[int, struct.Struct]] = {}
         self._sizes: dict[str, int] = {}
 
@@ -174,7 +175,7 @@ class ObjectManager:
         self.memory = machine.memory
         self.pool = machine.pool
         self.P = machine.arch.ptr_size
-        self.fields = Fields(machine)
+        self.fields = Fields(machine.arch)
         self.ptr = self.fields.ptr
         self.profile = self.fields.profile
         self.body = self.profile.body_offset
@@ -235,7 +236,6 @@ class ObjectManager:
         self.processes.boot(scale)
         self._count_object(self.types["Process"], len(self.processes.boot_set))
         self._count_object(self.types["Thread"], sum(map(len, self.processes.threads.values())))
-        self.machine.stops.record_break(0, self.machine.current_thread(0))   # a real thread
         self.machine.workload.add(ProcessChurn(CHURN_WEIGHT))
 
     def load_modules(self, modules: "Iterable[Module]") -> None:

@@ -41,7 +41,12 @@ SYSTEM_THREAD = 0x10             # ETHREAD.CrossThreadFlags.SystemThread
 WAITING = 5                      # KTHREAD.State
 EXECUTIVE, USER_REQUEST, WR_QUEUE = 0, 6, 15   # KTHREAD.WaitReason
 KERNEL_STACK = {4: 0x3000, 8: 0x6000}           # bytes of a kernel stack
-STACKS = {4: 0xA0400000, 8: 0xFFFFF88002400000}  # where the model puts kernel stacks
+# where the model puts kernel stacks (system PTE space, clear of the driver images), one slot
+# per thread ID (a stack, then a guard page before the next), reused after STACK_SLOTS IDs
+STACKS = {4: 0xA0400000, 8: 0xFFFFF88005E00000}
+STACK_SLOTS = {4: 0x3E00, 8: 0x10000}
+INITIAL_FRAME = {4: 0x210, 8: 0x30}   # between StackBase and InitialStack (x86: the NPX area)
+SYSTEM_DIRBASE = {4: 0x185000, 8: 0x187000}     # the system page directory (System, Idle)
 USER_START = {4: 0x77A6B000, 8: 0x77C1F000}     # ntdll!RtlUserThreadStart's page
 PROCESS_FRAMES = ("nt!PspAllocateProcess+0x9e", "nt!ObCreateObject+0x1a4")
 THREAD_FRAMES = ("nt!PspAllocateThread+0x6b", "nt!ObCreateObject+0x1a4")
@@ -158,6 +163,7 @@ class Processes:
             if spec.pid == 4:
                 self.system = process
                 self.machine.g.write_ptr(self.objects.sym_system, process)
+                self.machine.stops.idle.share_handle_table(process)
             elif spec.session is not None:
                 self.charging.append(process)
 
@@ -301,7 +307,8 @@ class Processes:
         name = image.encode("ascii")[:15]
         at = body + self.profile.offset("eprocess", "ImageFileName")
         buf[at:at + len(name)] = name
-        usage = (0x2000 + commit * 0x30, 0x800 + threads * 0x3A0)      # paged, nonpaged bytes
+        # bytes of pool charged so far, indexed as PS_QUOTA_TYPE: PsNonPagedPool 0, PsPagedPool 1
+        usage = (0x800 + threads * 0x3A0, 0x2000 + commit * 0x30)
         for field, scale in (("ProcessQuotaUsage", 1), ("ProcessQuotaPeak", 5 / 4)):
             at = body + self.profile.offset("eprocess", field)
             for i, value in enumerate(usage):
@@ -358,7 +365,7 @@ class Processes:
 
     def _directory_base(self, pid: int) -> int:
         if pid == 4:
-            return 0x185000 if self.P == 4 else 0x187000
+            return SYSTEM_DIRBASE[self.P]
         frame = 0x3E000 + (pid * 0x2F1 & 0x3FFF)
         return (frame << 12 | (pid * 0x20 & 0xFE0)) if self.P == 4 else frame << 12
 
@@ -392,8 +399,9 @@ class Processes:
         et = block + body
         tid = self._thread_id(used)
         n = tid // 4                                   # the thread's stack slot
-        stack_base = STACKS[P] + n * (KERNEL_STACK[P] + 0x1000) + KERNEL_STACK[P]
-        initial = stack_base - (0x210 if P == 4 else 0x30)
+        stack_base = (STACKS[P] + n % STACK_SLOTS[P] * (KERNEL_STACK[P] + 0x1000)
+                      + KERNEL_STACK[P])
+        initial = stack_base - INITIAL_FRAME[P]
         kthread_list = process + profile.offset("eprocess", "Pcb.ThreadListHead")
         ethread_list = process + profile.offset("eprocess", "ThreadListHead")
         k_last, e_last = self._rptr(kthread_list + P), self._rptr(ethread_list + P)

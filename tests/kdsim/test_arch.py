@@ -9,7 +9,8 @@ from kdsim.arch import ARCHES
 from kdsim.layouts import PAGE_SIZE
 from kdsim.scenarios import boot
 from kdsim.sessionpool import SESSIONS
-from kdsim.stop import KSTACK_REGION, KSTACK_SIZE
+from kdsim.idle import IDLE_SLOT
+from kdsim.processes import KERNEL_STACK, STACK_SLOTS, STACKS
 from kdsim.win32k import WIN32K_SIZE
 
 
@@ -17,13 +18,14 @@ from kdsim.win32k import WIN32K_SIZE
 def test_regions_do_not_overlap(name):
     m = boot(name, seed=1, scale=0.05)
     a = m.arch
+    P = a.ptr_size
     regions = [("nonpaged", m.mm.nonpaged.start, m.mm.nonpaged.end),
                ("paged", m.mm.paged.start, m.mm.paged.end),
                ("special", m.mm.get("MmSpecialPoolStart"), m.mm.get("MmSpecialPoolEnd")),
                ("sessions", a.session_start, a.session_start + SESSIONS * a.session_stride),
                ("win32k", a.win32k_base, a.win32k_base + WIN32K_SIZE),
-               ("stacks", a.driver_base + KSTACK_REGION,
-                a.driver_base + KSTACK_REGION + m.processors * KSTACK_SIZE)]
+               ("idle stacks", STACKS[P] - m.processors * IDLE_SLOT[P], STACKS[P]),
+               ("stacks", STACKS[P], STACKS[P] + STACK_SLOTS[P] * (KERNEL_STACK[P] + PAGE_SIZE))]
     regions += [(mod.name, mod.base, mod.base + mod.size) for mod in m.symbols.modules
                 if mod.name != "win32k"]
     ordered = sorted(regions, key=lambda r: r[1])

@@ -14,18 +14,18 @@ def test_the_stop_is_recorded_with_its_stack_in_memory() -> None:
                                    "Arguments 00000007 00001297 00000000 84435008\n")
     assert run(s, "k") == """\
 ChildEBP RetAddr  
-90205c30 82a8f61c nt!RtlpBreakWithStatusInstruction
-90205c80 82a9029b nt!KiBugCheckDebugBreak+0x1c
-90205cd0 82a8f01e nt!KeBugCheck2+0x68b
-90205d20 82bb8de1 nt!KeBugCheckEx+0x1e
-90205d70 8e712c10 nt!ExFreePoolWithTag+0x1b1
-90205e10 82be1063 DrvB+0x2c10
-90205e60 00000000 nt!IofCallDriver+0x63
+a03ffae0 82a8f61c nt!RtlpBreakWithStatusInstruction
+a03ffb30 82a9029b nt!KiBugCheckDebugBreak+0x1c
+a03ffb80 82a8f01e nt!KeBugCheck2+0x68b
+a03ffbd0 82bb8de1 nt!KeBugCheckEx+0x1e
+a03ffc20 8e712c10 nt!ExFreePoolWithTag+0x1b1
+a03ffcc0 82be1063 DrvB+0x2c10
+a03ffd10 00000000 nt!IofCallDriver+0x63
 """
     assert run(s, "kn 2") == (" # ChildEBP RetAddr  \n"
-                              "00 90205c30 82a8f61c nt!RtlpBreakWithStatusInstruction\n"
-                              "01 90205c80 82a9029b nt!KiBugCheckDebugBreak+0x1c\n")
-    assert run(s, "kb 5").splitlines()[4] == ("90205d20 82bb8de1 000000c2 00000007 00001297 "
+                              "00 a03ffae0 82a8f61c nt!RtlpBreakWithStatusInstruction\n"
+                              "01 a03ffb30 82a9029b nt!KiBugCheckDebugBreak+0x1c\n")
+    assert run(s, "kb 5").splitlines()[4] == ("a03ffbd0 82bb8de1 000000c2 00000007 00001297 "
                                               "nt!KeBugCheckEx+0x1e")
     assert run(s, "kb").splitlines()[0] == "ChildEBP RetAddr  Args to Child              "
 
@@ -37,9 +37,9 @@ def test_x64_stack_layouts() -> None:
                                    "00000000`00001297 00000000`00000000 fffffa80`00c35010\n")
     lines = run(s, "k").splitlines()
     assert lines[0] == "Child-SP          RetAddr           Call Site"
-    assert lines[4] == "fffff880`05e05d60 fffff800`015b33b0 nt!KeBugCheckEx+0x104"
+    assert lines[4] == "fffff880`05dffdf0 fffff800`015b33b0 nt!KeBugCheckEx+0x104"
     kb = run(s, "kb").splitlines()
     assert kb[0] == ("Child-SP          RetAddr           : Args to Child" + " " * 59
                      + ": Call Site")
-    assert kb[4] == ("fffff880`05e05d60 fffff800`015b33b0 : 00000000`000000c2 00000000`00000007 "
+    assert kb[4] == ("fffff880`05dffdf0 fffff800`015b33b0 : 00000000`000000c2 00000000`00000007 "
                      "00000000`00001297 00000000`00000000 : nt!KeBugCheckEx+0x104")

@@ -106,11 +106,11 @@ PROCESS_NAME:  System
 LAST_CONTROL_TRANSFER:  from 82bb8de1 to 82a8f01e
 
 STACK_TEXT:  
-90205cd0 82bb8de1 00000019 00000020 84435e00 nt!KeBugCheckEx+0x1e
-90205d20 8e712c10 00000000 00000000 00000000 nt!ExFreePoolWithTag+0x1b1
-90205dc0 82be1063 00000000 00000000 00000000 DrvB+0x2c10
-90205e10 82da9a97 00000000 00000000 00000000 nt!IofCallDriver+0x63
-90205eb0 00000000 00000000 00000000 00000000 nt!IopXxxControlFile+0x607
+a03ffb80 82bb8de1 00000019 00000020 84435e00 nt!KeBugCheckEx+0x1e
+a03ffbd0 8e712c10 00000000 00000000 00000000 nt!ExFreePoolWithTag+0x1b1
+a03ffc70 82be1063 00000000 00000000 00000000 DrvB+0x2c10
+a03ffcc0 82da9a97 00000000 00000000 00000000 nt!IofCallDriver+0x63
+a03ffd60 00000000 00000000 00000000 00000000 nt!IopXxxControlFile+0x607
 
 
 STACK_COMMAND:  kb
@@ -214,7 +214,7 @@ def test_x64_buckets_carry_the_x64_prefix_and_stack_text_has_four_arguments() ->
     out = run(Session(m.target()), "!analyze -v")
     assert "BUGCHECK_STR:  0xc2_7\n" in out
     assert "POOL_ADDRESS:  fffffa8000c48010 Unknown\n" in out
-    assert ("fffff880`05e05d10 fffff800`015b33b0 : 00000000`000000c2 00000000`00000007 "
+    assert ("fffff880`05dffda0 fffff800`015b33b0 : 00000000`000000c2 00000000`00000007 "
             "00000000`00001297 00000000`04020001 : nt!KeBugCheckEx+0x104\n") in out
     assert "FAILURE_BUCKET_ID:  X64_0xc2_7_DrvB+2c10\n" in out
 

@@ -110,6 +110,44 @@ def test_the_current_thread_shows_its_stack(booted: Callable[[str], Machine]) ->
     assert run(session, "!process -1 0").startswith(f"PROCESS {owner}  ")
 
 
+@pytest.mark.parametrize("arch", ["x86", "x64"])
+def test_a_break_in_shows_the_idle_thread_live_and_dumped(booted: Callable[[str], Machine],
+                                                          arch: str, tmp_path) -> None:
+    machine = booted(arch)
+    live = Session(machine.target())
+    text = run(live, "!thread")
+    lines = text.splitlines()
+    assert re.match(r"THREAD ([0-9a-f]+)  Cid 0000\.0000  .* RUNNING on processor 0$", lines[0])
+    assert re.fullmatch(r"Owning Process +([0-9a-f]+) +Image: +Idle", lines[3])
+    idle = lines[3].split()[2]
+    (address, session_id, pid, image), = blocks(arch, run(live, "!process -1 0"))
+    assert (address, session_id, pid, image) == (idle, "none", "0000", "Idle")
+    assert "Image: Idle" not in run(live, "!process 0 0")
+    # `k`'s frames lie on the thread's stack, between its Limit and its Init
+    init = int(re.search(r"Stack Init ([0-9a-f]+)", text).group(1), 16)
+    limit = int(re.search(r" Limit ([0-9a-f]+)", text).group(1), 16)
+    children = [int(line.split()[0].replace("`", ""), 16)
+                for line in run(live, "k").splitlines()[1:]]
+    assert len(children) == 4 and all(limit <= child < init for child in children)
+    thread = lines[0].split()[1]
+    assert run(live, f".thread {thread}") == f"Implicit thread is now {_addr(arch, thread)}\n"
+    assert run(live, "!thread") == text
+    # a mini dump keeps the stop's processor, thread, process and stack, not the handle table
+    for kind, commands in (("full", ("!thread", "k", "kb", "!process -1 0", "r")),
+                           ("mini", ("!thread", "k", "kb", "r"))):
+        save_dump(machine.target(), str(tmp_path / f"{kind}.dmp"), kind=kind)
+        dead = Session(open_dump(tmp_path / f"{kind}.dmp"))
+        for command in commands:
+            shown, expected = run(dead, command), run(live, command)
+            if kind == "mini":          # a mini dump keeps no clock: the wait's ticks are 0
+                shown, expected = (re.sub(r"Ticks: .*", "", x) for x in (shown, expected))
+            assert shown == expected, (kind, command)
+
+
+def _addr(arch: str, value: str) -> str:
+    return value if arch == "x86" else f"{value[:8]}`{value[8:]}"
+
+
 def test_implicit_process_and_thread(booted: Callable[[str], Machine]) -> None:
     session = Session(booted("x86").target())
     current = run(session, ".process")
