@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kdsim.target import BUGCHECK_NAMES
+from kdsim.target import BUGCHECK_NAMES, MemoryFault
 
-from ..core.stack import BugcheckData, Frame, read_stack, stack_lines, symbol_of
+from ..core.stack import (BugcheckData, Frame, current_thread, read_stack, stack_lines,
+                          symbol_of)
 from ..errors import DebuggerError
 from ..expr import parse_leading
+from ..objread import image_name, read_field
 from ..poolread import PoolReader
 from ..registry import command
 from .verifier import read_unicode
@@ -219,6 +221,7 @@ class Analysis:
     sites: list[str]
     blame: Blame
     verbose: bool
+    process_name: str | None = None             # the stopped thread's process, when readable
 
 
 def _owner(target: "Target") -> int:
@@ -285,7 +288,18 @@ def analyze(target: "Target", verbose: bool) -> Analysis:
                     DESCRIPTIONS.get(code, ()), argument_meanings(code, params),
                     bugcheck_string(code, params), key, address, region,
                     params[1] if code == 0xC5 else None, frames, sites,
-                    _blame(target, code, params, frames, sites), verbose)
+                    _blame(target, code, params, frames, sites), verbose,
+                    _process_name(target, _owner(target)))
+
+
+def _process_name(target: "Target", processor: int) -> str | None:
+    """PROCESS_NAME: the image of the process whose thread the stopped processor runs (Idle
+    for a stop in the idle loop), None when the thread or process cannot be read."""
+    try:
+        thread = current_thread(target, processor)
+        return image_name(target, read_field(target, "ethread", thread, "Tcb.ApcState.Process"))
+    except (KeyError, MemoryFault):
+        return None
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -320,7 +334,9 @@ def _verbose_lines(a: Analysis, arch: "Arch") -> list[str]:
               f"BUGCHECK_STR:  {a.bugcheck_str}", ""]
     if a.address_key:
         lines += [f"{a.address_key}:  {arch.fmt_ptr(a.address)} {a.region}", ""]
-    lines += ["DEFAULT_BUCKET_ID:  VISTA_DRIVER_FAULT", "", "PROCESS_NAME:  System", ""]
+    lines += ["DEFAULT_BUCKET_ID:  VISTA_DRIVER_FAULT", ""]
+    if a.process_name:
+        lines += [f"PROCESS_NAME:  {a.process_name}", ""]
     if a.irql is not None:
         lines += [f"CURRENT_IRQL:  {a.irql:x}", ""]
     if a.frames:
