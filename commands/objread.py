@@ -49,13 +49,21 @@ def read_bytes(target: "Target", struct_name: str, base: int, path: str) -> byte
     return target.read(base + offset, _leaf(layout, path).sizeof())
 
 
-def read_unicode(target: "Target", address: int, limit: int = 0x200) -> str:
-    """The text of the _UNICODE_STRING at `address` ('' when it cannot be read)."""
+def unicode_at(target: "Target", address: int, limit: int = 0x200) -> str:
+    """The text of the _UNICODE_STRING at `address` (its first `limit` bytes); MemoryFault
+    when the string or its buffer cannot be read."""
     layout = target.profile.unicode_string
+    string = layout.parse(target.read(address, layout.sizeof()))
+    if not string.Length:
+        return ""
+    return target.read(string.Buffer, min(string.Length, limit) & ~1).decode(
+        "utf-16-le", "replace")
+
+
+def read_unicode(target: "Target", address: int, limit: int = 0x200) -> str:
+    """`unicode_at`, '' when it cannot be read."""
     try:
-        string = layout.parse(target.read(address, layout.sizeof()))
-        return target.read(string.Buffer, min(string.Length, limit) & ~1).decode(
-            "utf-16-le", "replace")
+        return unicode_at(target, address, limit)
     except MemoryFault:
         return ""
 

@@ -26,10 +26,9 @@ from ..core.stack import (BugcheckData, Frame, current_thread, read_stack, stack
                           symbol_of)
 from ..errors import DebuggerError
 from ..expr import parse_leading
-from ..objread import image_name, read_field
+from ..objread import image_name, read_field, unicode_at
 from ..poolread import PoolReader
 from ..registry import command
-from .verifier import read_unicode
 
 if TYPE_CHECKING:  # pragma: no cover
     from kdsim.arch import Arch
@@ -232,7 +231,7 @@ def _owner(target: "Target") -> int:
 def _blame(target: "Target", code: int, params: tuple[int, ...], frames: list[Frame],
            sites: list[str]) -> Blame:
     if code == 0xC4 and params[0] == 0x62:
-        image = read_unicode(target, params[1])
+        image = unicode_at(target, params[1])
         module = target.symbols.module(image)
         name = module.name if module else image.rsplit(".", 1)[0]
         return Blame(None, 0, image, name, image, "MachineOwner",

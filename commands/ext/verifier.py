@@ -26,6 +26,7 @@ from pooltag import display_tag
 from ..core.stack import symbol_of
 from ..errors import DebuggerError, nt_global, nt_symbol
 from ..expr import parse_leading
+from ..objread import unicode_at
 from ..registry import command
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,13 +145,6 @@ def read_statistics(target: "Target") -> dict[str, int]:
     return {k: v for k, v in parsed.items() if isinstance(v, int)}
 
 
-def read_unicode(target: "Target", address: int) -> str:
-    """A UNICODE_STRING at `address`."""
-    layout = target.profile.unicode_string
-    s = layout.parse(target.read(address, layout.sizeof()))
-    return target.read(s.Buffer, s.Length).decode("utf-16-le", "replace") if s.Length else ""
-
-
 def read_drivers(target: "Target", allocations: bool = False) -> list[DriverInfo]:
     """The verified drivers on nt!MiSuspectDriverList (and their outstanding allocations)."""
     L = target.profile
@@ -159,7 +153,7 @@ def read_drivers(target: "Target", allocations: bool = False) -> list[DriverInfo
     entry = target.read_ptr(head)
     while entry != head and entry and len(out) < MAX_DRIVERS:
         e = L.driver_entry.parse(target.read(entry, L.driver_entry.sizeof()))
-        name = read_unicode(target, entry + L.offset("driver_entry", "BaseName"))
+        name = unicode_at(target, entry + L.offset("driver_entry", "BaseName"))
         info = DriverInfo(
             entry, name, e.Loads > e.Unloads,
             (e.CurrentNonPagedPoolAllocations, e.CurrentPagedPoolAllocations),
