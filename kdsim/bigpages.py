@@ -10,6 +10,7 @@ from .mm import MemoryManager
 from .ntdata import KernelGlobals
 
 DEFAULT_ENTRIES = 4096
+_ODD = bytes(b & BIG_PAGE_FREE for b in range(256))     # a Va's low byte -> its free bit
 
 
 def big_hash(va: int, mask: int) -> int:
@@ -88,32 +89,54 @@ class BigPageTable:
         self.ptr.pack_into(self._in_use_page, self.sym_in_use & PAGE_MASK, self.in_use)
 
     def insert(self, va: int, key: int, pool_type: int, nbytes: int) -> bool:
-        mask = self.entries - 1
-        s = big_hash(va, mask)
-        pages, ptr, table, esize = self.memory.pages, self.ptr, self.table, self.esize
-        for probes in range(self.entries):
-            e = table + s * esize
-            if ptr.unpack_from(pages[e >> 12], e & PAGE_MASK)[0] & BIG_PAGE_FREE:
-                self._write_entry(e, va, key, pool_type, nbytes)
-                self.in_use += 1
-                self._publish_in_use()
-                if probes >= 16 and self.in_use > self.entries // 4:
-                    self._grow()
-                return True
-            s = (s + 1) & mask
-        if self._grow():
-            return self.insert(va, key, pool_type, nbytes)
-        return False
+        """Claim the first free entry from the hash slot on (wrapping around once); expand
+        the table after a claim of 16 or more probes past a quarter full, or when full."""
+        start = big_hash(va, self.entries - 1)
+        slot = self._first(start, self.entries, None)
+        if slot is None:
+            slot = self._first(0, start, None)
+        if slot is None:
+            if self._grow():
+                return self.insert(va, key, pool_type, nbytes)
+            return False
+        self._write_entry(self.table + slot * self.esize, va, key, pool_type, nbytes)
+        self.in_use += 1
+        self._publish_in_use()
+        if (slot - start) % self.entries >= 16 and self.in_use > self.entries // 4:
+            self._grow()
+        return True
 
     def _slot_of(self, va: int) -> int | None:
-        mask = self.entries - 1
-        s = big_hash(va, mask)
-        pages, ptr, table, esize = self.memory.pages, self.ptr, self.table, self.esize
-        for _ in range(self.entries):
-            e = table + s * esize
-            if ptr.unpack_from(pages[e >> 12], e & PAGE_MASK)[0] == va:
-                return s
-            s = (s + 1) & mask
+        """The first entry from the hash slot on (wrapping around once) that holds `va`."""
+        start = big_hash(va, self.entries - 1)
+        slot = self._first(start, self.entries, va)
+        return slot if slot is not None else self._first(0, start, va)
+
+    def _first(self, start: int, stop: int, va: int | None) -> int | None:
+        """The first entry in [start, stop) that is free (`va` None) or holds `va`.  A probe
+        run is scanned a page at a time, in C, as long runs are common (consecutive pages
+        hash to consecutive slots): for a free entry, the low bytes of the Va fields sliced
+        out at the entry stride, the first odd one (BIG_PAGE_FREE); for `va`, its bytes found
+        at an entry's start.  (A Va is never split by a page end: entries are 8-aligned.)"""
+        esize, table, pages = self.esize, self.table, self.memory.pages
+        needle = b"" if va is None else self.ptr.pack(va)
+        i = start
+        while i < stop:
+            a = table + i * esize
+            page, off = pages[a >> 12], a & PAGE_MASK
+            n = min(stop - i, (PAGE_SIZE - off + esize - 1) // esize)
+            if va is None:
+                j = page[off:off + (n - 1) * esize + 1:esize].translate(_ODD).find(1)
+                if j >= 0:
+                    return i + j
+            else:
+                limit = off + (n - 1) * esize + len(needle)
+                at = page.find(needle, off, limit)
+                while at >= 0:
+                    if (at - off) % esize == 0:
+                        return i + (at - off) // esize
+                    at = page.find(needle, at + 1, limit)
+            i += n
         return None
 
     def find(self, va: int) -> tuple[int, int] | None:
