@@ -13,12 +13,12 @@ from kdsim.bugcheck import BugCheck
 from kdsim.layouts import PAGE_SIZE, field_path_offset, profile_for, tag_to_ulong
 from kdsim.layouts.session import mm_session_space
 from kdsim.machine import Machine
-from kdsim.pool import PAGED, SESSION_PAGED, PoolSettings
+from kdsim.pool import PAGED, QUOTA, SESSION_PAGED, PoolSettings
 from kdsim.scenarios import boot
 from kdsim.sessionpool import INTERACTIVE, SessionPool, SessionPools
 from kdsim.win32k import TAGS
 from tests.kdsim.test_pool import walk_page
-from tests.support import big_page_vas
+from tests.support import big_page_vas, billed_process
 
 ARCHES = ("x86", "x64")
 SESSION_TAGS = ("Gh05", "Usac", "Gla1")
@@ -279,3 +279,22 @@ def test_pool_hit_tag_counts_session_allocations_and_frees(arch):
     assert m.pool.take_hit() == (tag_to_ulong("Gla5"), -1, "ExFreePoolWithTag", 0, (0x5678,))
     m.pool.allocate(SESSION_PAGED, 0x60, tag_to_ulong("Gla4"))
     assert m.pool.take_hit() is None
+
+
+def test_an_x86_session_quota_block_holds_the_request_and_the_billed_process_after_it():
+    """ExAllocatePoolWithQuotaTag grows an x86 request by the EPROCESS pointer whatever the
+    pool, session pool included; the process is charged and the free returns the charge."""
+    m = with_sessions("x86")
+    owner = billed_process(m, 0x8507A030)
+    address = m.pool.allocate(SESSION_PAGED | QUOTA, 0x5C, tag_to_ulong("Usqt"), process=owner)
+    assert m.pool.sessions.owns(address)
+    m.memory.write(address, b"\xaa" * 0x5C)
+    pool = m.pool.sessions.pool_at(address)
+    _, _, bs, ptype, _ = pool.header(address - 8)
+    assert ptype & QUOTA and bs * 8 == 0x68
+    assert m.memory.read(address - 8 + 0x68 - 4, 4) == owner.to_bytes(4, "little")
+    assert m.memory.read(address, 0x5C) == b"\xaa" * 0x5C
+    usage = owner + m.pool.layouts.offset("eprocess", "ProcessQuotaUsage") + 4   # PsPagedPool
+    assert int.from_bytes(m.memory.read(usage, 4), "little") == 0x68
+    m.pool.free(address)
+    assert int.from_bytes(m.memory.read(usage, 4), "little") == 0
