@@ -661,7 +661,7 @@ class PoolManager:
         value = (self._rptr(usage) + nbytes) & self.pmask
         self._wptr(usage, value)
         peak = process + self._quota_peak + paged * self.P
-        if value > self._rptr(peak) and nbytes > 0:
+        if nbytes > 0 and value > self._rptr(peak):
             self._wptr(peak, value)
 
     def _return_quota(self, e: int, bs: int, address: int, tag: int, paged: int) -> None:

@@ -17,7 +17,8 @@ x64, shared by the processors; internals.md 6), which the balance-set manager tu
 the processors' (assumed: the same rule).  Simplifications, as assumptions: the sessions'
 pools lie side by side in session space, where Windows maps
 each session's pool at the same addresses in the processes of that session; Driver Verifier
-does not track session allocations, and nt!PoolHitTag does not break on a session tag.
+does not track session allocations.  nt!PoolHitTag does break on a session tag: the
+session's tracker reports the hit to the kernel's (`TagTracker.hits`).
 
 Session VA, session s at `Arch.session_start + s * Arch.session_stride`: the structure, the
 session's tables (tracker, big-page table) from TABLES, its paged pool from POOL to the next

@@ -276,7 +276,8 @@ def analyze(target: "Target", verbose: bool) -> Analysis:
         raise DebuggerError("The target has not stopped at a bug check: nothing to analyze "
                             "(nt!KiBugCheckData is zero).")
     code, params = stop.code, stop.params
-    frames = read_stack(target, _owner(target))
+    owner = _owner(target)
+    frames = read_stack(target, owner)
     start = next((i for i, f in enumerate(frames)
                   if (target.symbolize(f.site) or "").startswith("nt!KeBugCheckEx")), 0)
     frames = frames[start:]
@@ -288,7 +289,7 @@ def analyze(target: "Target", verbose: bool) -> Analysis:
                     bugcheck_string(code, params), key, address, region,
                     params[1] if code == 0xC5 else None, frames, sites,
                     _blame(target, code, params, frames, sites), verbose,
-                    _process_name(target, _owner(target)))
+                    _process_name(target, owner))
 
 
 def _process_name(target: "Target", processor: int) -> str | None:
